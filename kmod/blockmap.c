@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The block map: the "filesystem" layer of vmcoh.
+ *
+ * An xarray maps each page index of the object to the block backing it, a
+ * zero-filled page allocated on first write (write(2) or a write fault) and
+ * charged to the writer's memory cgroup.  An absent index is a hole and
+ * reads as zeros.  The object's size lives here too, because allocation and
+ * shrinking must agree on it atomically.
+ *
+ * Who may change what:
+ *   - adding a block: write(2) under io_rwsem, or a write fault under the
+ *     index's entry lock; vmcoh_block_publish() settles a race between them.
+ *   - removing blocks and shrinking: punch and resize, under io_rwsem held
+ *     exclusive, followed by invalidation before the blocks are freed.
+ * So a block looked up under io_rwsem (shared or exclusive), or under the
+ * entry lock of its index, stays allocated until that lock is dropped:
+ * invalidation frees blocks only after it has waited for the index's entry
+ * lock, and only while holding io_rwsem exclusive.
+ *
+ * Lock order: see vmcoh.h.  blocks.xa_lock is a leaf, never held across a
+ * sleep or together with entries.xa_lock.
+ */
+
+#include <linux/gfp.h>
+#include <linux/mm.h>
+#include <linux/sched.h>
+
+#include "vmcoh.h"
+
+void vmcoh_blockmap_init(struct vmcoh_blockmap *map, loff_t size,
+			 unsigned long max_blocks)
+{
+	xa_init_flags(&map->blocks, XA_FLAGS_ACCOUNT);
+	map->size = size;
+	map->max_blocks = max_blocks;
+	atomic_long_set(&map->nr_blocks, 0);
+}
+
+/*
+ * The caller holds io_rwsem or @index's entry lock, which keeps the block
+ * returned from being freed (see above).
+ */
+struct page *vmcoh_block_lookup(struct vmcoh_blockmap *map, pgoff_t index)
+{
+	return xa_load(&map->blocks, index);
+}
+
+/**
+ * vmcoh_block_new - allocate a zero-filled block, not yet in the map
+ * @dev: the device
+ *
+ * Return: the block, ERR_PTR(-ENOSPC) at the max_mb cap, or
+ * ERR_PTR(-ENOMEM).
+ */
+struct page *vmcoh_block_new(struct vmcoh_dev *dev)
+{
+	struct vmcoh_blockmap *map = &dev->map;
+	struct page *block;
+
+	if (atomic_long_inc_return(&map->nr_blocks) > map->max_blocks) {
+		atomic_long_dec(&map->nr_blocks);
+		return ERR_PTR(-ENOSPC);
+	}
+	block = alloc_page(GFP_HIGHUSER | __GFP_ZERO | __GFP_ACCOUNT);
+	if (!block) {
+		atomic_long_dec(&map->nr_blocks);
+		return ERR_PTR(-ENOMEM);
+	}
+	vmcoh_count(dev, VMCOH_BLOCKS_ALLOCATED);
+	return block;
+}
+
+/*
+ * Drop our reference to a block that was never published, or that is out
+ * of the map and no longer mapped by any PTE.  A GUP pin may still hold
+ * the page; it is freed when the pin is released.
+ */
+void vmcoh_block_free(struct vmcoh_dev *dev, struct page *block)
+{
+	put_page(block);
+	atomic_long_dec(&dev->map.nr_blocks);
+	vmcoh_count(dev, VMCOH_BLOCKS_FREED);
+}
+
+/**
+ * vmcoh_block_publish - make @block back @index, unless it is taken
+ * @dev: the device
+ * @index: page index
+ * @block: a block from vmcoh_block_new()
+ *
+ * The size check and the store happen under blocks.xa_lock, the lock a
+ * shrink holds while it lowers the size: a block is never published beyond
+ * an EOF that a shrink has already set, so the shrink cannot miss it.
+ *
+ * Return: @block; or the block some other task published first (the caller
+ * discards its own); or ERR_PTR(-ENXIO) if @index is beyond EOF, or
+ * ERR_PTR(-ENOMEM).
+ */
+struct page *vmcoh_block_publish(struct vmcoh_dev *dev, pgoff_t index,
+				 struct page *block)
+{
+	struct vmcoh_blockmap *map = &dev->map;
+	XA_STATE(xas, &map->blocks, index);
+	struct page *cur;
+
+	do {
+		xas_lock(&xas);
+		if (index >= (map->size >> PAGE_SHIFT)) {
+			cur = ERR_PTR(-ENXIO);
+		} else {
+			cur = xas_load(&xas);
+			if (!cur) {
+				xas_store(&xas, block);
+				cur = block;
+			}
+		}
+		xas_unlock(&xas);
+	} while (xas_nomem(&xas, GFP_KERNEL));
+
+	if (xas_error(&xas))
+		return ERR_PTR(xas_error(&xas));
+	return cur;
+}
+
+static void block_list_add(struct vmcoh_block_list *list, struct page *block)
+{
+	set_page_private(block, (unsigned long)list->head);
+	list->head = block;
+	list->count++;
+}
+
+/*
+ * Take the blocks of [@first, @last] out of the map onto @list.  Called
+ * with io_rwsem held exclusive.  The blocks may still be mapped: the caller
+ * must invalidate the range before it frees them.
+ */
+static void blocks_remove_locked(struct vmcoh_blockmap *map,
+				 struct xa_state *xas, pgoff_t last,
+				 struct vmcoh_block_list *list)
+	__must_hold(map->blocks.xa_lock)
+{
+	struct page *block;
+
+	xas_for_each(xas, block, last) {
+		xas_store(xas, NULL);
+		block_list_add(list, block);
+		if (need_resched()) {
+			xas_pause(xas);
+			xas_unlock(xas);
+			cond_resched();
+			xas_lock(xas);
+		}
+	}
+}
+
+void vmcoh_blocks_remove(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
+			 struct vmcoh_block_list *list)
+{
+	XA_STATE(xas, &dev->map.blocks, first);
+
+	xas_lock(&xas);
+	blocks_remove_locked(&dev->map, &xas, last, list);
+	xas_unlock(&xas);
+}
+
+/**
+ * vmcoh_blockmap_set_size - change the size; on shrink, take the blocks
+ * beyond the new EOF out of the map
+ * @dev: the device
+ * @size: new size, page-aligned
+ * @list: receives the removed blocks
+ *
+ * Called with io_rwsem held exclusive.  The new size is visible to
+ * vmcoh_block_publish() before the first block is removed.
+ */
+void vmcoh_blockmap_set_size(struct vmcoh_dev *dev, loff_t size,
+			     struct vmcoh_block_list *list)
+{
+	struct vmcoh_blockmap *map = &dev->map;
+	XA_STATE(xas, &map->blocks, size >> PAGE_SHIFT);
+	bool shrink = size < map->size;
+
+	xas_lock(&xas);
+	WRITE_ONCE(map->size, size);
+	if (shrink)
+		blocks_remove_locked(map, &xas, ULONG_MAX, list);
+	xas_unlock(&xas);
+}
+
+/* Free blocks that are out of the map and no longer mapped by any PTE. */
+void vmcoh_blocks_free(struct vmcoh_dev *dev, struct vmcoh_block_list *list)
+{
+	struct page *block;
+
+	while ((block = list->head)) {
+		list->head = (struct page *)page_private(block);
+		set_page_private(block, 0);
+		vmcoh_block_free(dev, block);
+		cond_resched();
+	}
+	list->count = 0;
+}
+
+/**
+ * vmcoh_blockmap_seek - SEEK_DATA / SEEK_HOLE on the block map
+ * @map: the block map
+ * @pos: where to start
+ * @whence: SEEK_DATA or SEEK_HOLE
+ *
+ * Data is any block-backed byte; EOF counts as a hole.  A racing write
+ * makes the answer stale, as it does for any filesystem.
+ *
+ * Return: the offset found, or -ENXIO if @pos is at or beyond EOF or no
+ * data follows it.
+ */
+loff_t vmcoh_blockmap_seek(struct vmcoh_blockmap *map, loff_t pos, int whence)
+{
+	loff_t size = READ_ONCE(map->size);
+	pgoff_t index, last;
+	XA_STATE(xas, &map->blocks, 0);
+	struct page *block;
+	loff_t found;
+
+	if (pos < 0 || pos >= size)
+		return -ENXIO;
+	index = pos >> PAGE_SHIFT;
+	last = (size - 1) >> PAGE_SHIFT;
+	xas_set(&xas, index);
+
+	rcu_read_lock();
+	if (whence == SEEK_DATA) {
+		do {
+			block = xas_find(&xas, last);
+		} while (xas_retry(&xas, block));
+		found = block ? max_t(loff_t, pos,
+				      (loff_t)xas.xa_index << PAGE_SHIFT) :
+				-ENXIO;
+	} else {
+		pgoff_t next = index;
+
+		xas_for_each(&xas, block, last) {
+			if (xas_retry(&xas, block))
+				continue;
+			if (xas.xa_index != next)
+				break;
+			next++;
+		}
+		found = next == index ? pos :
+			min_t(loff_t, size, (loff_t)next << PAGE_SHIFT);
+	}
+	rcu_read_unlock();
+	return found;
+}
+
+void vmcoh_blockmap_destroy(struct vmcoh_dev *dev)
+{
+	struct vmcoh_block_list list = { };
+
+	vmcoh_blocks_remove(dev, 0, ULONG_MAX, &list);
+	vmcoh_blocks_free(dev, &list);
+	WARN_ON_ONCE(atomic_long_read(&dev->map.nr_blocks));
+	xa_destroy(&dev->map.blocks);
+}

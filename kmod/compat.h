@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Differences between the kernels vmcoh builds against (Debian's 6.1 and
+ * 6.12), kept in one place.
+ */
+#ifndef VMCOH_COMPAT_H
+#define VMCOH_COMPAT_H
+
+#include <linux/mm.h>
+
+/*
+ * Kbuild probes the kernel headers for each symbol below and defines
+ * VMCOH_HAVE_<NAME> when it exists: distributions backport, so versions
+ * would lie.
+ */
+
+/* vm_flags became read-only behind accessors in 6.3. */
+#ifndef VMCOH_HAVE_VM_FLAGS_SET
+static inline void vm_flags_set(struct vm_area_struct *vma, vm_flags_t flags)
+{
+	vma->vm_flags |= flags;
+}
+#endif
+
+#endif /* VMCOH_COMPAT_H */

@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The device: module parameters, /dev/vmcoh, its file operations, and the
+ * one address space that every open shares.
+ *
+ * unmap_mapping_range() finds VMAs through mapping->i_mmap.  A character
+ * device's files default to the mapping of the device *node's* inode, so a
+ * second node for the same device (mknod, a container's /dev) would get
+ * VMAs that an invalidation never sees.  As DRM does (drm_file.c), every
+ * open points f_mapping at the mapping of one inode on a private
+ * pseudo-filesystem, before any mmap can happen.
+ *
+ * Lock order: see vmcoh.h.  Nothing here takes locks of its own; module
+ * init and exit run with no file open.
+ */
+
+#include <linux/fs.h>
+#include <linux/miscdevice.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/mount.h>
+#include <linux/pseudo_fs.h>
+
+#include "compat.h"
+#include "vmcoh.h"
+
+static unsigned int size_mb = 64;
+module_param(size_mb, uint, 0444);
+MODULE_PARM_DESC(size_mb, "Initial size of the object in MiB (default 64)");
+
+static unsigned int max_mb = 512;
+module_param(max_mb, uint, 0444);
+MODULE_PARM_DESC(max_mb,
+		 "Cap on allocated blocks in MiB; beyond it allocation fails with ENOSPC (default 512)");
+
+#define VMCOH_FS_MAGIC	0x766d636f	/* "vmco" */
+
+static struct vmcoh_dev vmcoh;
+static struct vfsmount *vmcoh_mnt;
+static int vmcoh_mnt_count;
+static struct inode *vmcoh_inode;
+
+static int vmcoh_init_fs_context(struct fs_context *fc)
+{
+	return init_pseudo(fc, VMCOH_FS_MAGIC) ? 0 : -ENOMEM;
+}
+
+/*
+ * No .owner: the mount pinned below lives exactly as long as the module,
+ * and a module reference held by it would make rmmod impossible.
+ */
+static struct file_system_type vmcoh_fs_type = {
+	.name		 = "vmcoh",
+	.init_fs_context = vmcoh_init_fs_context,
+	.kill_sb	 = kill_anon_super,
+};
+
+static int vmcoh_open(struct inode *inode, struct file *file)
+{
+	file->private_data = &vmcoh;
+	file->f_mapping = vmcoh.mapping;
+	return 0;
+}
+
+static loff_t vmcoh_llseek(struct file *file, loff_t offset, int whence)
+{
+	struct vmcoh_dev *dev = file->private_data;
+	loff_t pos;
+
+	switch (whence) {
+	case SEEK_DATA:
+	case SEEK_HOLE:
+		pos = vmcoh_blockmap_seek(&dev->map, offset, whence);
+		if (pos < 0)
+			return pos;
+		return vfs_setpos(file, pos, vmcoh_size(dev));
+	default:
+		return fixed_size_llseek(file, offset, whence, vmcoh_size(dev));
+	}
+}
+
+static int vmcoh_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	/*
+	 * vm_insert_page() must not have to set VM_MIXEDMAP from a fault,
+	 * and VM_MIXEDMAP keeps mlock, NUMA hinting and khugepaged away
+	 * from pages that are not in a page cache.
+	 */
+	vm_flags_set(vma, VM_MIXEDMAP);
+	vma->vm_ops = &vmcoh_vm_ops;
+	return 0;
+}
+
+static const struct file_operations vmcoh_fops = {
+	.owner		= THIS_MODULE,
+	.open		= vmcoh_open,
+	.llseek		= vmcoh_llseek,
+	.read_iter	= vmcoh_read_iter,
+	.write_iter	= vmcoh_write_iter,
+	.mmap		= vmcoh_mmap,
+	.fsync		= noop_fsync,
+	.unlocked_ioctl	= vmcoh_ioctl,
+	.compat_ioctl	= compat_ptr_ioctl,
+};
+
+static struct miscdevice vmcoh_misc = {
+	.minor	= MISC_DYNAMIC_MINOR,
+	.name	= "vmcoh",
+	.fops	= &vmcoh_fops,
+	.mode	= 0600,
+};
+
+static int vmcoh_mapping_init(void)
+{
+	int err;
+
+	err = simple_pin_fs(&vmcoh_fs_type, &vmcoh_mnt, &vmcoh_mnt_count);
+	if (err)
+		return err;
+	vmcoh_inode = alloc_anon_inode(vmcoh_mnt->mnt_sb);
+	if (IS_ERR(vmcoh_inode)) {
+		simple_release_fs(&vmcoh_mnt, &vmcoh_mnt_count);
+		return PTR_ERR(vmcoh_inode);
+	}
+	vmcoh.mapping = vmcoh_inode->i_mapping;
+	return 0;
+}
+
+static void vmcoh_mapping_exit(void)
+{
+	iput(vmcoh_inode);
+	simple_release_fs(&vmcoh_mnt, &vmcoh_mnt_count);
+}
+
+static int __init vmcoh_init(void)
+{
+	u64 size = (u64)size_mb << 20;
+	int err;
+
+	if (size > VMCOH_MAX_OBJECT_SIZE || !max_mb) {
+		pr_err("vmcoh: size_mb must be at most %llu and max_mb non-zero\n",
+		       VMCOH_MAX_OBJECT_SIZE >> 20);
+		return -EINVAL;
+	}
+
+	init_rwsem(&vmcoh.io_rwsem);
+	vmcoh_entries_init(&vmcoh.entries);
+	vmcoh_blockmap_init(&vmcoh.map, size,
+			    (unsigned long)max_mb << (20 - PAGE_SHIFT));
+
+	vmcoh.counters = alloc_percpu(struct vmcoh_counters);
+	if (!vmcoh.counters)
+		return -ENOMEM;
+	vmcoh.zero_page = alloc_page(GFP_KERNEL | __GFP_ZERO);
+	err = -ENOMEM;
+	if (!vmcoh.zero_page)
+		goto err_counters;
+	err = vmcoh_mapping_init();
+	if (err)
+		goto err_zero_page;
+	err = misc_register(&vmcoh_misc);
+	if (err)
+		goto err_mapping;
+	return 0;
+
+err_mapping:
+	vmcoh_mapping_exit();
+err_zero_page:
+	put_page(vmcoh.zero_page);
+err_counters:
+	free_percpu(vmcoh.counters);
+	return err;
+}
+
+static void __exit vmcoh_exit(void)
+{
+	misc_deregister(&vmcoh_misc);
+	/* Every file and VMA is gone: open files pin the module. */
+	vmcoh_mapping_exit();
+	vmcoh_blockmap_destroy(&vmcoh);
+	vmcoh_entries_destroy(&vmcoh.entries);
+	put_page(vmcoh.zero_page);
+	free_percpu(vmcoh.counters);
+}
+
+module_init(vmcoh_init);
+module_exit(vmcoh_exit);
+
+MODULE_DESCRIPTION("vmcoh: page faults coherent with write(2), punch and truncate");
+MODULE_LICENSE("GPL");

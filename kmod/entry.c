@@ -1,0 +1,279 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Entry locks: the "radix tree" layer of vmcoh, modeled on fs/dax.c.
+ *
+ * Each index that page tables may map has an xarray value entry.  Its low
+ * bits are flags:
+ *
+ *   LOCKED  a task owns the index: it is reading the block map and
+ *           installing a PTE for it (the fault path), and nobody may
+ *           remove or change the entry until it is unlocked.
+ *   PMD     reserved for an entry covering a 2 MiB range (its wait queue
+ *           is already hashed by the 2 MiB-aligned index).
+ *   ZERO    the zero page may be mapped at this index; replacing it with a
+ *           block must unmap those PTEs first.
+ *   EMPTY   the entry exists only to be locked; nothing was mapped from it.
+ *
+ * An entry with none of ZERO and EMPTY set means a block may be mapped.
+ *
+ * Invariant: outside an invalidation in flight, every PTE that maps a page
+ * of the object at index i was installed while i's entry was locked, and
+ * that entry is still present.  Invalidation (invalidate.c) removes entries
+ * before it unmaps, so the unmap that follows catches every PTE built from
+ * the block map it replaced.
+ *
+ * Locking: the LOCKED bit is set and cleared under entries.xa_lock, and a
+ * waiter tests the bit and queues itself under the same spinlock, so an
+ * unlock can never slip between a waiter's test and its sleep.  Unlock wakes
+ * one exclusive waiter (the next owner); removal wakes everybody, since each
+ * waiter must look the index up again.  Waiters share a hashed table of wait
+ * queues and a wake function that filters on (xarray, index).
+ *
+ * Lock order: see vmcoh.h.  entries.xa_lock nests outside the wait-queue
+ * lock and is never held across schedule().  A task holds at most one entry
+ * lock, never across a user copy, and never while waiting for another entry.
+ * Lockdep sees the entry lock as one class through entry_lock_map.
+ */
+
+#include <linux/hash.h>
+#include <linux/lockdep.h>
+#include <linux/sched.h>
+#include <linux/wait.h>
+
+#include "vmcoh.h"
+
+#define ENTRY_WAIT_TABLE_BITS	10
+#define ENTRY_WAIT_TABLE_SIZE	BIT(ENTRY_WAIT_TABLE_BITS)
+#define ENTRY_PMD_COLOUR	((PMD_SIZE >> PAGE_SHIFT) - 1)
+
+static wait_queue_head_t entry_wait_table[ENTRY_WAIT_TABLE_SIZE];
+
+#ifdef CONFIG_LOCKDEP
+static struct lock_class_key entry_lock_key;
+static struct lockdep_map entry_lock_map =
+	STATIC_LOCKDEP_MAP_INIT("vmcoh_entry_lock", &entry_lock_key);
+#endif
+
+struct entry_key {
+	struct xarray *xa;
+	pgoff_t start;
+};
+
+struct entry_waiter {
+	wait_queue_entry_t wait;
+	struct entry_key key;
+};
+
+void vmcoh_entries_init(struct vmcoh_entries *entries)
+{
+	int i;
+
+	for (i = 0; i < ENTRY_WAIT_TABLE_SIZE; i++)
+		init_waitqueue_head(&entry_wait_table[i]);
+	xa_init_flags(&entries->xa, XA_FLAGS_ACCOUNT);
+}
+
+static bool entry_is_locked(void *entry)
+{
+	return xa_to_value(entry) & VMCOH_ENTRY_LOCKED;
+}
+
+static wait_queue_head_t *entry_waitqueue(struct xa_state *xas, void *entry,
+					  struct entry_key *key)
+{
+	pgoff_t start = xas->xa_index;
+
+	/* Every index of a 2 MiB entry must wait on the same key. */
+	if (xa_to_value(entry) & VMCOH_ENTRY_PMD)
+		start &= ~(pgoff_t)ENTRY_PMD_COLOUR;
+	key->xa = xas->xa;
+	key->start = start;
+	return entry_wait_table +
+	       hash_long((unsigned long)xas->xa ^ start, ENTRY_WAIT_TABLE_BITS);
+}
+
+static int entry_wake_function(wait_queue_entry_t *wait, unsigned int mode,
+			       int sync, void *arg)
+{
+	struct entry_key *key = arg;
+	struct entry_waiter *waiter =
+		container_of(wait, struct entry_waiter, wait);
+
+	if (key->xa != waiter->key.xa || key->start != waiter->key.start)
+		return 0;
+	return autoremove_wake_function(wait, mode, sync, NULL);
+}
+
+static void entry_wake(struct xa_state *xas, void *entry, bool all)
+{
+	struct entry_key key;
+	wait_queue_head_t *wq = entry_waitqueue(xas, entry, &key);
+
+	/*
+	 * Waiters queue themselves under xa_lock after seeing the entry
+	 * locked; our caller changed the entry under xa_lock too, so every
+	 * task that could have seen it locked is on the queue by now.
+	 */
+	if (waitqueue_active(wq))
+		__wake_up(wq, TASK_NORMAL, all ? 0 : 1, &key);
+}
+
+/*
+ * Sleep until the locked entry at xas is unlocked or removed.  Called with
+ * xa_lock held; returns with it held and the xa_state reset, so the caller
+ * must look the index up again.  @exclusive waiters intend to take the lock
+ * and consume the wakeup of an unlock; others see every unlock.
+ */
+static void entry_wait(struct vmcoh_dev *dev, struct xa_state *xas,
+		       void *entry, bool exclusive)
+	__must_hold(xas->xa->xa_lock)
+{
+	struct entry_waiter waiter;
+	wait_queue_head_t *wq;
+
+	init_wait(&waiter.wait);
+	waiter.wait.func = entry_wake_function;
+	wq = entry_waitqueue(xas, entry, &waiter.key);
+	if (exclusive)
+		prepare_to_wait_exclusive(wq, &waiter.wait,
+					  TASK_UNINTERRUPTIBLE);
+	else
+		prepare_to_wait(wq, &waiter.wait, TASK_UNINTERRUPTIBLE);
+	vmcoh_count(dev, VMCOH_ENTRY_LOCK_WAITS);
+	xas_unlock(xas);
+	schedule();
+	finish_wait(wq, &waiter.wait);
+	xas_reset(xas);
+	xas_lock(xas);
+}
+
+/**
+ * vmcoh_entry_grab - lock the entry of @index, creating it if absent
+ * @dev: the device
+ * @index: page index in the object
+ * @entryp: returns the entry's value as it was before we locked it
+ *
+ * Sleeps while another task holds the entry.  An absent entry is created
+ * as a locked EMPTY entry, so the lock exists before anything is mapped.
+ * Every successful grab must be paired with vmcoh_entry_unlock().
+ *
+ * Return: 0, or -ENOMEM if the xarray could not grow.
+ */
+int vmcoh_entry_grab(struct vmcoh_dev *dev, pgoff_t index, void **entryp)
+{
+	XA_STATE(xas, &dev->entries.xa, index);
+	void *entry;
+
+#ifdef CONFIG_LOCKDEP
+	lock_map_acquire(&entry_lock_map);
+#endif
+retry:
+	xas_lock(&xas);
+	for (;;) {
+		entry = xas_load(&xas);
+		if (!entry || !entry_is_locked(entry))
+			break;
+		entry_wait(dev, &xas, entry, true);
+	}
+	if (!entry)
+		entry = xa_mk_value(VMCOH_ENTRY_EMPTY);
+	xas_store(&xas, xa_mk_value(xa_to_value(entry) | VMCOH_ENTRY_LOCKED));
+	xas_unlock(&xas);
+	if (xas_nomem(&xas, GFP_KERNEL))
+		goto retry;
+	if (xas_error(&xas)) {
+#ifdef CONFIG_LOCKDEP
+		lock_map_release(&entry_lock_map);
+#endif
+		return xas_error(&xas);
+	}
+	*entryp = entry;
+	return 0;
+}
+
+/**
+ * vmcoh_entry_unlock - store a new value for a locked entry and unlock it
+ * @entries: the entry xarray
+ * @index: the index whose lock the caller holds
+ * @flags: the entry's new flags (without LOCKED)
+ *
+ * An EMPTY entry is removed instead: nothing was mapped from it, so it has
+ * no PTE to track, and leaving it would only cost memory.
+ */
+void vmcoh_entry_unlock(struct vmcoh_entries *entries, pgoff_t index,
+			unsigned long flags)
+{
+	XA_STATE(xas, &entries->xa, index);
+	bool empty = flags & VMCOH_ENTRY_EMPTY;
+	void *old;
+
+	xas_lock(&xas);
+	old = xas_store(&xas, empty ? NULL : xa_mk_value(flags));
+	/* Only the owner changes a locked entry; removal waits for it. */
+	WARN_ON_ONCE(!old || !entry_is_locked(old));
+	entry_wake(&xas, old, empty);
+	xas_unlock(&xas);
+#ifdef CONFIG_LOCKDEP
+	lock_map_release(&entry_lock_map);
+#endif
+}
+
+/**
+ * vmcoh_entries_remove - remove the entries of [@first, @last]
+ * @dev: the device
+ * @first: first index
+ * @last: last index (inclusive; ULONG_MAX for "to the end")
+ *
+ * Waits for every locked entry in the range to be unlocked before removing
+ * it, so when this returns, no fault that read the block map before our
+ * caller changed it is still installing a PTE: the unmap that must follow
+ * will see all of them.  Entries created behind the cursor while we run
+ * were created after the block map changed, and are left alone.
+ *
+ * Return: the number of entries removed.
+ */
+unsigned long vmcoh_entries_remove(struct vmcoh_dev *dev, pgoff_t first,
+				   pgoff_t last)
+{
+	XA_STATE(xas, &dev->entries.xa, first);
+	unsigned long removed = 0;
+	void *entry;
+
+#ifdef CONFIG_LOCKDEP
+	/* We wait for entry locks: teach lockdep what we hold meanwhile. */
+	lock_map_acquire(&entry_lock_map);
+	lock_map_release(&entry_lock_map);
+#endif
+	xas_lock(&xas);
+	xas_for_each(&xas, entry, last) {
+		if (entry_is_locked(entry)) {
+			/* Non-exclusive: the next owner gets the wakeup too. */
+			entry_wait(dev, &xas, entry, false);
+			continue;	/* xas was reset: look at this index again */
+		}
+		xas_store(&xas, NULL);
+		entry_wake(&xas, entry, true);
+		removed++;
+		if (need_resched()) {
+			xas_pause(&xas);
+			xas_unlock(&xas);
+			cond_resched();
+			xas_lock(&xas);
+		}
+	}
+	xas_unlock(&xas);
+	return removed;
+}
+
+void vmcoh_entries_destroy(struct vmcoh_entries *entries)
+{
+	XA_STATE(xas, &entries->xa, 0);
+	void *entry;
+
+	/* With no file open there is no fault in flight to hold a lock. */
+	xas_lock(&xas);
+	xas_for_each(&xas, entry, ULONG_MAX)
+		WARN_ON_ONCE(entry_is_locked(entry));
+	xas_unlock(&xas);
+	xa_destroy(&entries->xa);
+}

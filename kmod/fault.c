@@ -1,0 +1,218 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The fault path: how a page of the object gets into page tables.
+ *
+ * The order, for every fault, is
+ *
+ *   size check -> entry lock -> block map -> size re-check -> install PTE
+ *   -> entry unlock
+ *
+ * and each step is there for a race in ../shared/seeds/:
+ *
+ *   - The block map is read under the entry lock (linux-mm 2017, DAX
+ *     write vs fault).  Read before it, a fault could see a hole, lose the
+ *     CPU while write(2) allocates the block and invalidates (finding
+ *     nothing to invalidate yet), and then map the zero page over data
+ *     that write(2) has already returned: stale forever.  Under the lock,
+ *     write(2)'s invalidation waits for this fault and unmaps what it
+ *     installed.
+ *   - The size is checked again under the entry lock (lkml 2006,
+ *     invalidate_inode_pages vs do_no_page).  A shrink that completed while
+ *     we slept would otherwise leave a page mapped beyond EOF.
+ *   - The PTE is installed before the entry is unlocked, so an
+ *     invalidation that waited for the entry is sure to find the PTE.
+ *
+ * Every page is mapped read-only first: shared writable mappings use write
+ * notification (vm_page_prot has no write bit because ->page_mkwrite
+ * exists), and private mappings copy on write in the core.  A store then
+ * reaches ->page_mkwrite, which re-validates under the entry lock before
+ * the core makes the PTE writable, and which replaces the zero page with a
+ * block, so the zero page is never writable on any kernel.
+ *
+ * Holes map dev->zero_page, a zeroed page owned by the device, rather than
+ * the kernel's ZERO_PAGE(0): Linux 6.12 refuses the shared zero page in a
+ * shared writable VMA (vm_mixed_zeropage_allowed()), and a special PTE for
+ * it would hide it from GUP.  Ours is an ordinary refcounted page that no
+ * code path ever writes, mapped through vm_insert_page() like the blocks.
+ *
+ * Lock order: see vmcoh.h.  Here: mmap_lock or the VMA lock (held by the
+ * core) -> entry lock -> i_mmap_rwsem (unmap_mapping_pages) -> PTL
+ * (vm_insert_page); entry lock -> page lock (page_mkwrite).
+ */
+
+#include <linux/mm.h>
+#include <linux/pagemap.h>
+
+#include "vmcoh.h"
+
+static vm_fault_t fault_sigbus(struct vmcoh_dev *dev)
+{
+	vmcoh_count(dev, VMCOH_SIGBUS);
+	return VM_FAULT_SIGBUS;
+}
+
+/* Called with @index's entry lock held. */
+static struct page *fault_alloc_block(struct vmcoh_dev *dev, pgoff_t index)
+{
+	struct page *new, *block;
+
+	new = vmcoh_block_new(dev);
+	if (IS_ERR(new))
+		return new;
+	/* write(2) does not take entry locks: it may have got here first. */
+	block = vmcoh_block_publish(dev, index, new);
+	if (block != new)
+		vmcoh_block_free(dev, new);
+	return block;
+}
+
+/*
+ * The zero page may be mapped at @index by any VMA: remove it everywhere
+ * before a block takes its place.  Called with @index's entry lock held,
+ * so no fault can map the zero page here again meanwhile.
+ */
+static void fault_unmap_zero_page(struct vmcoh_dev *dev, pgoff_t index)
+{
+	unmap_mapping_pages(dev->mapping, index, 1, false);
+	vmcoh_count(dev, VMCOH_ZERO_PAGE_UPGRADES);
+}
+
+static vm_fault_t fault_install_pte(struct vm_fault *vmf, struct page *page)
+{
+	int err = vm_insert_page(vmf->vma, vmf->address & PAGE_MASK, page);
+
+	/*
+	 * -EBUSY: another thread of this mm installed the PTE before us,
+	 * under the same entry lock, from the same block map.
+	 */
+	if (!err || err == -EBUSY)
+		return VM_FAULT_NOPAGE;
+	return vmf_error(err);
+}
+
+static vm_fault_t vmcoh_fault(struct vm_fault *vmf)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	struct vmcoh_dev *dev = vma->vm_file->private_data;
+	bool store = (vmf->flags & FAULT_FLAG_WRITE) &&
+		     (vma->vm_flags & VM_SHARED);
+	pgoff_t index = vmf->pgoff;
+	unsigned long flags;
+	struct page *page;
+	vm_fault_t ret;
+	void *entry;
+	int err;
+
+	vmcoh_count(dev, VMCOH_FAULTS);
+	if (index >= vmcoh_size_pages(dev))
+		return fault_sigbus(dev);
+
+	err = vmcoh_entry_grab(dev, index, &entry);
+	if (err)
+		return vmf_error(err);
+	flags = xa_to_value(entry);
+
+	page = vmcoh_block_lookup(&dev->map, index);
+
+	if (index >= vmcoh_size_pages(dev)) {
+		ret = fault_sigbus(dev);
+		goto unlock;
+	}
+
+	/* A private store copies whatever we map: it never allocates. */
+	if (!page && store) {
+		page = fault_alloc_block(dev, index);
+		if (IS_ERR(page)) {
+			ret = PTR_ERR(page) == -ENOMEM ? VM_FAULT_OOM :
+							 fault_sigbus(dev);
+			goto unlock;
+		}
+	}
+
+	if (!page) {
+		page = dev->zero_page;
+	} else if (flags & VMCOH_ENTRY_ZERO) {
+		fault_unmap_zero_page(dev, index);
+		flags &= ~VMCOH_ENTRY_ZERO;
+	}
+
+	ret = fault_install_pte(vmf, page);
+	if (!(ret & VM_FAULT_ERROR)) {
+		if (page == dev->zero_page) {
+			flags = VMCOH_ENTRY_ZERO;
+			vmcoh_count(dev, VMCOH_ZERO_PAGE_MAPS);
+		} else {
+			flags = 0;
+		}
+	}
+unlock:
+	vmcoh_entry_unlock(&dev->entries, index, flags);
+	return ret;
+}
+
+static vm_fault_t vmcoh_page_mkwrite(struct vm_fault *vmf)
+{
+	struct vmcoh_dev *dev = vmf->vma->vm_file->private_data;
+	struct page *page = vmf->page;
+	pgoff_t index = vmf->pgoff;
+	struct page *block;
+	unsigned long flags;
+	vm_fault_t ret;
+	void *entry;
+	int err;
+
+	vmcoh_count(dev, VMCOH_MKWRITE_FAULTS);
+	if (index >= vmcoh_size_pages(dev))
+		return fault_sigbus(dev);
+
+	err = vmcoh_entry_grab(dev, index, &entry);
+	if (err)
+		return vmf_error(err);
+	flags = xa_to_value(entry);
+
+	block = vmcoh_block_lookup(&dev->map, index);
+
+	if (index >= vmcoh_size_pages(dev)) {
+		ret = fault_sigbus(dev);
+		goto unlock;
+	}
+
+	if (page == dev->zero_page) {
+		if (!block) {
+			block = fault_alloc_block(dev, index);
+			if (IS_ERR(block)) {
+				ret = PTR_ERR(block) == -ENOMEM ?
+					VM_FAULT_OOM : fault_sigbus(dev);
+				goto unlock;
+			}
+		}
+		/*
+		 * Our own PTE goes too.  Map the block read-only in its place:
+		 * the retried store write-faults once more and comes back
+		 * here with the block, which the core then makes writable.
+		 */
+		fault_unmap_zero_page(dev, index);
+		flags = 0;
+		ret = fault_install_pte(vmf, block);
+	} else if (page != block) {
+		/*
+		 * An invalidation in flight took @page out of the block map
+		 * and unmaps it once we unlock: the retried store faults
+		 * afresh.
+		 */
+		ret = VM_FAULT_NOPAGE;
+	} else {
+		/* The core needs the page locked to make the PTE writable. */
+		lock_page(page);
+		flags &= ~VMCOH_ENTRY_EMPTY;
+		ret = VM_FAULT_LOCKED;
+	}
+unlock:
+	vmcoh_entry_unlock(&dev->entries, index, flags);
+	return ret;
+}
+
+const struct vm_operations_struct vmcoh_vm_ops = {
+	.fault		= vmcoh_fault,
+	.page_mkwrite	= vmcoh_page_mkwrite,
+};

@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Invalidation: every operation that changes a block mapping - write(2)
+ * filling holes, punching a hole, shrinking - does it in this order:
+ *
+ *   1. change the block map           (new faults now see the new state)
+ *   2. remove the range's entries,    (faults that read the old state have
+ *      waiting for locked ones         finished installing their PTEs)
+ *   3. one ranged unmap               (those PTEs are gone)
+ *   4. free the blocks taken out in 1 (nothing can map them any more)
+ *
+ * Why entries before page tables (mm/truncate.c, commit cd656375f946):
+ * unmapping first leaves a window in which a fault that read the old block
+ * map under its entry lock installs its PTE after the unmap; removing the
+ * entry afterwards cannot undo that PTE, which then maps a block that step
+ * 4 frees.  Removing entries first, waiting for each lock, closes the
+ * window: any PTE built from the old block map exists before step 3 runs.
+ *
+ * Why one unmap: a ranged unmap walks each VMA's page tables once; one call
+ * per page would cost a tree walk per page.  truncate_pagecache() unmaps a
+ * second time because its first unmap precedes page removal, so a COW can
+ * slip in between; here the unmap comes after entry removal, when every
+ * fault into the range re-checks the size under a fresh entry lock and
+ * answers SIGBUS, so no COW can be made from a page beyond the new EOF
+ * after it.  A shrink unmaps with even_cows so private copies beyond EOF
+ * go too (they must SIGBUS); a punch leaves private copies alone, as
+ * truncate_pagecache_range() does.
+ *
+ * Lock order: see vmcoh.h.  Callers hold io_rwsem exclusive, which
+ * serializes invalidations against each other and against write(2).
+ */
+
+#include <linux/mm.h>
+
+#include "vmcoh.h"
+
+/**
+ * vmcoh_invalidate - steps 2 and 3 for [@first, @last]
+ * @dev: the device
+ * @first: first page index
+ * @last: last page index, inclusive; ULONG_MAX for "to the end"
+ * @even_cows: also unmap private copies (shrink)
+ *
+ * Called with io_rwsem held exclusive, after the block map changed.
+ */
+void vmcoh_invalidate(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
+		      bool even_cows)
+{
+	loff_t start = (loff_t)first << PAGE_SHIFT;
+	loff_t len = last == ULONG_MAX ? 0 :
+		     (loff_t)(last - first + 1) << PAGE_SHIFT;
+	unsigned long removed;
+
+	lockdep_assert_held_write(&dev->io_rwsem);
+	vmcoh_count(dev, VMCOH_INVALIDATIONS);
+
+	removed = vmcoh_entries_remove(dev, first, last);
+	vmcoh_count_add(dev, VMCOH_ENTRIES_REMOVED, removed);
+
+	/*
+	 * Without entries there are no PTEs of the object in the range
+	 * (see entry.c); but private copies are anonymous pages that
+	 * outlive their entry, so a shrink always unmaps.
+	 */
+	if (!removed && !even_cows)
+		return;
+
+	unmap_mapping_range(dev->mapping, start, len, even_cows);
+	vmcoh_count(dev, VMCOH_RANGED_UNMAPS);
+}
+
+/**
+ * vmcoh_punch_hole - turn [@offset, @offset + @len) into a hole
+ * @dev: the device
+ * @offset: page-aligned start
+ * @len: page-aligned length, non-zero; the range is clipped at EOF
+ *
+ * When this returns, every load in the range through any mapping, and
+ * every read(2), sees zeros, until something writes there again.
+ *
+ * Return: 0.
+ */
+int vmcoh_punch_hole(struct vmcoh_dev *dev, loff_t offset, loff_t len)
+{
+	struct vmcoh_block_list list = { };
+	pgoff_t first, last;
+	loff_t end;
+
+	down_write(&dev->io_rwsem);
+	end = min(offset + len, vmcoh_size(dev));
+	if (offset < end) {
+		first = offset >> PAGE_SHIFT;
+		last = (end >> PAGE_SHIFT) - 1;
+		vmcoh_blocks_remove(dev, first, last, &list);
+		/* An unchanged block map leaves every mapping valid. */
+		if (list.count)
+			vmcoh_invalidate(dev, first, last, false);
+	}
+	up_write(&dev->io_rwsem);
+	vmcoh_blocks_free(dev, &list);
+	return 0;
+}
+
+/**
+ * vmcoh_set_size - grow or shrink the object
+ * @dev: the device
+ * @size: new size, page-aligned
+ *
+ * Growing exposes holes.  When a shrink returns, every access beyond the
+ * new EOF through any mapping, private copies included, raises SIGBUS.
+ *
+ * Return: 0.
+ */
+int vmcoh_set_size(struct vmcoh_dev *dev, loff_t size)
+{
+	struct vmcoh_block_list list = { };
+	bool shrink;
+
+	down_write(&dev->io_rwsem);
+	shrink = size < vmcoh_size(dev);
+	vmcoh_blockmap_set_size(dev, size, &list);
+	/*
+	 * Nothing is mapped beyond the old EOF (faults there fail), so only
+	 * a shrink has anything to invalidate - holes included, whose zero
+	 * page and private copies must go as well.
+	 */
+	if (shrink)
+		vmcoh_invalidate(dev, size >> PAGE_SHIFT, ULONG_MAX, true);
+	up_write(&dev->io_rwsem);
+	vmcoh_blocks_free(dev, &list);
+	return 0;
+}

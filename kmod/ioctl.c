@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The ioctl ABI of uapi/vmcoh.h: one function per command, a short switch.
+ *
+ * Every input struct is validated in full before anything changes: unknown
+ * flags and non-zero reserved words are -EINVAL, so they can acquire a
+ * meaning later.  Lock order: see vmcoh.h; ioctls take io_rwsem only
+ * through punch and resize.
+ */
+
+#include <linux/fs.h>
+#include <linux/mm.h>
+#include <linux/uaccess.h>
+
+#include "vmcoh.h"
+
+static bool reserved_zero(const __u64 *words, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (words[i])
+			return false;
+	return true;
+}
+
+void vmcoh_read_stats(struct vmcoh_dev *dev, struct vmcoh_stats *stats)
+{
+	u64 sum[VMCOH_NR_COUNTERS] = { };
+	int cpu, i;
+
+	for_each_possible_cpu(cpu) {
+		const struct vmcoh_counters *c = per_cpu_ptr(dev->counters, cpu);
+
+		for (i = 0; i < VMCOH_NR_COUNTERS; i++)
+			sum[i] += c->events[i];
+	}
+	*stats = (struct vmcoh_stats) {
+		.faults = sum[VMCOH_FAULTS],
+		.mkwrite_faults = sum[VMCOH_MKWRITE_FAULTS],
+		.zero_page_maps = sum[VMCOH_ZERO_PAGE_MAPS],
+		.zero_page_upgrades = sum[VMCOH_ZERO_PAGE_UPGRADES],
+		.sigbus = sum[VMCOH_SIGBUS],
+		.entry_lock_waits = sum[VMCOH_ENTRY_LOCK_WAITS],
+		.invalidations = sum[VMCOH_INVALIDATIONS],
+		.ranged_unmaps = sum[VMCOH_RANGED_UNMAPS],
+		.entries_removed = sum[VMCOH_ENTRIES_REMOVED],
+		.blocks_allocated = sum[VMCOH_BLOCKS_ALLOCATED],
+		.blocks_freed = sum[VMCOH_BLOCKS_FREED],
+		.blocks_live = atomic_long_read(&dev->map.nr_blocks),
+	};
+}
+
+static long ioctl_get_info(struct vmcoh_dev *dev, void __user *arg)
+{
+	struct vmcoh_info info = {
+		.abi_version = VMCOH_ABI_VERSION,
+		.size = vmcoh_size(dev),
+		.block_size = PAGE_SIZE,
+		.max_size = (__u64)dev->map.max_blocks << PAGE_SHIFT,
+		.max_object_size = VMCOH_MAX_OBJECT_SIZE,
+		.features = VMCOH_FEATURE_SEEK_HOLE |
+			    VMCOH_FEATURE_PUNCH_HOLE |
+			    VMCOH_FEATURE_SET_SIZE |
+			    VMCOH_FEATURE_MAP_PRIVATE,
+	};
+
+	return copy_to_user(arg, &info, sizeof(info)) ? -EFAULT : 0;
+}
+
+static long ioctl_set_size(struct vmcoh_dev *dev, void __user *arg)
+{
+	struct vmcoh_set_size req;
+
+	if (copy_from_user(&req, arg, sizeof(req)))
+		return -EFAULT;
+	if (req.flags || !reserved_zero(req.reserved, ARRAY_SIZE(req.reserved)))
+		return -EINVAL;
+	if (!PAGE_ALIGNED(req.size) || req.size > VMCOH_MAX_OBJECT_SIZE)
+		return -EINVAL;
+	return vmcoh_set_size(dev, req.size);
+}
+
+static long ioctl_punch_hole(struct vmcoh_dev *dev, void __user *arg)
+{
+	struct vmcoh_range req;
+
+	if (copy_from_user(&req, arg, sizeof(req)))
+		return -EFAULT;
+	if (req.flags || req.reserved)
+		return -EINVAL;
+	if (!req.length || !PAGE_ALIGNED(req.offset) ||
+	    !PAGE_ALIGNED(req.length))
+		return -EINVAL;
+	/* Ranges end inside loff_t; whatever lies beyond EOF is clipped. */
+	if (req.offset > VMCOH_MAX_OBJECT_SIZE ||
+	    req.length > VMCOH_MAX_OBJECT_SIZE - req.offset)
+		return -EINVAL;
+	return vmcoh_punch_hole(dev, req.offset, req.length);
+}
+
+static long ioctl_get_stats(struct vmcoh_dev *dev, void __user *arg)
+{
+	struct vmcoh_stats stats;
+
+	vmcoh_read_stats(dev, &stats);
+	return copy_to_user(arg, &stats, sizeof(stats)) ? -EFAULT : 0;
+}
+
+long vmcoh_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct vmcoh_dev *dev = file->private_data;
+	void __user *uarg = (void __user *)arg;
+
+	switch (cmd) {
+	case VMCOH_IOC_GET_INFO:
+		return ioctl_get_info(dev, uarg);
+	case VMCOH_IOC_SET_SIZE:
+		return ioctl_set_size(dev, uarg);
+	case VMCOH_IOC_PUNCH_HOLE:
+		return ioctl_punch_hole(dev, uarg);
+	case VMCOH_IOC_GET_STATS:
+		return ioctl_get_stats(dev, uarg);
+	default:
+		return -ENOTTY;
+	}
+}

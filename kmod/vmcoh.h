@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * vmcoh: one sparse object behind /dev/vmcoh, mapped by page faults that
+ * stay coherent with write(2), hole punching and truncation.
+ *
+ * Three layers, each in its own file, mirror a DAX filesystem:
+ *
+ *   blockmap.c   the "filesystem": which block (a page we own) backs each
+ *                index of the object, and the object's size.
+ *   entry.c      the "radix tree": one xarray value entry per index that
+ *                page tables may map, carrying a sleeping LOCKED bit.
+ *   fault.c      the fault path: it takes an index's entry lock before it
+ *                reads the block map and installs the PTE under that lock.
+ *   invalidate.c every change that removes or replaces a block mapping:
+ *                block map first, entries second, page tables third, and
+ *                only then are blocks freed.
+ *
+ * Information flows block map -> entry -> page tables, so it is invalidated
+ * in the same order (Jan Kara, linux-mm 2017-04): once the entries of a range
+ * are gone, no fault that read the old block map can still be installing a
+ * PTE, and one ranged unmap removes every PTE that was built from it.
+ *
+ * Lock order (outermost first), for every file of the module:
+ *
+ *   vmcoh_dev.io_rwsem            (write(2), punch, resize: exclusive;
+ *                                  read(2): shared)
+ *     mmap_lock / per-VMA lock    (taken by the fault core, or by
+ *                                  copy_{from,to}_user under io_rwsem)
+ *       entry lock                (sleeping; one index at a time)
+ *         i_mmap_rwsem            (unmap_mapping_pages/range)
+ *           page table lock
+ *         page lock               (page_mkwrite returns it held)
+ *       entries.xa_lock           (spinlock, never held across sleeps)
+ *       blocks.xa_lock            (spinlock, never held across sleeps)
+ *
+ * No path holds an entry lock while it takes io_rwsem, faults on user
+ * memory, or waits for another entry: faults never take io_rwsem, and
+ * invalidation waits for entries without holding one.
+ */
+#ifndef VMCOH_H
+#define VMCOH_H
+
+#include <linux/fs.h>
+#include <linux/mm_types.h>
+#include <linux/percpu.h>
+#include <linux/rwsem.h>
+#include <linux/types.h>
+#include <linux/xarray.h>
+
+#include "../uapi/vmcoh.h"
+
+/* Event counters, reported by VMCOH_IOC_GET_STATS. */
+enum vmcoh_counter {
+	VMCOH_FAULTS,
+	VMCOH_MKWRITE_FAULTS,
+	VMCOH_ZERO_PAGE_MAPS,
+	VMCOH_ZERO_PAGE_UPGRADES,
+	VMCOH_SIGBUS,
+	VMCOH_ENTRY_LOCK_WAITS,
+	VMCOH_INVALIDATIONS,
+	VMCOH_RANGED_UNMAPS,
+	VMCOH_ENTRIES_REMOVED,
+	VMCOH_BLOCKS_ALLOCATED,
+	VMCOH_BLOCKS_FREED,
+	VMCOH_NR_COUNTERS
+};
+
+/* Per-CPU so the fault path never bounces a shared cache line. */
+struct vmcoh_counters {
+	u64 events[VMCOH_NR_COUNTERS];
+};
+
+struct vmcoh_blockmap {
+	struct xarray blocks;		/* index -> struct page * */
+	/*
+	 * Bytes; changed under blocks.xa_lock (and io_rwsem), read locklessly.
+	 * An allocation checks it under blocks.xa_lock, so a shrink that has
+	 * updated it can never miss a block published beyond the new EOF.
+	 */
+	loff_t size;
+	atomic_long_t nr_blocks;	/* live blocks, <= max_blocks */
+	unsigned long max_blocks;
+};
+
+struct vmcoh_entries {
+	struct xarray xa;		/* index -> value entry, see entry.c */
+};
+
+struct vmcoh_dev {
+	struct vmcoh_blockmap map;
+	struct vmcoh_entries entries;
+	struct rw_semaphore io_rwsem;
+	struct address_space *mapping;	/* shared by every open, see device.c */
+	struct page *zero_page;		/* what holes map; never written */
+	struct vmcoh_counters __percpu *counters;
+};
+
+static inline void vmcoh_count_add(struct vmcoh_dev *dev,
+				   enum vmcoh_counter counter, u64 n)
+{
+	this_cpu_add(dev->counters->events[counter], n);
+}
+
+static inline void vmcoh_count(struct vmcoh_dev *dev,
+			       enum vmcoh_counter counter)
+{
+	vmcoh_count_add(dev, counter, 1);
+}
+
+/*
+ * Blocks on their way to being freed are chained through page->private,
+ * which nothing else uses for a page that is neither in a page cache nor
+ * anonymous.  The chain costs no allocation, so invalidation cannot fail.
+ */
+struct vmcoh_block_list {
+	struct page *head;
+	unsigned long count;
+};
+
+/* blockmap.c */
+void vmcoh_blockmap_init(struct vmcoh_blockmap *map, loff_t size,
+			 unsigned long max_blocks);
+void vmcoh_blockmap_destroy(struct vmcoh_dev *dev);
+struct page *vmcoh_block_lookup(struct vmcoh_blockmap *map, pgoff_t index);
+struct page *vmcoh_block_new(struct vmcoh_dev *dev);
+struct page *vmcoh_block_publish(struct vmcoh_dev *dev, pgoff_t index,
+				 struct page *block);
+void vmcoh_block_free(struct vmcoh_dev *dev, struct page *block);
+void vmcoh_blocks_remove(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
+			 struct vmcoh_block_list *list);
+void vmcoh_blockmap_set_size(struct vmcoh_dev *dev, loff_t size,
+			     struct vmcoh_block_list *list);
+void vmcoh_blocks_free(struct vmcoh_dev *dev, struct vmcoh_block_list *list);
+loff_t vmcoh_blockmap_seek(struct vmcoh_blockmap *map, loff_t pos, int whence);
+
+static inline loff_t vmcoh_size(struct vmcoh_dev *dev)
+{
+	return READ_ONCE(dev->map.size);
+}
+
+static inline pgoff_t vmcoh_size_pages(struct vmcoh_dev *dev)
+{
+	return vmcoh_size(dev) >> PAGE_SHIFT;
+}
+
+/* entry.c */
+#define VMCOH_ENTRY_LOCKED	BIT(0)
+#define VMCOH_ENTRY_PMD		BIT(1)	/* reserved: a 2 MiB entry */
+#define VMCOH_ENTRY_ZERO	BIT(2)	/* page tables may map the zero page */
+#define VMCOH_ENTRY_EMPTY	BIT(3)	/* lock only: nothing mapped yet */
+
+void vmcoh_entries_init(struct vmcoh_entries *entries);
+void vmcoh_entries_destroy(struct vmcoh_entries *entries);
+int vmcoh_entry_grab(struct vmcoh_dev *dev, pgoff_t index, void **entryp);
+void vmcoh_entry_unlock(struct vmcoh_entries *entries, pgoff_t index,
+			unsigned long flags);
+unsigned long vmcoh_entries_remove(struct vmcoh_dev *dev, pgoff_t first,
+				   pgoff_t last);
+
+static inline bool vmcoh_entry_is_zero(void *entry)
+{
+	return xa_to_value(entry) & VMCOH_ENTRY_ZERO;
+}
+
+/* invalidate.c */
+void vmcoh_invalidate(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
+		      bool even_cows);
+int vmcoh_punch_hole(struct vmcoh_dev *dev, loff_t offset, loff_t len);
+int vmcoh_set_size(struct vmcoh_dev *dev, loff_t size);
+
+/* fault.c */
+extern const struct vm_operations_struct vmcoh_vm_ops;
+
+/* io.c */
+ssize_t vmcoh_read_iter(struct kiocb *iocb, struct iov_iter *to);
+ssize_t vmcoh_write_iter(struct kiocb *iocb, struct iov_iter *from);
+
+/* ioctl.c */
+long vmcoh_ioctl(struct file *file, unsigned int cmd, unsigned long arg);
+void vmcoh_read_stats(struct vmcoh_dev *dev, struct vmcoh_stats *stats);
+
+/* device.c */
+#define VMCOH_MAX_OBJECT_SIZE	BIT_ULL(40)	/* 1 TiB of (sparse) object */
+
+#endif /* VMCOH_H */
