@@ -1,0 +1,261 @@
+"""Tests of tools/vmrun, the QEMU runner.
+
+Tests marked `vm` boot the stock Debian kernel under QEMU TCG (a few seconds
+each); deselect them with `-m "not vm"`. The others check vmrun's log parsing
+and argument handling without booting anything.
+"""
+
+import importlib.machinery
+import importlib.util
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+VMRUN = ROOT / "tools" / "vmrun"
+SPLAT_SRC = ROOT / "tests" / "vmrun" / "splat"
+
+
+def load_vmrun():
+    loader = importlib.machinery.SourceFileLoader("vmrun", str(VMRUN))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("vmrun", loader))
+    loader.exec_module(module)
+    return module
+
+
+vmrun = load_vmrun()
+
+
+def run(tmp_path, *command, opts=(), cwd=ROOT, timeout=180):
+    """tools/vmrun OPTS -- COMMAND, with its own log; the CompletedProcess."""
+    argv = [str(VMRUN), "--log", str(tmp_path / "vm.log"), *opts, "--", *command]
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+# ------------------------------------------------------------ no VM needed
+
+WARNING_BLOCK = """\
+[    2.687308] ------------[ cut here ]------------
+[    2.687357] WARNING: CPU: 1 PID: 144 at splat.c:18 vmrun_splat_init+0xe/0x1000 [vmrun_splat]
+[    2.688545] Call Trace:
+[    2.688942]  <TASK>
+[    2.689631] ---[ end trace 0000000000000000 ]---
+[    2.700000] after the splat""".split("\n")
+
+
+def test_splat_block_runs_from_cut_here_to_end_trace():
+    lines = ["[    1.000000] Run /init as init process"] + WARNING_BLOCK
+    assert vmrun.find_splat(lines) == WARNING_BLOCK[:5]
+
+
+def test_out_of_tree_and_unsigned_module_messages_are_not_splats():
+    lines = [
+        "[    2.1] vmrun_splat: loading out-of-tree module taints kernel.",
+        "[    2.2] vmrun_splat: module verification failed: signature and/or required key "
+        "missing - tainting kernel",
+        "[    2.3] clocksource: Switched to clocksource tsc",
+    ]
+    assert vmrun.find_splat(lines) is None
+
+
+@pytest.mark.parametrize("line", [
+    "BUG: KASAN: use-after-free in vmcoh_fault+0x1/0x2",
+    "BUG: KCSAN: data-race in a / b",
+    "BUG: sleeping function called from invalid context at mm/memory.c:1",
+    "BUG: soft lockup - CPU#1 stuck for 22s! [vmcoh-race:99]",
+    "BUG: Bad page state in process vmcoh-race  pfn:01234",
+    "WARNING: possible circular locking dependency detected",
+    "WARNING: possible recursive locking detected",
+    "WARNING: inconsistent lock state",
+    "INFO: task vmcoh-race:123 blocked for more than 120 seconds.",
+    "rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:",
+    "unreferenced object 0xffff888004b2c000 (size 64):",
+    "UBSAN: shift-out-of-bounds in kmod/fault.c:12:3",
+    "general protection fault, probably for non-canonical address 0xdead: 0000 [#1]",
+    "kernel BUG at kmod/entry.c:77!",
+    "Oops: 0002 [#1] PREEMPT SMP NOPTI",
+    "list_add corruption. prev->next should be next (ffff8880), but was 0000.",
+    "refcount_t: underflow; use-after-free.",
+    "Call Trace:",
+])
+def test_kernel_splats_are_recognised(line):
+    assert vmrun.find_splat([f"[   12.345678] {line}"]) is not None
+
+
+def test_seabios_escape_codes_are_stripped_from_the_console():
+    raw = "\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS (version 1.16)\r\nBooting from ROM...\x1bc\n"
+    assert vmrun.clean_lines(raw) == ["SeaBIOS (version 1.16)", "Booting from ROM...", ""]
+
+
+@pytest.mark.parametrize("timed_out, qemu_rc, ret, console, dmesg, qemu_err, expected", [
+    (True, 0, "start 2.1\n", [], [], "", vmrun.EXIT_TIMEOUT),
+    (False, 0, "start 2.1\nexit 7\n", [], ["clean"], "", 7),
+    (False, 0, "start 2.1\nexit 0\n", [], WARNING_BLOCK, "", vmrun.EXIT_SPLAT),
+    (False, 0, "start 2.1\nexit 3\n", [], WARNING_BLOCK, "", 3),
+    (False, 1, "start 2.1\n", ["[ 3.6] Kernel panic - not syncing: sysrq"], [], "",
+     vmrun.EXIT_PANIC),
+    (False, 1, "start 2.1\n", ["[ 3.6] sysrq: Trigger a crash"], [], "", vmrun.EXIT_PANIC),
+    (False, 0, "", ["vmcoh-init: cannot mount the host root"], [], "", vmrun.EXIT_BOOT),
+    (False, 1, "", [""], [], "qemu-system-x86_64: -kernel: bad image", vmrun.EXIT_RUNNER),
+])
+def test_classify_gives_one_exit_code_per_outcome(timed_out, qemu_rc, ret, console, dmesg,
+                                                  qemu_err, expected):
+    rc, _, _ = vmrun.classify(timed_out, qemu_rc, ret, console, dmesg, qemu_err)
+    assert rc == expected
+
+
+def test_base_initramfs_is_padded_for_an_appended_archive():
+    cpio = vmrun.Cpio()
+    cpio.file("init", b"#!/bin/sh\n", 0o755)
+    assert len(cpio.finish()) % 512 == 0
+
+
+def test_kernel_6_1_is_not_confused_with_6_12():
+    if not list(Path("/boot").glob("vmlinuz-6.1.*")):
+        pytest.skip("no stock 6.1 kernel installed")
+    assert vmrun.find_stock_kernel("6.1").name.startswith("vmlinuz-6.1.")
+    assert not vmrun.find_stock_kernel("6.1").name.startswith("vmlinuz-6.12")
+
+
+@pytest.mark.parametrize("argv", [
+    ["--no-such-option", "--", "true"],
+    [],
+    ["--kernel", "/nonexistent/vmlinuz", "--", "true"],
+    ["--rwdir", "/nonexistent/dir", "--", "true"],
+    ["--env", "no-equals-sign", "--", "true"],
+])
+def test_bad_arguments_are_runner_errors(argv):
+    r = subprocess.run([str(VMRUN), *argv], capture_output=True, text=True, timeout=60)
+    assert r.returncode == vmrun.EXIT_RUNNER, r.stderr
+
+
+# --------------------------------------------------------------- VM boots
+
+
+@pytest.fixture(scope="session")
+def splat_module(tmp_path_factory):
+    """vmrun_splat.ko built for the default guest kernel, in a host /tmp dir."""
+    release = subprocess.run([str(VMRUN), "--print-release"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    kdir = Path("/lib/modules") / release / "build"
+    if not kdir.is_dir():
+        kdir = next(iter(sorted(Path("/usr/src").glob(f"linux-headers-{release}"))), None)
+    if not kdir:
+        pytest.skip(f"no kernel headers for {release}")
+    build = tmp_path_factory.mktemp("splat")
+    for name in ("splat.c", "Kbuild"):
+        shutil.copy(SPLAT_SRC / name, build)
+    subprocess.run(["make", "-C", str(kdir), f"M={build}", "modules"], check=True,
+                   capture_output=True, timeout=300)
+    return build / "vmrun_splat.ko"
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("command, status", [(["sh", "-c", "exit 7"], 7), (["true"], 0)])
+def test_guest_exit_status_is_returned(tmp_path, command, status):
+    r = run(tmp_path, *command)
+    assert r.returncode == status, r.stderr
+
+
+@pytest.mark.vm
+def test_guest_output_reaches_host_live_and_clean(tmp_path):
+    argv = [str(VMRUN), "--log", str(tmp_path / "vm.log"), "--",
+            "sh", "-c", "echo first; echo to-stderr >&2; sleep 4; echo second"]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        first = proc.stdout.readline()
+        first_seen = time.monotonic()
+        rest, err = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert first == "first\n"
+    assert rest == "second\n"
+    assert time.monotonic() - first_seen > 3, "output was not streamed while the guest ran"
+    assert "to-stderr" in err
+    assert "\x1b" not in first + rest + err
+
+
+@pytest.mark.vm
+def test_project_dir_is_writable_and_host_root_read_only(tmp_path):
+    probe = ROOT / "build" / "vmrun" / f"probe-{os.getpid()}"
+    probe.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        r = run(tmp_path, "sh", "-c",
+                f"pwd; echo from-guest > {probe.relative_to(ROOT)} && "
+                "! touch /usr/vmrun-read-only-probe 2>/dev/null")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == f"{ROOT}\n"
+        assert probe.read_text() == "from-guest\n"
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+@pytest.mark.vm
+def test_timeout_kills_the_guest_with_124(tmp_path):
+    start = time.monotonic()
+    r = run(tmp_path, "sleep", "1000", opts=["--timeout", "20"])
+    assert r.returncode == 124, r.stderr
+    assert time.monotonic() - start < 40
+
+
+@pytest.mark.vm
+def test_kernel_panic_gives_251(tmp_path):
+    r = run(tmp_path, "sh", "-c", "echo 1 > /proc/sys/kernel/sysrq; echo c > /proc/sysrq-trigger")
+    assert r.returncode == 251, r.stderr
+    assert "Kernel panic - not syncing" in r.stderr
+
+
+@pytest.mark.vm
+def test_warning_from_a_module_is_a_splat_250(tmp_path, splat_module):
+    r = run(tmp_path, "insmod", splat_module.name, opts=["--rwdir", str(splat_module.parent)],
+            cwd=splat_module.parent)
+    assert r.returncode == 250, r.stderr
+    assert "WARNING:" in r.stderr and "vmrun_splat_init" in r.stderr
+
+
+@pytest.mark.vm
+def test_allow_splat_reports_but_does_not_fail(tmp_path, splat_module):
+    r = run(tmp_path, "insmod", str(splat_module),
+            opts=["--rwdir", str(splat_module.parent), "--allow-splat"])
+    assert r.returncode == 0, r.stderr
+    assert "WARNING:" in r.stderr
+
+
+@pytest.mark.vm
+def test_failed_command_keeps_its_status_despite_a_splat(tmp_path, splat_module):
+    r = run(tmp_path, "sh", "-c", f"insmod {splat_module}; exit 3",
+            opts=["--rwdir", str(splat_module.parent)])
+    assert r.returncode == 3, r.stderr
+    assert "WARNING:" in r.stderr
+
+
+@pytest.mark.vm
+def test_clean_module_load_is_not_a_splat(tmp_path, splat_module):
+    r = run(tmp_path, "insmod", str(splat_module), "warn=0",
+            opts=["--rwdir", str(splat_module.parent)])
+    assert r.returncode == 0, r.stderr
+    assert "splat" not in r.stderr
+
+
+@pytest.mark.vm
+def test_guest_without_its_modules_is_a_boot_failure_252(tmp_path):
+    no_modules = ROOT / "build" / "vmrun" / "no-modules"
+    no_modules.mkdir(parents=True, exist_ok=True)
+    r = run(tmp_path, "true", opts=["--modules", str(no_modules)])
+    assert r.returncode == 252, r.stderr
+    assert "vmcoh-init:" in r.stderr
+
+
+@pytest.mark.vm
+def test_stock_6_12_boots(tmp_path):
+    if not list(Path("/boot").glob("vmlinuz-6.12.*")):
+        pytest.skip("no stock 6.12 kernel installed")
+    r = run(tmp_path, "uname", "-r", opts=["--kernel", "6.12"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("6.12.")
