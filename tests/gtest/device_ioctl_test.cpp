@@ -1,0 +1,178 @@
+// The ioctl ABI (uapi/vmcoh.h): GET_INFO describes the object, and every bad argument gets a
+// clean error and changes nothing.
+#include <sys/ioctl.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <limits>
+
+#include "test_object.hpp"
+
+namespace vmcoh::test {
+namespace {
+
+using IoctlTest = DeviceTest;
+
+// errno of an ioctl expected to fail (0 if it succeeded).
+int ioctl_errno(int fd, unsigned long request, void* arg) {
+  errno = 0;
+  return ::ioctl(fd, request, arg) == 0 ? 0 : errno;
+}
+
+int set_size_errno(int fd, const vmcoh_set_size& arg) {
+  vmcoh_set_size copy = arg;
+  return ioctl_errno(fd, VMCOH_IOC_SET_SIZE, &copy);
+}
+
+int punch_errno(int fd, const vmcoh_range& arg) {
+  vmcoh_range copy = arg;
+  return ioctl_errno(fd, VMCOH_IOC_PUNCH_HOLE, &copy);
+}
+
+vmcoh_range range(std::uint64_t offset, std::uint64_t length) {
+  vmcoh_range r{};
+  r.offset = offset;
+  r.length = length;
+  return r;
+}
+
+vmcoh_set_size new_size(std::uint64_t size) {
+  vmcoh_set_size s{};
+  s.size = size;
+  return s;
+}
+
+TEST_F(IoctlTest, GetInfoDescribesTheObject) {
+  const vmcoh_info i = info();
+  EXPECT_EQ(i.abi_version, VMCOH_ABI_VERSION);
+  EXPECT_EQ(i.size, kTestSize);
+  EXPECT_EQ(i.block_size, kBlock);
+  EXPECT_GE(i.max_object_size, i.size);
+  EXPECT_GT(i.max_size, 0U);
+  const std::uint64_t all = VMCOH_FEATURE_SEEK_HOLE | VMCOH_FEATURE_PUNCH_HOLE |
+                            VMCOH_FEATURE_SET_SIZE | VMCOH_FEATURE_MAP_PRIVATE;
+  EXPECT_EQ(i.features & all, all);
+  EXPECT_EQ(i.reserved[0], 0U);
+  EXPECT_EQ(i.reserved[1], 0U);
+}
+
+TEST_F(IoctlTest, GetStatsZeroesItsReservedWords) {
+  const vmcoh_stats s = stats();
+  for (const std::uint64_t word : s.reserved) EXPECT_EQ(word, 0U);
+  EXPECT_EQ(s.blocks_live, s.blocks_allocated - s.blocks_freed);
+}
+
+TEST_F(IoctlTest, SetSizeRejectsAnUnalignedSize) {
+  EXPECT_EQ(set_size_errno(fd(), new_size(kTestSize + 1)), EINVAL);
+  EXPECT_EQ(set_size_errno(fd(), new_size(kBlock / 2)), EINVAL);
+  EXPECT_EQ(target().size(), kTestSize);
+}
+
+TEST_F(IoctlTest, SetSizeRejectsNonZeroFlags) {
+  vmcoh_set_size arg = new_size(2 * kTestSize);
+  arg.flags = 1;
+  EXPECT_EQ(set_size_errno(fd(), arg), EINVAL);
+  arg.flags = std::uint64_t{1} << 63;
+  EXPECT_EQ(set_size_errno(fd(), arg), EINVAL);
+  EXPECT_EQ(target().size(), kTestSize);
+}
+
+TEST_F(IoctlTest, SetSizeRejectsNonZeroReservedWords) {
+  for (std::size_t i = 0; i < 2; ++i) {
+    vmcoh_set_size arg = new_size(2 * kTestSize);
+    arg.reserved[i] = 1;
+    EXPECT_EQ(set_size_errno(fd(), arg), EINVAL) << "reserved[" << i << "]";
+  }
+  EXPECT_EQ(target().size(), kTestSize);
+}
+
+TEST_F(IoctlTest, SetSizeRejectsASizeAboveMaxObjectSize) {
+  const std::uint64_t max = info().max_object_size;
+  EXPECT_EQ(set_size_errno(fd(), new_size(max + kBlock)), EINVAL);
+  EXPECT_EQ(
+      set_size_errno(fd(), new_size(std::numeric_limits<std::uint64_t>::max() & ~(kBlock - 1))),
+      EINVAL);
+  EXPECT_EQ(target().size(), kTestSize);
+}
+
+TEST_F(IoctlTest, SetSizeAcceptsZeroAndMaxObjectSize) {
+  EXPECT_EQ(set_size_errno(fd(), new_size(0)), 0);
+  EXPECT_EQ(target().size(), 0U);
+  const std::uint64_t max = info().max_object_size;
+  EXPECT_EQ(set_size_errno(fd(), new_size(max)), 0);
+  EXPECT_EQ(target().size(), max);
+}
+
+class PunchArgumentsTest : public IoctlTest {
+ protected:
+  void SetUp() override {
+    IoctlTest::SetUp();
+    if (IsSkipped()) return;
+    pwrite_block(fd(), 1, block_stamp(1, 1));
+  }
+  // A rejected punch changes nothing.
+  void TearDown() override {
+    if (!IsSkipped()) {
+      EXPECT_EQ(pread_block(fd(), 1), block_stamp(1, 1));
+    }
+    IoctlTest::TearDown();
+  }
+};
+
+TEST_F(PunchArgumentsTest, UnalignedOffsetIsEinval) {
+  EXPECT_EQ(punch_errno(fd(), range(kBlock + 1, kBlock)), EINVAL);
+}
+
+TEST_F(PunchArgumentsTest, UnalignedLengthIsEinval) {
+  EXPECT_EQ(punch_errno(fd(), range(kBlock, kBlock + 512)), EINVAL);
+}
+
+TEST_F(PunchArgumentsTest, ZeroLengthIsEinval) {
+  EXPECT_EQ(punch_errno(fd(), range(kBlock, 0)), EINVAL);
+}
+
+TEST_F(PunchArgumentsTest, OverflowingRangeIsEinval) {
+  const std::uint64_t top = std::numeric_limits<std::uint64_t>::max() & ~(kBlock - 1);
+  EXPECT_EQ(punch_errno(fd(), range(top, 2 * kBlock)), EINVAL);
+  EXPECT_EQ(punch_errno(fd(), range(kBlock, top)), EINVAL);
+}
+
+TEST_F(PunchArgumentsTest, NonZeroFlagsAreEinval) {
+  vmcoh_range r = range(kBlock, kBlock);
+  r.flags = 1;
+  EXPECT_EQ(punch_errno(fd(), r), EINVAL);
+}
+
+TEST_F(PunchArgumentsTest, NonZeroReservedIsEinval) {
+  vmcoh_range r = range(kBlock, kBlock);
+  r.reserved = 1;
+  EXPECT_EQ(punch_errno(fd(), r), EINVAL);
+}
+
+TEST_F(IoctlTest, PunchBeyondEofIsClipped) {
+  pwrite_block(fd(), kTestBlocks - 1, block_stamp(kTestBlocks - 1, 1));
+  EXPECT_EQ(punch_errno(fd(), range(kTestSize - kBlock, 4 * kBlock)), 0) << "straddling EOF";
+  EXPECT_TRUE(pread_block(fd(), kTestBlocks - 1).is_zero());
+  EXPECT_EQ(punch_errno(fd(), range(kTestSize + kBlock, kBlock)), 0) << "wholly beyond EOF";
+  EXPECT_EQ(target().size(), kTestSize);
+}
+
+TEST_F(IoctlTest, UnknownCommandIsEnotty) {
+  vmcoh_info buffer{};
+  EXPECT_EQ(ioctl_errno(fd(), _IOR(VMCOH_IOC_MAGIC, 0x7f, struct vmcoh_info), &buffer), ENOTTY);
+  EXPECT_EQ(ioctl_errno(fd(), _IOR('x', 0x00, struct vmcoh_info), &buffer), ENOTTY);
+  // The right number with the wrong size is another command.
+  EXPECT_EQ(ioctl_errno(fd(), _IOR(VMCOH_IOC_MAGIC, 0x00, std::uint64_t), &buffer), ENOTTY);
+}
+
+TEST_F(IoctlTest, BadUserPointerIsEfault) {
+  auto* bad = reinterpret_cast<void*>(std::uintptr_t{16});
+  EXPECT_EQ(ioctl_errno(fd(), VMCOH_IOC_GET_INFO, bad), EFAULT);
+  EXPECT_EQ(ioctl_errno(fd(), VMCOH_IOC_GET_STATS, bad), EFAULT);
+  EXPECT_EQ(ioctl_errno(fd(), VMCOH_IOC_SET_SIZE, bad), EFAULT);
+  EXPECT_EQ(ioctl_errno(fd(), VMCOH_IOC_PUNCH_HOLE, bad), EFAULT);
+  EXPECT_EQ(target().size(), kTestSize);
+}
+
+}  // namespace
+}  // namespace vmcoh::test

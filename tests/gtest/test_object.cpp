@@ -1,0 +1,139 @@
+#include "test_object.hpp"
+
+#include <linux/magic.h>
+#include <sys/mman.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include <vmcoh/error.hpp>
+
+namespace vmcoh {
+
+void PrintTo(const PageImage& page, std::ostream* os) {
+  *os << (page.is_zero() ? std::string("zero page") : "page with " + describe(header_of(page)));
+}
+
+}  // namespace vmcoh
+
+namespace vmcoh::test {
+
+namespace {
+
+std::optional<std::filesystem::path> tmpfs_dir() {
+  std::vector<std::filesystem::path> candidates = {"/dev/shm"};
+  if (const char* tmpdir = std::getenv("TMPDIR")) candidates.emplace_back(tmpdir);
+  candidates.emplace_back("/tmp");
+  for (const auto& dir : candidates) {
+    struct statfs fs {};
+    if (::statfs(dir.c_str(), &fs) == 0 && fs.f_type == TMPFS_MAGIC) return dir;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::filesystem::path device_path() {
+  const char* env = std::getenv("VMCOH_DEVICE");
+  return env != nullptr && *env != '\0' ? env : VMCOH_DEVICE_PATH;
+}
+
+bool device_present() { return std::filesystem::exists(device_path()); }
+
+std::unique_ptr<ScratchObject> ScratchObject::device() {
+  return std::make_unique<ScratchObject>(Target::open(device_path()), std::filesystem::path());
+}
+
+std::unique_ptr<ScratchObject> ScratchObject::tmpfs_file() {
+  const auto dir = tmpfs_dir();
+  if (!dir) return nullptr;
+  std::string name = (*dir / "vmcoh-gtest-XXXXXX").string();
+  const int fd = check_syscall(::mkstemp(name.data()), "mkstemp " + name);
+  ::close(fd);
+  return std::make_unique<ScratchObject>(Target::open(name), name);
+}
+
+ScratchObject::ScratchObject(Target target, std::filesystem::path remove_when_done)
+    : target_(std::move(target)),
+      original_size_(target_.size()),
+      remove_when_done_(std::move(remove_when_done)) {
+  target_.set_size(kTestSize);
+  target_.punch_hole(0, kTestSize);
+}
+
+ScratchObject::~ScratchObject() {
+  try {
+    if (!remove_when_done_.empty()) {
+      std::filesystem::remove(remove_when_done_);
+      return;
+    }
+    if (const std::uint64_t size = target_.size(); size > 0) target_.punch_hole(0, size);
+    target_.set_size(original_size_);
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "restoring " << target_.path() << ": " << e.what();
+  }
+}
+
+PageImage block_stamp(std::uint64_t block, std::uint64_t generation) {
+  return make_stamp({kTestRunId, block * kBlock, generation, 0, 0});
+}
+
+void pwrite_block(int fd, std::uint64_t block, const PageImage& page) {
+  const ssize_t n = ::pwrite(fd, page.bytes(), kBlock, static_cast<off_t>(block * kBlock));
+  if (n != static_cast<ssize_t>(kBlock)) {
+    ADD_FAILURE() << "pwrite of block " << block << " returned " << n << ": "
+                  << std::strerror(errno);
+  }
+}
+
+PageImage pread_block(int fd, std::uint64_t block) {
+  PageImage page;
+  const ssize_t n = ::pread(fd, page.bytes(), kBlock, static_cast<off_t>(block * kBlock));
+  if (n != static_cast<ssize_t>(kBlock)) {
+    ADD_FAILURE() << "pread of block " << block << " returned " << n << ": "
+                  << std::strerror(errno);
+  }
+  return page;
+}
+
+PageImage mapped_block(const Mapping& map, std::uint64_t block) {
+  PageImage page;
+  std::memcpy(page.bytes(), map.data() + block * kBlock, kBlock);
+  return page;
+}
+
+void store_block(const Mapping& map, std::uint64_t block, const PageImage& page) {
+  std::memcpy(map.data() + block * kBlock, page.bytes(), kBlock);
+}
+
+std::string backend_name(const testing::TestParamInfo<Backend>& info) {
+  return info.param == Backend::device ? "device" : "tmpfs";
+}
+
+void ObjectTest::SetUp() {
+  if (GetParam() == Backend::device) {
+    if (!device_present()) GTEST_SKIP() << device_path() << " absent: vmcoh module not loaded";
+    object_ = ScratchObject::device();
+  } else {
+    object_ = ScratchObject::tmpfs_file();
+    if (!object_) GTEST_SKIP() << "no tmpfs directory (/dev/shm, $TMPDIR, /tmp)";
+  }
+}
+
+Mapping ObjectTest::map(int prot, int flags, std::uint64_t length) const {
+  return Mapping::map(length, prot, flags, fd());
+}
+
+void DeviceTest::SetUp() {
+  if (!device_present()) GTEST_SKIP() << device_path() << " absent: vmcoh module not loaded";
+  object_ = ScratchObject::device();
+}
+
+Mapping DeviceTest::map(int prot, int flags, std::uint64_t length) const {
+  return Mapping::map(length, prot, flags, fd());
+}
+
+}  // namespace vmcoh::test

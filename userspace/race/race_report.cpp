@@ -1,0 +1,206 @@
+#include "race_report.hpp"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace vmcoh::race {
+
+namespace {
+
+constexpr std::uint64_t kKindMask = 0xff;
+
+double seconds_since(std::uint64_t start_ns, std::uint64_t t_ns) {
+  return (static_cast<double>(t_ns) - static_cast<double>(start_ns)) / 1e9;
+}
+
+// The op log of a page in state order (oldest first), skipping unused slots.
+std::vector<OpRecord> ops_in_order(const ViolationRecord& v) {
+  std::vector<OpRecord> ops;
+  for (const OpRecord& op : v.log) {
+    if (op.tag != 0) ops.push_back(op);
+  }
+  std::sort(ops.begin(), ops.end(),
+            [](const OpRecord& a, const OpRecord& b) { return a.tag < b.tag; });
+  return ops;
+}
+
+std::string describe_op(const OpRecord& op, std::uint64_t start_ns) {
+  const auto kind = static_cast<StateKind>(op.tag & kKindMask);
+  std::string out = fmt::format("s={} {} {}", op.tag >> 8, oracle::to_string(kind),
+                                to_string(static_cast<OpMethod>(op.method)));
+  if (op.range_pages > 1) {
+    out += fmt::format(" pages {}-{}", op.range_first, op.range_first + op.range_pages - 1);
+  }
+  out += fmt::format(" {:+.6f}s", seconds_since(start_ns, op.start_ns));
+  out += op.end_ns == 0 ? std::string("..(in flight)")
+                        : fmt::format("..{:+.6f}s", seconds_since(start_ns, op.end_ns));
+  return out;
+}
+
+oracle::Window window_of(const ViolationRecord& v) {
+  oracle::Window w;
+  w.done = v.window_done;
+  w.begun = v.window_begun;
+  std::copy(std::begin(v.window_kinds), std::end(v.window_kinds), w.kinds.begin());
+  return w;
+}
+
+std::string actor_name(const ScenarioRun& run, std::uint32_t actor) {
+  return actor < run.actors.size() ? run.actors[actor].name : fmt::format("actor {}", actor);
+}
+
+std::vector<std::string> describe_violation(const ScenarioRun& run, const ViolationRecord& v,
+                                            std::size_t number) {
+  std::vector<std::string> lines;
+  lines.push_back(fmt::format("violation {} of {} at {:.6f}s: {}: {}", number, run.violations,
+                              static_cast<double>(v.t_ns) / 1e9, oracle::to_string(v.finding),
+                              v.reason));
+  lines.push_back(fmt::format("  where: {} via {}, page {} (offset {:#x})",
+                              actor_name(run, v.actor), to_string(v.path), v.page, v.offset));
+  if (v.observed != 0) {
+    lines.push_back(fmt::format("  observed: {}", to_string(v.content)));
+    if (v.content != Content::zero)
+      lines.push_back(fmt::format("  header: {}", describe(v.header)));
+    if (v.layout[0] != '\0') lines.push_back(fmt::format("  layout: {}", v.layout));
+  } else {
+    lines.push_back("  observed: no bytes (the access faulted or read EOF)");
+  }
+  lines.push_back(fmt::format("  legal window: {}", oracle::describe(window_of(v))));
+  lines.push_back(fmt::format("  sizes: generations [{},{}], {:#x}..{:#x} bytes", v.size_done,
+                              v.size_begun, v.size_min, v.size_max));
+  lines.push_back("  last ops on the page (times from the start of the race):");
+  for (const OpRecord& op : ops_in_order(v))
+    lines.push_back("    " + describe_op(op, run.start_ns));
+  return lines;
+}
+
+nlohmann::json violation_json(const ScenarioRun& run, const ViolationRecord& v) {
+  const oracle::Window w = window_of(v);
+  nlohmann::json kinds = nlohmann::json::object();
+  for (std::uint64_t s = w.done; s <= w.begun && s - w.done < oracle::kMaxWindow; ++s) {
+    kinds[std::to_string(s)] = oracle::to_string(w.kind(s));
+  }
+  nlohmann::json ops = nlohmann::json::array();
+  for (const OpRecord& op : ops_in_order(v)) {
+    ops.push_back(
+        {{"state", op.tag >> 8},
+         {"kind", oracle::to_string(static_cast<StateKind>(op.tag & kKindMask))},
+         {"method", to_string(static_cast<OpMethod>(op.method))},
+         {"range_first", op.range_first},
+         {"range_pages", op.range_pages},
+         {"start_s", seconds_since(run.start_ns, op.start_ns)},
+         {"end_s", op.end_ns == 0 ? nlohmann::json(nullptr)
+                                  : nlohmann::json(seconds_since(run.start_ns, op.end_ns))}});
+  }
+  nlohmann::json observed = nullptr;
+  if (v.observed != 0) {
+    const StampHeader& h = v.header;
+    observed = {{"content", to_string(v.content)},
+                {"header",
+                 {{"magic", h.magic},
+                  {"offset", h.offset},
+                  {"generation", h.generation},
+                  {"run_id", h.run_id},
+                  {"flags", h.flags},
+                  {"actor", h.actor},
+                  {"checksum", h.checksum}}},
+                {"layout", v.layout}};
+  }
+  return {
+      {"t_s", static_cast<double>(v.t_ns) / 1e9},
+      {"finding", oracle::to_string(v.finding)},
+      {"reason", v.reason},
+      {"actor", actor_name(run, v.actor)},
+      {"path", to_string(v.path)},
+      {"page", v.page},
+      {"offset", v.offset},
+      {"observed", observed},
+      {"window", {{"done", w.done}, {"begun", w.begun}, {"kinds", kinds}}},
+      {"sizes",
+       {{"done", v.size_done}, {"begun", v.size_begun}, {"min", v.size_min}, {"max", v.size_max}}},
+      {"ops", ops}};
+}
+
+nlohmann::json counters_json(const ActorCounters& c) {
+  return {{"ops", c.ops},
+          {"samples", c.samples},
+          {"decisive", c.decisive},
+          {"undecided", c.undecided},
+          {"violations", c.violations},
+          {"refused", c.refused},
+          {"torn", c.torn},
+          {"private_stores", c.private_stores},
+          {"preads", c.preads}};
+}
+
+std::string counters_line(const ActorCounters& c) {
+  const double decisive =
+      c.samples == 0 ? 0.0
+                     : 100.0 * static_cast<double>(c.decisive) / static_cast<double>(c.samples);
+  return fmt::format(
+      "ops={} samples={} decisive={:.1f}% undecided={} torn={} refused={} "
+      "preads={} private-stores={} violations={}",
+      c.ops, c.samples, decisive, c.undecided, c.torn, c.refused, c.preads, c.private_stores,
+      c.violations);
+}
+
+}  // namespace
+
+CaseReport make_case_report(const ScenarioRun& run, const RunConfig& config) {
+  CaseReport report;
+  report.name = fmt::format("{}/{}", run.scenario, to_string(run.mode));
+  report.status = run.status;
+  ActorCounters totals = run.totals;
+  totals.violations = run.violations;
+  report.summary = fmt::format("{} in {:.1f}s", counters_line(totals), run.seconds);
+  if (run.stopped_by_timeout) report.summary += " (stopped by --timeout)";
+
+  const bool failed = run.status != CaseReport::Status::passed;
+  for (const std::string& problem : run.problems) report.diagnostics.push_back(problem);
+  std::size_t number = 0;
+  for (const ViolationRecord& v : run.records) {
+    for (std::string& line : describe_violation(run, v, ++number)) {
+      report.diagnostics.push_back(std::move(line));
+    }
+  }
+  if (run.violations > run.records.size()) {
+    report.diagnostics.push_back(fmt::format("({} more violations were counted, not recorded)",
+                                             run.violations - run.records.size()));
+  }
+  if (config.verbose) {
+    for (std::size_t i = 0; i < run.per_actor.size() && i < run.actors.size(); ++i) {
+      report.diagnostics.push_back(
+          fmt::format("{}: {}", run.actors[i].name, counters_line(run.per_actor[i])));
+    }
+  }
+  const std::string replay = config.replay_command(run.scenario);
+  if (failed) report.diagnostics.push_back("replay: " + replay);
+
+  nlohmann::json violations = nlohmann::json::array();
+  for (const ViolationRecord& v : run.records) violations.push_back(violation_json(run, v));
+  nlohmann::json actors = nlohmann::json::array();
+  for (std::size_t i = 0; i < run.actors.size(); ++i) {
+    nlohmann::json actor = {{"name", run.actors[i].name},
+                            {"status", to_string(run.actors[i].status)},
+                            {"detail", run.actors[i].detail}};
+    if (i < run.per_actor.size()) actor["counters"] = counters_json(run.per_actor[i]);
+    actors.push_back(std::move(actor));
+  }
+  report.details = {{"scenario", run.scenario},
+                    {"mode", to_string(run.mode)},
+                    {"run_id", run.run_id},
+                    {"seconds", run.seconds},
+                    {"stopped_by_timeout", run.stopped_by_timeout},
+                    {"counters", counters_json(totals)},
+                    {"violations", run.violations},
+                    {"violation_records", violations},
+                    {"problems", run.problems},
+                    {"actors", actors},
+                    {"replay", replay}};
+  return report;
+}
+
+}  // namespace vmcoh::race

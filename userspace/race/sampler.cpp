@@ -1,0 +1,222 @@
+#include "sampler.hpp"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include <vmcoh/error.hpp>
+#include <vmcoh/sigbus_probe.hpp>
+
+namespace vmcoh::race {
+
+namespace {
+
+constexpr std::uint64_t kPublishEvery = 1024;
+
+const volatile std::uint64_t* words_at(const Mapping& map, std::uint64_t offset) {
+  return reinterpret_cast<const volatile std::uint64_t*>(map.data() + offset);
+}
+
+}  // namespace
+
+Sampler::Sampler(ActorEnv& env, const Target& target, bool with_private)
+    : env_(env), target_(target) {
+  const std::size_t length = env.shared().pages() * kPageSize;
+  shared_map_ = Mapping::map(length, PROT_READ, MAP_SHARED, target.fd());
+  if (with_private) {
+    private_map_ = Mapping::map(length, PROT_READ | PROT_WRITE, MAP_PRIVATE, target.fd());
+    copies_.resize(env.shared().pages());
+  }
+}
+
+std::size_t Sampler::pick_page(std::size_t first, std::size_t end) {
+  Rng& rng = env_.rng();
+  const SharedState& shared = env_.shared();
+  const std::uint64_t roll = rng.below(4);
+  if (shared.hot_slots() > 0 && roll < 2) {
+    const std::size_t slot = rng.below(shared.hot_slots());
+    const std::size_t hot = roll == 0 ? shared.hot(slot) : shared.previous_hot(slot);
+    if (hot >= first && hot < end) return hot;
+  }
+  return first + rng.below(end - first);
+}
+
+template <class Access>
+Sampler::Reading Sampler::read(std::size_t page, Access&& access) {
+  const SharedState& shared = env_.shared();
+  PageSlot& slot = shared.page(page);
+  Control& control = shared.control();
+  Reading r{};
+  r.page = page;
+  r.offset = page * kPageSize;
+  r.size_done = atomic(control.size_done).load(std::memory_order_acquire);
+  r.cuts_done = atomic(slot.cuts_done).load(std::memory_order_acquire);
+  r.done = atomic(slot.done).load(std::memory_order_acquire);
+  r.refused = access();
+  // Everything the access saw happened before the counters below are read: any operation whose
+  // effect it saw had published begun, so the window [done, begun] covers it.
+  std::atomic_thread_fence(std::memory_order_acquire);
+  r.begun = atomic(slot.begun).load(std::memory_order_acquire);
+  r.cuts_begun = atomic(slot.cuts_begun).load(std::memory_order_acquire);
+  r.size_begun = atomic(control.size_begun).load(std::memory_order_acquire);
+  return r;
+}
+
+void Sampler::shared_load(std::size_t page) {
+  const Reading r = read(page, [&] {
+    return probe_load(image_.words.data(), words_at(shared_map_, page * kPageSize), kWordsPerPage)
+        .has_value();
+  });
+  judge(ReadPath::shared_load, oracle::Access::mmap_load, r);
+}
+
+void Sampler::pread(std::size_t page) {
+  ssize_t n = 0;
+  int err = 0;
+  const Reading r = read(page, [&] {
+    n = ::pread(target_.fd(), image_.bytes(), kPageSize, static_cast<off_t>(page * kPageSize));
+    err = errno;
+    return n == 0;
+  });
+  if (n < 0) throw_errno(fmt::format("pread page {}", page), err);
+  if (n != 0 && static_cast<std::size_t>(n) != kPageSize) {
+    throw std::runtime_error(fmt::format("pread of page {} returned {} bytes", page, n));
+  }
+  ++env_.counters().preads;
+  judge(ReadPath::pread, oracle::Access::pread, r);
+}
+
+void Sampler::private_access(std::size_t page) {
+  if (!copies_[page].present && env_.rng().chance(1, 2)) return private_store(page);
+  const Reading r = read(page, [&] {
+    return probe_load(image_.words.data(), words_at(private_map_, page * kPageSize), kWordsPerPage)
+        .has_value();
+  });
+  judge(ReadPath::private_load, oracle::Access::mmap_load, r);
+}
+
+void Sampler::private_store(std::size_t page) {
+  const std::uint64_t offset = page * kPageSize;
+  const std::uint64_t generation = ++private_generation_;
+  const PageImage stamp = make_stamp(
+      {env_.run_id(), offset, generation, kStampPrivate, static_cast<std::uint32_t>(env_.actor())});
+  std::byte* const start = private_map_.data() + offset;
+  auto* dst = reinterpret_cast<volatile std::uint64_t*>(start);
+  std::optional<SigbusFault> fault;
+  const Reading r = read(page, [&] {
+    fault = probe_store(dst, stamp.words.data(), kWordsPerPage);
+    return fault.has_value();
+  });
+  ++env_.counters().private_stores;
+
+  oracle::PrivateCopy& copy = copies_[page];
+  copy.generation = generation;
+  copy.cut_seq = r.cuts_begun;
+  // Exact only if no truncation of the page was in flight or began during the store (cuts_done
+  // before it equals cuts_begun after it); otherwise the copy may mix private and object bytes.
+  copy.exact = !fault && r.cuts_done == r.cuts_begun;
+  // A fault on the first word stored nothing, so there is no copy.
+  copy.present = !fault || fault->address != start;
+  judge(ReadPath::private_store, oracle::Access::mmap_store, r);
+}
+
+void Sampler::tally_sample() {
+  ActorCounters& counters = env_.counters();
+  if (++counters.samples % kPublishEvery == 0) env_.publish_counters();
+}
+
+void Sampler::judge(ReadPath path, oracle::Access access, const Reading& r) {
+  ActorCounters& counters = env_.counters();
+  tally_sample();
+  const SharedState& shared = env_.shared();
+  const std::optional<oracle::SizeWindow> sizes = shared.size_window(r.size_done, r.size_begun);
+  const std::optional<oracle::Window> window = shared.window(r.page, r.done, r.begun);
+  if (!sizes || !window) {
+    ++counters.undecided;
+    return;
+  }
+  if (window->width() == 1 && sizes->done == sizes->begun) ++counters.decisive;
+
+  const oracle::Judgement extent = oracle::judge_extent(access, r.refused, r.offset, *sizes);
+  if (!extent.legal) return report(path, r, {&extent, &*window, &*sizes, nullptr});
+  const oracle::CutWindow cuts{r.cuts_done, r.cuts_begun};
+  const bool through_private = path == ReadPath::private_load;
+  if (r.refused) {
+    ++counters.refused;
+    if (through_private) {
+      const std::optional<oracle::Judgement> lost =
+          oracle::judge_private_refusal(copies_[r.page], cuts);
+      copies_[r.page] = {};
+      if (lost) report(path, r, {&*lost, &*window, &*sizes, nullptr});
+    }
+    return;
+  }
+  if (path == ReadPath::private_store) return;  // what it wrote is checked by later loads
+
+  const oracle::PageContext ctx{env_.run_id(), r.offset};
+  const Observation obs = classify(image_, r.offset, env_.run_id());
+  if (through_private) {
+    const oracle::PrivateView view = oracle::judge_private(
+        image_, obs, copies_[r.page], cuts, *window, ctx, static_cast<std::uint32_t>(env_.actor()));
+    if (view.source == oracle::PrivateSource::object) copies_[r.page] = {};
+    if (view.judgement) {
+      if (!view.judgement->legal) report(path, r, {&*view.judgement, &*window, &*sizes, &obs});
+      return;
+    }
+  }
+  const oracle::Judgement content = oracle::judge_content(image_, obs, *window, ctx);
+  if (!content.legal) return report(path, r, {&content, &*window, &*sizes, &obs});
+  if (content.finding == oracle::Finding::torn_in_flight) ++counters.torn;
+}
+
+void Sampler::report(ReadPath path, const Reading& r, const Verdict& v) {
+  ViolationRecord rec{};
+  rec.path = path;
+  rec.finding = v.judgement->finding;
+  rec.page = r.page;
+  rec.offset = r.offset;
+  rec.window_done = v.window->done;
+  rec.window_begun = v.window->begun;
+  std::copy(v.window->kinds.begin(), v.window->kinds.end(), rec.window_kinds);
+  rec.size_done = v.sizes->done;
+  rec.size_begun = v.sizes->begun;
+  rec.size_min = v.sizes->min_size;
+  rec.size_max = v.sizes->max_size;
+  if (v.observation != nullptr) {
+    rec.observed = 1;
+    rec.content = v.observation->content;
+    rec.header = v.observation->header;
+    if (v.observation->content != Content::zero) {
+      const std::string layout =
+          oracle::describe_layout(image_, {env_.run_id(), r.offset}, *v.window);
+      fmt::format_to_n(rec.layout, sizeof rec.layout - 1, "{}", layout);
+    }
+  }
+  const auto log = env_.shared().op_log(r.page);
+  std::copy(log.begin(), log.end(), rec.log);
+  fmt::format_to_n(rec.reason, sizeof rec.reason - 1, "{}", v.judgement->reason);
+  env_.report(rec);
+}
+
+void read_object_until_stopped(ActorEnv& env) {
+  const Target target = env.open_target();
+  Sampler sampler(env, target, false);
+  const std::size_t pages = env.shared().pages();
+  env.start();
+  while (!env.stopping()) {
+    const std::size_t page = sampler.pick_page(0, pages);
+    if (env.rng().chance(1, kPreadOneIn)) {
+      sampler.pread(page);
+    } else {
+      sampler.shared_load(page);
+    }
+  }
+}
+
+}  // namespace vmcoh::race

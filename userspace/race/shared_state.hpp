@@ -1,0 +1,173 @@
+// The coordination region of a race: everything the actors of a scenario share, in memory mapped
+// MAP_SHARED before any actor starts, so threads and forked processes use it alike.
+//
+// Per page, the owner (the one writer allowed to change the page) publishes its history:
+//   log[s % kOpLogDepth] = {s, kind, method, ...}   what state s is (relaxed)
+//   begun = s                                      (release) before the operation
+//   done  = s                                      (release) after it returns
+// A reader loads done (acquire), reads the page, issues an acquire fence, loads begun, and then
+// reads the kinds of the states in [done, begun] from the log; a log slot already reused for a
+// newer state makes the sample undecided rather than wrong.  The object's size is published the
+// same way (size_begun / size_done, sizes[]), and so are the truncations that cut each page
+// (cuts_begun / cuts_done), which decide what a MAP_PRIVATE copy may still show.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include <vmcoh/oracle.hpp>
+#include <vmcoh/shared_array.hpp>
+#include <vmcoh/stamp.hpp>
+
+namespace vmcoh::race {
+
+using oracle::StateKind;
+
+inline constexpr std::size_t kOpLogDepth = oracle::kMaxWindow;
+inline constexpr std::size_t kMaxRecordedViolations = 16;
+
+enum class OpMethod : std::uint8_t {
+  none,
+  pwrite,
+  pwritev,
+  lseek_write,
+  punch,
+  shrink,
+};
+[[nodiscard]] std::string_view to_string(OpMethod method) noexcept;
+
+// One operation on one page, as its owner logged it.
+struct OpRecord {
+  std::uint64_t tag;          // state << 8 | StateKind; published before begun
+  std::uint64_t method;       // OpMethod
+  std::uint64_t range_first;  // the operation covered pages [range_first, range_first+range_pages)
+  std::uint64_t range_pages;
+  std::uint64_t start_ns;  // monotonic_ns() before the call
+  std::uint64_t end_ns;    // after it returned; 0 while in flight
+};
+
+struct PageSlot {
+  std::uint64_t begun;
+  std::uint64_t done;
+  std::uint64_t cuts_begun;
+  std::uint64_t cuts_done;
+  OpRecord log[kOpLogDepth];
+};
+
+struct SizeRecord {
+  std::uint64_t generation;
+  std::uint64_t size;
+};
+
+struct Control {
+  std::uint64_t ready;  // actors that have opened and mapped the target
+  std::uint64_t go;     // set by the parent once all are ready
+  std::uint64_t stop;   // set by the parent when the run ends
+  std::uint64_t start_ns;
+  std::uint64_t writers_running;
+  std::uint64_t size_begun;
+  std::uint64_t size_done;
+  SizeRecord sizes[kOpLogDepth];
+  std::uint64_t violations;  // all of them, recorded or not
+};
+
+// What each actor counts (published from the actor's local copy now and then).
+struct ActorCounters {
+  std::uint64_t ops;        // writer operations
+  std::uint64_t samples;    // reads judged or undecided
+  std::uint64_t decisive;   // samples whose window held exactly one state and one size
+  std::uint64_t undecided;  // samples whose window the logs could no longer describe
+  std::uint64_t violations;
+  std::uint64_t refused;         // loads that raised SIGBUS / preads that hit EOF, legally
+  std::uint64_t torn;            // torn pages seen, legally, while an operation was in flight
+  std::uint64_t private_stores;  // copy-on-write stores into MAP_PRIVATE mappings
+  std::uint64_t preads;
+};
+
+enum class ReadPath : std::uint8_t { shared_load, private_load, private_store, pread };
+[[nodiscard]] std::string_view to_string(ReadPath path) noexcept;
+
+// Everything known about one violation, fixed-size so an actor process can hand it to the parent.
+struct ViolationRecord {
+  std::uint64_t complete;  // set last (release): the record may be read
+  std::uint64_t t_ns;      // since the start of the run
+  std::uint32_t actor;
+  ReadPath path;
+  oracle::Finding finding;
+  Content content;
+  std::uint64_t page;
+  std::uint64_t offset;
+  std::uint64_t observed;  // the access returned bytes: content and header describe them
+  std::uint64_t window_done;
+  std::uint64_t window_begun;
+  StateKind window_kinds[kOpLogDepth];
+  std::uint64_t size_done;
+  std::uint64_t size_begun;
+  std::uint64_t size_min;
+  std::uint64_t size_max;
+  StampHeader header;
+  OpRecord log[kOpLogDepth];
+  char reason[320];
+  char layout[320];
+};
+
+class SharedState {
+ public:
+  SharedState(std::size_t pages, std::size_t actors, std::size_t hot_slots);
+
+  [[nodiscard]] std::size_t pages() const noexcept { return pages_.size(); }
+  [[nodiscard]] Control& control() const noexcept { return control_[0]; }
+  [[nodiscard]] PageSlot& page(std::size_t index) const noexcept { return pages_[index]; }
+
+  // --- the page's owner ---
+  // The state the page is in (or is being moved to) and its kind, as the owner last published.
+  [[nodiscard]] std::uint64_t last_state(std::size_t page) const noexcept;
+  [[nodiscard]] StateKind last_kind(std::size_t page) const noexcept;
+  // Logs and publishes the start of the operation making `state` of `page`.
+  void begin_op(std::size_t page, std::uint64_t state, StateKind kind, OpMethod method,
+                std::size_t range_first, std::size_t range_pages) const noexcept;
+  void end_op(std::size_t page, std::uint64_t state) const noexcept;
+
+  // --- the resizer ---
+  void begin_resize(std::uint64_t generation, std::uint64_t size) const noexcept;
+  void end_resize(std::uint64_t generation) const noexcept;
+  // Around a truncation that cuts `page` off (before begin_op, after end_op).
+  void begin_cut(std::size_t page) const noexcept;
+  void end_cut(std::size_t page) const noexcept;
+
+  // --- readers ---
+  [[nodiscard]] std::optional<oracle::Window> window(std::size_t page, std::uint64_t done,
+                                                     std::uint64_t begun) const noexcept;
+  [[nodiscard]] std::optional<oracle::SizeWindow> size_window(std::uint64_t done,
+                                                              std::uint64_t begun) const noexcept;
+  [[nodiscard]] std::array<OpRecord, kOpLogDepth> op_log(std::size_t page) const noexcept;
+
+  // Hot pages: each writing actor says which page it is about to change (and so which one it
+  // changed last), so readers can aim at the race and at its aftermath.
+  void set_hot(std::size_t slot, std::size_t page) const noexcept;
+  [[nodiscard]] std::size_t hot(std::size_t slot) const noexcept;
+  [[nodiscard]] std::size_t previous_hot(std::size_t slot) const noexcept;
+  [[nodiscard]] std::size_t hot_slots() const noexcept { return hot_.size() / 2; }
+
+  // --- reporting ---
+  [[nodiscard]] ActorCounters& counters(std::size_t actor) const noexcept {
+    return counters_[actor];
+  }
+  [[nodiscard]] ActorCounters total_counters() const noexcept;
+  void record_violation(const ViolationRecord& record) const noexcept;
+  [[nodiscard]] std::uint64_t violation_count() const noexcept;
+  [[nodiscard]] std::vector<ViolationRecord> recorded_violations() const;
+
+ private:
+  SharedArray<Control> control_;
+  SharedArray<PageSlot> pages_;
+  SharedArray<ActorCounters> counters_;
+  SharedArray<std::uint64_t> hot_;
+  SharedArray<ViolationRecord> violations_;
+};
+
+}  // namespace vmcoh::race
