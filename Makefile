@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 CHECKPATCH_DIR := $(HOME)/.cache/vmcoh/checkpatch
 KSRC_TARBALL   := $(lastword $(sort $(wildcard /usr/src/linux-source-6.1.tar.xz)))
 
-.PHONY: all deps module userspace run check lint checkpatch sparse format clean help
+.PHONY: all deps module module-% userspace run check lint checkpatch sparse format clean help
 
 all: module userspace
 
@@ -32,6 +32,15 @@ module:
 	@test -n "$(KDIR)" || { echo "no kernel headers: run 'make deps' or set KDIR" >&2; exit 1; }
 	$(MAKE) -C $(KDIR) M=$(CURDIR) W=1 modules
 
+# The module for another installed kernel, e.g. `make module-6.12`, built
+# from a copy of the sources in build/kmod-6.12/ so it never clobbers the
+# default build: build/kmod-6.12/vmcoh.ko.
+module-%:
+	@kdir=$$(ls -d /usr/src/linux-headers-$*.*-amd64 2>/dev/null | sort -V | tail -n 1); \
+	test -n "$$kdir" || { echo "no headers for $*: run 'make deps'" >&2; exit 1; }; \
+	mkdir -p $(BUILD)/kmod-$* && cp -r Kbuild kmod uapi $(BUILD)/kmod-$*/ && \
+	$(MAKE) -C $$kdir M=$(CURDIR)/$(BUILD)/kmod-$* W=1 modules
+
 userspace:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	cmake --build $(BUILD) -j$(JOBS)
@@ -39,7 +48,7 @@ userspace:
 run: deps all
 	$(VMRUN) -- tools/guest/run-harness $(RACE_ARGS)
 
-check: deps all
+check: deps all module-6.12
 	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
 
 lint: checkpatch sparse format

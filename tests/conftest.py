@@ -1,0 +1,71 @@
+"""Shared pytest plumbing: paths, the VM runner, and the build check.
+
+Every test that needs the module boots its own VM through tools/vmrun, so a
+kernel splat (vmrun exit 250), a panic (251) or a hang (124) fails exactly the
+test that caused it.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = ROOT / "build"
+MODULE = ROOT / "vmcoh.ko"
+RACE = BUILD / "userspace" / "vmcoh-race"
+GTEST = BUILD / "tests" / "gtest" / "vmcoh-gtest"
+VMRUN = ROOT / "tools" / "vmrun"
+
+# vmrun's own exit codes (see tools/vmrun --help).
+VMRUN_CODES = {124: "timeout", 250: "kernel splat", 251: "kernel panic",
+               252: "boot failure", 253: "runner error"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "vm: boots a VM under QEMU")
+
+
+@pytest.fixture(scope="session")
+def built():
+    """The module and userspace must be built (make check does it first)."""
+    missing = [p for p in (MODULE, RACE, GTEST) if not p.exists()]
+    if missing:
+        subprocess.run(["make", "-C", str(ROOT), "all"], check=True)
+    return ROOT
+
+
+def vmrun(cmd, *, log, timeout=600, kernel=None, env=None):
+    """Run cmd (a list) inside a fresh VM; return the CompletedProcess.
+
+    log names the console/dmesg log under build/vmrun/ (one per test, so
+    concurrent runs never share one).  The guest command's output is echoed
+    so pytest shows it on failure.
+    """
+    log_path = BUILD / "vmrun" / f"{log}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    args = [str(VMRUN), "--timeout", str(timeout), "--log", str(log_path)]
+    if kernel:
+        args += ["--kernel", kernel]
+    for key, value in (env or {}).items():
+        args += ["--env", f"{key}={value}"]
+    args += ["--"] + [str(c) for c in cmd]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout + 120, stdin=subprocess.DEVNULL)
+    sys.stdout.write(proc.stdout)
+    sys.stderr.write(proc.stderr)
+    return proc
+
+
+def explain(proc):
+    """A one-line reason for a non-zero vmrun status."""
+    what = VMRUN_CODES.get(proc.returncode, "guest command failed")
+    return f"vmrun exit {proc.returncode} ({what})"
+
+
+@pytest.fixture
+def results_dir():
+    path = BUILD / "test-results"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,22 @@
+#!/bin/sh
+# Inside the VM: run the GoogleTest suite against a freshly loaded module,
+# then the -ENOSPC test against a module loaded with a small cap.
+# $1: directory for the JSON reports; $2: the module (default: ./vmcoh.ko).
+set -eu
+top=$(cd "$(dirname "$0")/../.." && pwd)
+out=$1
+module=${2:-$top/vmcoh.ko}
+gtest=$top/build/tests/gtest/vmcoh-gtest
+status=0
+
+insmod "$module"
+"$gtest" --gtest_filter='-CapTest.*' --gtest_output="json:$out/gtest.json" ||
+	status=$?
+rmmod vmcoh
+
+# A 16 MiB cap makes filling it quick; the object is larger than the cap.
+insmod "$module" size_mb=32 max_mb=16
+"$gtest" --gtest_filter='CapTest.*' --gtest_output="json:$out/gtest-cap.json" ||
+	status=$?
+rmmod vmcoh
+exit "$status"
