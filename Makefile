@@ -43,7 +43,7 @@ module-%:
 
 userspace:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-	cmake --build $(BUILD) -j$(JOBS)
+	cmake --build $(BUILD) -j$(JOBS) -- --no-print-directory
 
 run: deps all
 	$(VMRUN) -- tools/guest/run-harness $(RACE_ARGS)
