@@ -46,6 +46,23 @@ struct page *vmcoh_block_lookup(struct vmcoh_blockmap *map, pgoff_t index)
 	return xa_load(&map->blocks, index);
 }
 
+/*
+ * The block of @index with a reference of its own, for a caller that holds
+ * neither io_rwsem nor the entry lock (unsafe=lookup_before_lock only): the
+ * broken protocol may then map a stale block, but never a freed page.
+ */
+struct page *vmcoh_block_get(struct vmcoh_blockmap *map, pgoff_t index)
+{
+	struct page *block;
+
+	xa_lock(&map->blocks);
+	block = xa_load(&map->blocks, index);
+	if (block)
+		get_page(block);
+	xa_unlock(&map->blocks);
+	return block;
+}
+
 /**
  * vmcoh_block_new - allocate a zero-filled block, not yet in the map
  * @dev: the device

@@ -22,6 +22,7 @@
 #include <linux/pseudo_fs.h>
 
 #include "compat.h"
+#include "hooks.h"
 #include "vmcoh.h"
 
 static unsigned int size_mb = 64;
@@ -32,6 +33,16 @@ static unsigned int max_mb = 512;
 module_param(max_mb, uint, 0444);
 MODULE_PARM_DESC(max_mb,
 		 "Cap on allocated blocks in MiB; beyond it allocation fails with ENOSPC (default 512)");
+
+static bool test_hooks;
+module_param(test_hooks, bool, 0444);
+MODULE_PARM_DESC(test_hooks,
+		 "Enable the hold-point ioctls and unsafe variants, for testing the harness (default 0)");
+
+static char *unsafe = "";
+module_param(unsafe, charp, 0444);
+MODULE_PARM_DESC(unsafe,
+		 "With test_hooks=1, run a broken protocol: lookup_before_lock, unmap_before_remove, no_size_recheck, no_even_cows, free_before_unmap or write_no_invalidate");
 
 #define VMCOH_FS_MAGIC	0x766d636f	/* "vmco" */
 
@@ -59,6 +70,12 @@ static int vmcoh_open(struct inode *inode, struct file *file)
 {
 	file->private_data = &vmcoh;
 	file->f_mapping = vmcoh.mapping;
+	return 0;
+}
+
+static int vmcoh_flush(struct file *file, fl_owner_t id)
+{
+	vmcoh_hooks_flush_file(file, id);
 	return 0;
 }
 
@@ -94,6 +111,7 @@ static int vmcoh_mmap(struct file *file, struct vm_area_struct *vma)
 static const struct file_operations vmcoh_fops = {
 	.owner		= THIS_MODULE,
 	.open		= vmcoh_open,
+	.flush		= vmcoh_flush,
 	.llseek		= vmcoh_llseek,
 	.read_iter	= vmcoh_read_iter,
 	.write_iter	= vmcoh_write_iter,
@@ -143,16 +161,20 @@ static int __init vmcoh_init(void)
 		return -EINVAL;
 	}
 
+	err = vmcoh_hooks_init(test_hooks, unsafe);
+	if (err)
+		return err;
+
 	init_rwsem(&vmcoh.io_rwsem);
 	vmcoh_entries_init(&vmcoh.entries);
 	vmcoh_blockmap_init(&vmcoh.map, size,
 			    (unsigned long)max_mb << (20 - PAGE_SHIFT));
 
+	err = -ENOMEM;
 	vmcoh.counters = alloc_percpu(struct vmcoh_counters);
 	if (!vmcoh.counters)
-		return -ENOMEM;
+		goto err_hooks;
 	vmcoh.zero_page = alloc_page(GFP_KERNEL | __GFP_ZERO);
-	err = -ENOMEM;
 	if (!vmcoh.zero_page)
 		goto err_counters;
 	err = vmcoh_mapping_init();
@@ -169,6 +191,8 @@ err_zero_page:
 	put_page(vmcoh.zero_page);
 err_counters:
 	free_percpu(vmcoh.counters);
+err_hooks:
+	vmcoh_hooks_exit();
 	return err;
 }
 
@@ -181,6 +205,7 @@ static void __exit vmcoh_exit(void)
 	vmcoh_entries_destroy(&vmcoh.entries);
 	put_page(vmcoh.zero_page);
 	free_percpu(vmcoh.counters);
+	vmcoh_hooks_exit();
 }
 
 module_init(vmcoh_init);

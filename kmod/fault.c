@@ -43,6 +43,7 @@
 #include <linux/mm.h>
 #include <linux/pagemap.h>
 
+#include "hooks.h"
 #include "vmcoh.h"
 
 static vm_fault_t fault_sigbus(struct vmcoh_dev *dev)
@@ -90,15 +91,41 @@ static vm_fault_t fault_install_pte(struct vm_fault *vmf, struct page *page)
 	return vmf_error(err);
 }
 
+/* Read the block map for @index; the FAULT_LOOKED_UP hold point follows. */
+static struct page *fault_lookup(struct vmcoh_dev *dev, pgoff_t index)
+{
+	struct page *page = vmcoh_block_lookup(&dev->map, index);
+
+	vmcoh_hold_fault(dev, VMCOH_HOLD_FAULT_LOOKED_UP, index);
+	return page;
+}
+
+/*
+ * unsafe=lookup_before_lock, the linux-mm 2017 race: the block map is read
+ * before the entry lock, so write(2) can fill the hole and invalidate in
+ * between, and the zero page this returns gets mapped over its data.  The
+ * block comes with a reference, so the broken protocol maps stale data but
+ * never a freed page.
+ */
+static struct page *fault_lookup_unlocked(struct vmcoh_dev *dev,
+					  pgoff_t index)
+{
+	struct page *page = vmcoh_block_get(&dev->map, index);
+
+	vmcoh_hold_fault(dev, VMCOH_HOLD_FAULT_LOOKED_UP, index);
+	return page;
+}
+
 static vm_fault_t vmcoh_fault(struct vm_fault *vmf)
 {
 	struct vm_area_struct *vma = vmf->vma;
 	struct vmcoh_dev *dev = vma->vm_file->private_data;
 	bool store = (vmf->flags & FAULT_FLAG_WRITE) &&
 		     (vma->vm_flags & VM_SHARED);
+	bool unlocked_lookup = vmcoh_unsafe(VMCOH_UNSAFE_LOOKUP_BEFORE_LOCK);
+	struct page *page = NULL, *stale = NULL;
 	pgoff_t index = vmf->pgoff;
 	unsigned long flags;
-	struct page *page;
 	vm_fault_t ret;
 	void *entry;
 	int err;
@@ -106,15 +133,27 @@ static vm_fault_t vmcoh_fault(struct vm_fault *vmf)
 	vmcoh_count(dev, VMCOH_FAULTS);
 	if (index >= vmcoh_size_pages(dev))
 		return fault_sigbus(dev);
+	vmcoh_hold_fault(dev, VMCOH_HOLD_FAULT_SIZE_CHECKED, index);
+
+	if (unlikely(unlocked_lookup)) {
+		stale = fault_lookup_unlocked(dev, index);
+		page = stale;
+	}
 
 	err = vmcoh_entry_grab(dev, index, &entry);
-	if (err)
-		return vmf_error(err);
+	if (err) {
+		ret = vmf_error(err);
+		goto out;
+	}
 	flags = xa_to_value(entry);
+	vmcoh_hold_fault(dev, VMCOH_HOLD_FAULT_LOCKED, index);
 
-	page = vmcoh_block_lookup(&dev->map, index);
+	if (likely(!unlocked_lookup))
+		page = fault_lookup(dev, index);
 
-	if (index >= vmcoh_size_pages(dev)) {
+	/* unsafe=no_size_recheck is the lkml 2006 nopage-vs-truncate race. */
+	if (index >= vmcoh_size_pages(dev) &&
+	    !vmcoh_unsafe(VMCOH_UNSAFE_NO_SIZE_RECHECK)) {
 		ret = fault_sigbus(dev);
 		goto unlock;
 	}
@@ -136,6 +175,7 @@ static vm_fault_t vmcoh_fault(struct vm_fault *vmf)
 		flags &= ~VMCOH_ENTRY_ZERO;
 	}
 
+	vmcoh_hold_fault(dev, VMCOH_HOLD_FAULT_BEFORE_PTE, index);
 	ret = fault_install_pte(vmf, page);
 	if (!(ret & VM_FAULT_ERROR)) {
 		if (page == dev->zero_page) {
@@ -147,6 +187,9 @@ static vm_fault_t vmcoh_fault(struct vm_fault *vmf)
 	}
 unlock:
 	vmcoh_entry_unlock(&dev->entries, index, flags);
+out:
+	if (unlikely(stale))
+		put_page(stale);
 	return ret;
 }
 

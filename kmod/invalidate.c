@@ -30,43 +30,98 @@
  * serializes invalidations against each other and against write(2).
  */
 
+#include <linux/highmem.h>
 #include <linux/mm.h>
 
+#include "hooks.h"
 #include "vmcoh.h"
 
-/**
- * vmcoh_invalidate - steps 2 and 3 for [@first, @last]
- * @dev: the device
- * @first: first page index
- * @last: last page index, inclusive; ULONG_MAX for "to the end"
- * @even_cows: also unmap private copies (shrink)
- *
- * Called with io_rwsem held exclusive, after the block map changed.
- */
-void vmcoh_invalidate(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
-		      bool even_cows)
+static void invalidate_unmap(struct vmcoh_dev *dev, pgoff_t first,
+			     pgoff_t last, bool even_cows)
 {
 	loff_t start = (loff_t)first << PAGE_SHIFT;
 	loff_t len = last == ULONG_MAX ? 0 :
 		     (loff_t)(last - first + 1) << PAGE_SHIFT;
+
+	unmap_mapping_range(dev->mapping, start, len, even_cows);
+	vmcoh_count(dev, VMCOH_RANGED_UNMAPS);
+}
+
+static unsigned long invalidate_entries(struct vmcoh_dev *dev, pgoff_t first,
+					pgoff_t last)
+{
+	unsigned long removed = vmcoh_entries_remove(dev, first, last);
+
+	vmcoh_count_add(dev, VMCOH_ENTRIES_REMOVED, removed);
+	return removed;
+}
+
+/*
+ * unsafe=free_before_unmap: blocks go back to the allocator while stale
+ * PTEs may still map them (they keep the pages alive, being refcounted),
+ * poisoned so that any load through them is seen to read freed memory.
+ */
+static void invalidate_poison_and_free(struct vmcoh_dev *dev,
+				       struct vmcoh_block_list *blocks)
+{
+	struct page *block;
+
+	for (block = blocks->head; block;
+	     block = (struct page *)page_private(block))
+		memset_page(block, 0, VMCOH_POISON_BYTE, PAGE_SIZE);
+	vmcoh_blocks_free(dev, blocks);
+}
+
+/**
+ * vmcoh_invalidate - steps 2 to 4 for [@first, @last]
+ * @dev: the device
+ * @first: first page index
+ * @last: last page index, inclusive; ULONG_MAX for "to the end"
+ * @op: the operation that changed the block map; a shrink also unmaps
+ *	private copies (even_cows)
+ * @blocks: the blocks it took out of the map, freed last (NULL for none)
+ *
+ * Called with io_rwsem held exclusive, after the block map changed.
+ */
+void vmcoh_invalidate(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
+		      enum vmcoh_op op, struct vmcoh_block_list *blocks)
+{
+	bool even_cows = op == VMCOH_OP_SHRINK &&
+			 !vmcoh_unsafe(VMCOH_UNSAFE_NO_EVEN_COWS);
 	unsigned long removed;
 
 	lockdep_assert_held_write(&dev->io_rwsem);
 	vmcoh_count(dev, VMCOH_INVALIDATIONS);
+	vmcoh_hold_inval(dev, VMCOH_HOLD_INVAL_MAP_CHANGED, first, last, op);
 
-	removed = vmcoh_entries_remove(dev, first, last);
-	vmcoh_count_add(dev, VMCOH_ENTRIES_REMOVED, removed);
+	if (vmcoh_unsafe(VMCOH_UNSAFE_UNMAP_BEFORE_REMOVE)) {
+		/* The order cd656375f946 fixed in mm/truncate.c. */
+		vmcoh_hold_inval(dev, VMCOH_HOLD_INVAL_BEFORE_UNMAP, first,
+				 last, op);
+		invalidate_unmap(dev, first, last, even_cows);
+		invalidate_entries(dev, first, last);
+		vmcoh_hold_inval(dev, VMCOH_HOLD_INVAL_ENTRIES_REMOVED, first,
+				 last, op);
+	} else {
+		removed = invalidate_entries(dev, first, last);
+		vmcoh_hold_inval(dev, VMCOH_HOLD_INVAL_ENTRIES_REMOVED, first,
+				 last, op);
+		if (blocks && vmcoh_unsafe(VMCOH_UNSAFE_FREE_BEFORE_UNMAP))
+			invalidate_poison_and_free(dev, blocks);
+		vmcoh_hold_inval(dev, VMCOH_HOLD_INVAL_BEFORE_UNMAP, first,
+				 last, op);
+		/*
+		 * Without entries there are no PTEs of the object in the
+		 * range (see entry.c); but private copies are anonymous
+		 * pages that outlive their entry, so a shrink always unmaps.
+		 */
+		if (removed || even_cows)
+			invalidate_unmap(dev, first, last, even_cows);
+	}
 
-	/*
-	 * Without entries there are no PTEs of the object in the range
-	 * (see entry.c); but private copies are anonymous pages that
-	 * outlive their entry, so a shrink always unmaps.
-	 */
-	if (!removed && !even_cows)
-		return;
-
-	unmap_mapping_range(dev->mapping, start, len, even_cows);
-	vmcoh_count(dev, VMCOH_RANGED_UNMAPS);
+	vmcoh_hold_inval(dev, VMCOH_HOLD_INVAL_BEFORE_FREE, first, last, op);
+	if (blocks)
+		vmcoh_blocks_free(dev, blocks);
 }
 
 /**
@@ -94,10 +149,10 @@ int vmcoh_punch_hole(struct vmcoh_dev *dev, loff_t offset, loff_t len)
 		vmcoh_blocks_remove(dev, first, last, &list);
 		/* An unchanged block map leaves every mapping valid. */
 		if (list.count)
-			vmcoh_invalidate(dev, first, last, false);
+			vmcoh_invalidate(dev, first, last, VMCOH_OP_PUNCH,
+					 &list);
 	}
 	up_write(&dev->io_rwsem);
-	vmcoh_blocks_free(dev, &list);
 	return 0;
 }
 
@@ -125,8 +180,8 @@ int vmcoh_set_size(struct vmcoh_dev *dev, loff_t size)
 	 * page and private copies must go as well.
 	 */
 	if (shrink)
-		vmcoh_invalidate(dev, size >> PAGE_SHIFT, ULONG_MAX, true);
+		vmcoh_invalidate(dev, size >> PAGE_SHIFT, ULONG_MAX,
+				 VMCOH_OP_SHRINK, &list);
 	up_write(&dev->io_rwsem);
-	vmcoh_blocks_free(dev, &list);
 	return 0;
 }

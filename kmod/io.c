@@ -22,6 +22,7 @@
 #include <linux/highmem.h>
 #include <linux/uio.h>
 
+#include "hooks.h"
 #include "vmcoh.h"
 
 static int io_lock(struct vmcoh_dev *dev, struct kiocb *iocb, bool write)
@@ -185,8 +186,10 @@ ssize_t vmcoh_write_iter(struct kiocb *iocb, struct iov_iter *from)
 	 * load may see it there (linux-mm 2017).  The copy is done, so no
 	 * user fault can wait on us while we wait for entries.
 	 */
-	if (fill_first <= fill_last)
-		vmcoh_invalidate(dev, fill_first, fill_last, false);
+	if (fill_first <= fill_last &&
+	    !vmcoh_unsafe(VMCOH_UNSAFE_WRITE_NO_INVALIDATE))
+		vmcoh_invalidate(dev, fill_first, fill_last, VMCOH_OP_WRITE,
+				 NULL);
 out:
 	up_write(&dev->io_rwsem);
 	iocb->ki_pos = pos;

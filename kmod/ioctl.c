@@ -12,6 +12,7 @@
 #include <linux/mm.h>
 #include <linux/uaccess.h>
 
+#include "hooks.h"
 #include "vmcoh.h"
 
 static bool reserved_zero(const __u64 *words, size_t n)
@@ -48,6 +49,8 @@ void vmcoh_read_stats(struct vmcoh_dev *dev, struct vmcoh_stats *stats)
 		.blocks_allocated = sum[VMCOH_BLOCKS_ALLOCATED],
 		.blocks_freed = sum[VMCOH_BLOCKS_FREED],
 		.blocks_live = atomic_long_read(&dev->map.nr_blocks),
+		.holds_parked = sum[VMCOH_HOLDS_PARKED],
+		.hold_timeouts = sum[VMCOH_HOLD_TIMEOUTS],
 	};
 }
 
@@ -63,7 +66,11 @@ static long ioctl_get_info(struct vmcoh_dev *dev, void __user *arg)
 			    VMCOH_FEATURE_PUNCH_HOLE |
 			    VMCOH_FEATURE_SET_SIZE |
 			    VMCOH_FEATURE_MAP_PRIVATE,
+		.unsafe = vmcoh_unsafe_variant,
 	};
+
+	if (static_branch_unlikely(&vmcoh_test_hooks))
+		info.features |= VMCOH_FEATURE_TEST_HOOKS;
 
 	return copy_to_user(arg, &info, sizeof(info)) ? -EFAULT : 0;
 }
@@ -121,6 +128,10 @@ long vmcoh_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return ioctl_punch_hole(dev, uarg);
 	case VMCOH_IOC_GET_STATS:
 		return ioctl_get_stats(dev, uarg);
+	case VMCOH_IOC_HOLD_ARM:
+	case VMCOH_IOC_HOLD_WAIT:
+	case VMCOH_IOC_HOLD_RELEASE:
+		return vmcoh_ioctl_hold(file, cmd, uarg);
 	default:
 		return -ENOTTY;
 	}

@@ -62,6 +62,8 @@ enum vmcoh_counter {
 	VMCOH_ENTRIES_REMOVED,
 	VMCOH_BLOCKS_ALLOCATED,
 	VMCOH_BLOCKS_FREED,
+	VMCOH_HOLDS_PARKED,
+	VMCOH_HOLD_TIMEOUTS,
 	VMCOH_NR_COUNTERS
 };
 
@@ -122,6 +124,7 @@ void vmcoh_blockmap_init(struct vmcoh_blockmap *map, loff_t size,
 			 unsigned long max_blocks);
 void vmcoh_blockmap_destroy(struct vmcoh_dev *dev);
 struct page *vmcoh_block_lookup(struct vmcoh_blockmap *map, pgoff_t index);
+struct page *vmcoh_block_get(struct vmcoh_blockmap *map, pgoff_t index);
 struct page *vmcoh_block_new(struct vmcoh_dev *dev);
 struct page *vmcoh_block_publish(struct vmcoh_dev *dev, pgoff_t index,
 				 struct page *block);
@@ -163,8 +166,16 @@ static inline bool vmcoh_entry_is_zero(void *entry)
 }
 
 /* invalidate.c */
+
+/* Which operation an invalidation serves (its bit in vmcoh_hold.ops). */
+enum vmcoh_op {
+	VMCOH_OP_WRITE,
+	VMCOH_OP_PUNCH,
+	VMCOH_OP_SHRINK,
+};
+
 void vmcoh_invalidate(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
-		      bool even_cows);
+		      enum vmcoh_op op, struct vmcoh_block_list *blocks);
 int vmcoh_punch_hole(struct vmcoh_dev *dev, loff_t offset, loff_t len);
 int vmcoh_set_size(struct vmcoh_dev *dev, loff_t size);
 

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Test hooks: hold points and unsafe protocol variants (see hooks.c).
+ *
+ * Both are compiled in and inert unless the module is loaded with
+ * test_hooks=1: the fast paths then pay one static branch, a NOP patched
+ * into a jump only when the hooks are enabled.
+ */
+#ifndef VMCOH_HOOKS_H
+#define VMCOH_HOOKS_H
+
+#include <linux/jump_label.h>
+
+#include "vmcoh.h"
+
+DECLARE_STATIC_KEY_FALSE(vmcoh_test_hooks);
+extern unsigned int vmcoh_unsafe_variant;
+
+/* True when the module runs the broken protocol @variant (VMCOH_UNSAFE_*). */
+static __always_inline bool vmcoh_unsafe(unsigned int variant)
+{
+	return static_branch_unlikely(&vmcoh_test_hooks) &&
+	       vmcoh_unsafe_variant == variant;
+}
+
+void __vmcoh_hold(struct vmcoh_dev *dev, unsigned int point, pgoff_t first,
+		  pgoff_t last, u64 op_bit);
+
+/* Park here if userspace armed fault @point for @index. */
+static __always_inline void vmcoh_hold_fault(struct vmcoh_dev *dev,
+					     unsigned int point, pgoff_t index)
+{
+	if (static_branch_unlikely(&vmcoh_test_hooks))
+		__vmcoh_hold(dev, point, index, index, 0);
+}
+
+/* Park here if userspace armed invalidation @point for an index in range. */
+static __always_inline void vmcoh_hold_inval(struct vmcoh_dev *dev,
+					     unsigned int point, pgoff_t first,
+					     pgoff_t last, enum vmcoh_op op)
+{
+	if (static_branch_unlikely(&vmcoh_test_hooks))
+		__vmcoh_hold(dev, point, first, last, BIT_ULL(op));
+}
+
+int vmcoh_hooks_init(bool enable, const char *unsafe);
+void vmcoh_hooks_exit(void);
+void vmcoh_hooks_flush_file(struct file *file, fl_owner_t id);
+long vmcoh_ioctl_hold(struct file *file, unsigned int cmd, void __user *arg);
+
+#endif /* VMCOH_HOOKS_H */
