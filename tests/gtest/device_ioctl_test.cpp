@@ -52,14 +52,18 @@ TEST_F(IoctlTest, GetInfoDescribesTheObject) {
   const std::uint64_t all = VMCOH_FEATURE_SEEK_HOLE | VMCOH_FEATURE_PUNCH_HOLE |
                             VMCOH_FEATURE_SET_SIZE | VMCOH_FEATURE_MAP_PRIVATE;
   EXPECT_EQ(i.features & all, all);
-  EXPECT_EQ(i.reserved[0], 0U);
-  EXPECT_EQ(i.reserved[1], 0U);
+  EXPECT_LT(i.unsafe, std::uint64_t{VMCOH_NR_UNSAFE});
+  if ((i.features & VMCOH_FEATURE_TEST_HOOKS) == 0) {
+    EXPECT_EQ(i.unsafe, std::uint64_t{VMCOH_UNSAFE_NONE}) << "unsafe variants need test_hooks=1";
+  }
+  for (const std::uint64_t word : i.reserved) EXPECT_EQ(word, 0U);
 }
 
 TEST_F(IoctlTest, GetStatsZeroesItsReservedWords) {
   const vmcoh_stats s = stats();
   for (const std::uint64_t word : s.reserved) EXPECT_EQ(word, 0U);
   EXPECT_EQ(s.blocks_live, s.blocks_allocated - s.blocks_freed);
+  EXPECT_LE(s.hold_timeouts, s.holds_parked) << "only a park can time out";
 }
 
 TEST_F(IoctlTest, SetSizeRejectsAnUnalignedSize) {

@@ -1,0 +1,116 @@
+"""The seed races as exact interleavings (vmcoh-interleave), in one VM boot:
+against the safe module and against each unsafe variant, plus the
+hold-point GoogleTest cases.
+
+Run on Debian's 6.1 and 6.12 kernels, whose fault paths differ (6.12
+faults under the VMA lock first).  The safe module must give no violation
+in any interleaving.  Each unsafe
+variant must be caught by the interleaving that targets it on every
+repetition: that proves the harness catches the bug 100%, not by luck.  The
+whole matrix (variant x interleaving: violations/repetitions) is printed,
+which pytest -s shows, and written to
+build/test-results/interleavings-matrix.md (6.1) and
+interleavings-matrix-6.12.md.  A kernel splat fails the test
+(vmrun exit 250): a broken protocol may corrupt data, never the kernel.
+"""
+
+import json
+
+import pytest
+
+from conftest import BUILD, explain, vmrun
+from test_module import KERNELS, gtest_counts
+
+pytestmark = pytest.mark.vm
+
+INTERLEAVE = BUILD / "userspace" / "vmcoh-interleave"
+VARIANTS = ["lookup_before_lock", "unmap_before_remove", "no_size_recheck",
+            "no_even_cows", "free_before_unmap", "write_no_invalidate"]
+REPEAT = 20
+
+
+def load_report(out, module, proc):
+    path = out / f"{module}.json"
+    assert path.exists() and path.stat().st_size, \
+        f"{path.name} not written; {explain(proc)}"
+    return json.loads(path.read_text())
+
+
+def cell(result, targeted):
+    text = f"{result['violations']}/{result['repetitions']}"
+    if result["not_driven"]:
+        text += f" ({result['not_driven']} not driven)"
+    return f"**{text}**" if targeted else text
+
+
+def matrix(reports, kernel):
+    """Markdown: one row per module, one column per interleaving."""
+    columns = [r["name"] for r in reports["safe"]["results"]]
+    catches = {r["name"]: r["catches"] for r in reports["safe"]["results"]}
+    lines = [
+        f"# vmcoh-interleave on Linux {kernel}: violations / repetitions",
+        "",
+        "Rows: the module loaded (`test_hooks=1`, and `unsafe=NAME`). Columns: the",
+        "interleaving, with the variant it targets; in bold, the cell where the",
+        "targeted variant is loaded, which must be a violation on every repetition.",
+        "",
+        "| module | " + " | ".join(f"`{c}` (catches {catches[c]})" for c in columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for module, doc in reports.items():
+        by_name = {r["name"]: r for r in doc["results"]}
+        row = [cell(by_name[c], catches[c] == module) if c in by_name else "not run"
+               for c in columns]
+        label = "safe" if module == "safe" else f"unsafe={module}"
+        lines.append(f"| {label} | " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_interleavings_catch_every_unsafe_variant(built, results_dir, kernel):
+    module = KERNELS[kernel]
+    assert module.exists(), f"{module} missing: make module-{kernel}"
+    assert INTERLEAVE.exists(), f"{INTERLEAVE} missing: make"
+    out = results_dir / f"interleavings-{kernel}"
+    out.mkdir(exist_ok=True)
+    for old in out.iterdir():
+        old.unlink()
+    proc = vmrun(["tests/guest/interleavings.sh", out, module],
+                 log=f"interleavings-{kernel}", kernel=kernel, timeout=300,
+                 env={"VMCOH_INTERLEAVE_REPEAT": REPEAT})
+
+    reports = {m: load_report(out, m, proc) for m in ["safe"] + VARIANTS}
+    table = matrix(reports, kernel)
+    print("\n" + table)
+    suffix = "" if kernel == "6.1" else f"-{kernel}"
+    (results_dir / f"interleavings-matrix{suffix}.md").write_text(table)
+
+    safe = reports["safe"]
+    assert safe["module_unsafe"] == "none" and safe["test_hooks"]
+    for result in safe["results"]:
+        assert result["repetitions"] == REPEAT, result["name"]
+        assert result["violations"] == 0 and result["not_driven"] == 0, \
+            json.dumps(result["violation_records"][:3] + result["errors"][:3], indent=1)
+    assert (out / "safe.rc").read_text().strip() == "0"
+
+    for variant in VARIANTS:
+        doc = reports[variant]
+        assert doc["module_unsafe"] == variant, "the variant was not loaded"
+        targeted = [r for r in doc["results"] if r["catches"] == variant]
+        assert len(targeted) == 1, f"no interleaving targets {variant}"
+        result = targeted[0]
+        assert result["repetitions"] == REPEAT
+        assert result["violations"] == REPEAT, \
+            f"{result['name']} caught unsafe={variant} in only " \
+            f"{result['violations']}/{REPEAT}: {result['errors'][:3]}"
+        assert (out / f"{variant}.rc").read_text().strip() == "1"
+
+    for name in ("gtest-hooks.json", "gtest-no-hooks.json"):
+        report = out / name
+        assert report.exists(), f"{name} not written; {explain(proc)}"
+        total, failed, skipped = gtest_counts(report)
+        print(f"{name}: {total} tests, {len(failed)} failed, {skipped} skipped")
+        assert not failed, f"failed: {failed}"
+        assert total > 0 and skipped == 0
+
+    assert proc.returncode == 0, explain(proc)

@@ -1,0 +1,26 @@
+#include <array>
+
+#include "interleaving.hpp"
+
+namespace vmcoh::interleave {
+
+namespace {
+
+// In the order of the README's table: write, punch, truncate, then the three single-step bugs.
+constexpr std::array<const Interleaving*, 6> kAll = {
+    &kWriteVsFault,     &kUnmapBeforeRemove, &kTruncateVsNopage,
+    &kTruncateEvenCows, &kFreeBeforeUnmap,   &kWriteNoInvalidate,
+};
+
+}  // namespace
+
+std::span<const Interleaving* const> all_interleavings() noexcept { return kAll; }
+
+const Interleaving* find_interleaving(std::string_view name) noexcept {
+  for (const Interleaving* interleaving : kAll) {
+    if (interleaving->name == name) return interleaving;
+  }
+  return nullptr;
+}
+
+}  // namespace vmcoh::interleave
