@@ -77,7 +77,7 @@ static bool hold_park_ended(struct hold_slot *slot, unsigned long park)
 
 static void hold_disarm_locked(struct hold_slot *slot)
 {
-	slot->state = HOLD_DISARMED;
+	WRITE_ONCE(slot->state, HOLD_DISARMED);
 	slot->owner = NULL;
 }
 
@@ -88,13 +88,16 @@ void __vmcoh_hold(struct vmcoh_dev *dev, unsigned int point, pgoff_t first,
 	unsigned long timeout, park;
 	bool abandoned = false;
 
+	/* Unarmed points stay off hold_lock: it is global. */
+	if (READ_ONCE(slot->state) != HOLD_ARMED)
+		return;
 	spin_lock(&hold_lock);
 	if (slot->state != HOLD_ARMED || slot->index < first ||
 	    slot->index > last || (slot->ops && !(slot->ops & op_bit))) {
 		spin_unlock(&hold_lock);
 		return;
 	}
-	slot->state = HOLD_PARKED;
+	WRITE_ONCE(slot->state, HOLD_PARKED);
 	park = ++slot->parks;
 	timeout = slot->timeout;
 	spin_unlock(&hold_lock);
@@ -148,7 +151,7 @@ static long hold_arm(struct file *file, struct vmcoh_hold *req)
 	if (slot->state != HOLD_DISARMED) {
 		ret = -EBUSY;
 	} else {
-		slot->state = HOLD_ARMED;
+		WRITE_ONCE(slot->state, HOLD_ARMED);
 		slot->index = req->index;
 		slot->ops = req->ops;
 		slot->timeout = msecs_to_jiffies(req->timeout_ms);
