@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 CHECKPATCH_DIR := $(HOME)/.cache/vmcoh/checkpatch
 KSRC_TARBALL   := $(lastword $(sort $(wildcard /usr/src/linux-source-6.1.tar.xz)))
 
-.PHONY: all deps module module-% userspace run check lint checkpatch sparse format clean help
+.PHONY: all deps module module-% userspace run check matrix lint checkpatch sparse format clean help
 
 all: module userspace
 
@@ -50,6 +50,11 @@ run: deps all
 
 check: deps all module-6.12
 	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
+
+# How fast the race harness catches each unsafe variant (about an hour; not in CI):
+# build/stress-matrix.md, spliced into README.md.  E.g. MATRIX_ARGS='--seeds 1..3 --cap 30'.
+matrix: all
+	$(PYTHON) tools/stress-matrix --readme README.md $(MATRIX_ARGS)
 
 lint: checkpatch sparse format
 

@@ -4,6 +4,7 @@
 // Exit status: 0 no violation, 1 a violation (or an actor that crashed or hung), 2 a setup error.
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -48,6 +49,15 @@ std::uint64_t seed_from_time() {
   return mix64(static_cast<std::uint64_t>(
                    std::chrono::duration_cast<std::chrono::nanoseconds>(now).count()) ^
                static_cast<std::uint64_t>(::getpid()));
+}
+
+// The module parameter unsafe=NAME that vmcoh_info.unsafe reports (uapi/vmcoh.h).
+std::string unsafe_name(std::uint64_t variant) {
+  static constexpr std::array<std::string_view, VMCOH_NR_UNSAFE> names = {
+      "none",         "lookup_before_lock", "unmap_before_remove", "no_size_recheck",
+      "no_even_cows", "free_before_unmap",  "write_no_invalidate",
+  };
+  return variant < names.size() ? std::string(names[variant]) : fmt::format("{}", variant);
 }
 
 void list_scenarios() {
@@ -105,6 +115,12 @@ int main(int argc, char** argv) {
   app.add_option("--writers", config.writers, "writing actors (truncate-vs-fault adds a resizer)")
       ->check(CLI::Range(std::size_t{1}, std::size_t{64}))
       ->capture_default_str();
+  app.add_option("--hot-pages", config.hot_pages,
+                 "pages the refault scenarios race on (the hot set; at most --pages)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
+      ->capture_default_str();
+  app.add_flag("--stop-on-violation", config.stop_on_violation,
+               "end each scenario run at its first violation (first-violation= gives the time)");
   app.add_option("--timeout", timeout,
                  "wall-clock bound of one scenario run in seconds (default: twice the duration "
                  "plus 30, or 600 with --iterations)")
@@ -150,6 +166,7 @@ int main(int argc, char** argv) {
   // The target must exist (or be creatable) before anything runs: a missing device is a setup
   // error, reported once.
   std::optional<std::uint64_t> device_size;
+  std::optional<vmcoh_info> device_info;
   bool created = false;
   std::string kind;
   try {
@@ -158,7 +175,10 @@ int main(int argc, char** argv) {
                                                               : Target::Create::never);
     created = target_check.created();
     kind = to_string(target_check.kind());
-    if (target_check.is_device()) device_size = target_check.size();
+    if (target_check.is_device()) {
+      device_size = target_check.size();
+      device_info = target_check.info();
+    }
   } catch (const std::system_error& e) {
     fmt::print(stderr, "vmcoh-race: {}{}\n", e.what(),
                e.code() == std::errc::no_such_file_or_directory && !may_create(config.target)
@@ -167,10 +187,16 @@ int main(int argc, char** argv) {
     return kExitSetup;
   }
 
+  // A module loaded with unsafe=NAME runs a deliberately broken protocol: say so up front.
+  const std::string unsafe =
+      device_info && device_info->unsafe != VMCOH_UNSAFE_NONE
+          ? fmt::format(", UNSAFE variant {}", unsafe_name(device_info->unsafe))
+          : std::string();
   const std::string banner = fmt::format(
-      "vmcoh-race: target {} ({}), seed {}, {} pages, {} reader(s), {} writer(s), {} per "
+      "vmcoh-race: target {} ({}{}), seed {}, {} pages, {} reader(s), {} writer(s), {} per "
       "scenario per mode",
-      config.target.string(), kind, config.seed, config.pages, config.readers, config.writers,
+      config.target.string(), kind, unsafe, config.seed, config.pages, config.readers,
+      config.writers,
       config.duration_s ? fmt::format("{:g}s", *config.duration_s)
                         : fmt::format("{} writer ops", *config.iterations));
   const nlohmann::json run_info = {
@@ -181,6 +207,9 @@ int main(int argc, char** argv) {
       {"pages", config.pages},
       {"readers", config.readers},
       {"writers", config.writers},
+      {"hot_pages", config.hot_pages},
+      {"stop_on_violation", config.stop_on_violation},
+      {"unsafe", device_info ? nlohmann::json(unsafe_name(device_info->unsafe)) : nlohmann::json()},
       {"duration_s", config.duration_s ? nlohmann::json(*config.duration_s) : nlohmann::json()},
       {"iterations", config.iterations ? nlohmann::json(*config.iterations) : nlohmann::json()}};
   const std::map<std::string, ReportFormat> formats = {

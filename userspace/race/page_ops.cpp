@@ -70,6 +70,31 @@ void PageWriter::punch(std::size_t first, std::size_t count) {
         [&] { target_.punch_hole(first * kPageSize, count * kPageSize); });
 }
 
+Resizer::Resizer(ActorEnv& env, const Target& target, PageWriter& writer) noexcept
+    : env_(env), target_(target), writer_(writer), size_pages_(env.shared().pages()) {}
+
+void Resizer::shrink(std::size_t pages_to) {
+  const SharedState& shared = env_.shared();
+  const std::size_t cut = size_pages_ - pages_to;
+  shared.begin_resize(++generation_, pages_to * kPageSize);
+  for (std::size_t p = pages_to; p < size_pages_; ++p) shared.begin_cut(p);
+  writer_.apply(pages_to, cut, StateKind::truncated, OpMethod::shrink,
+                [&] { target_.set_size(pages_to * kPageSize); });
+  shared.end_resize(generation_);
+  for (std::size_t p = pages_to; p < size_pages_; ++p) shared.end_cut(p);
+  size_pages_ = pages_to;
+}
+
+void Resizer::grow(std::size_t pages_to) {
+  const SharedState& shared = env_.shared();
+  shared.set_hot(env_.hot_slot(), size_pages_);
+  shared.begin_resize(++generation_, pages_to * kPageSize);
+  target_.set_size(pages_to * kPageSize);
+  shared.end_resize(generation_);
+  size_pages_ = pages_to;
+  ++env_.counters().ops;
+}
+
 OpMethod PageWriter::random_write_method() noexcept {
   const std::uint64_t roll = env_.rng().below(8);
   if (roll < 5) return OpMethod::pwrite;

@@ -54,6 +54,28 @@ class PageWriter {
   const Target& target_;
 };
 
+// The one actor that changes the object's size: each change is published as a size generation
+// around the call, and a shrink also moves every page it cuts to a TRUNCATED state and counts a
+// truncation of it (cuts_begun before, cuts_done after), which decides what MAP_PRIVATE copies may
+// still show.  Starts at config.pages pages, size generation 0 (prepare_object).
+class Resizer {
+ public:
+  Resizer(ActorEnv& env, const Target& target, PageWriter& writer) noexcept;
+
+  [[nodiscard]] std::size_t size_pages() const noexcept { return size_pages_; }
+  // To `pages_to` < size_pages().
+  void shrink(std::size_t pages_to);
+  // To `pages_to` > size_pages(); readers are pointed at the old EOF, whose pages must read zero.
+  void grow(std::size_t pages_to);
+
+ private:
+  ActorEnv& env_;
+  const Target& target_;
+  PageWriter& writer_;
+  std::size_t size_pages_;
+  std::uint64_t generation_ = 0;
+};
+
 template <class Op>
 void PageWriter::apply(std::size_t first, std::size_t count, StateKind kind, OpMethod method,
                        Op&& op) {

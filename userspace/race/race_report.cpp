@@ -133,7 +133,8 @@ nlohmann::json counters_json(const ActorCounters& c) {
           {"refused", c.refused},
           {"torn", c.torn},
           {"private_stores", c.private_stores},
-          {"preads", c.preads}};
+          {"preads", c.preads},
+          {"glances", c.glances}};
 }
 
 std::string counters_line(const ActorCounters& c) {
@@ -142,9 +143,34 @@ std::string counters_line(const ActorCounters& c) {
                      : 100.0 * static_cast<double>(c.decisive) / static_cast<double>(c.samples);
   return fmt::format(
       "ops={} samples={} decisive={:.1f}% undecided={} torn={} refused={} "
-      "preads={} private-stores={} violations={}",
+      "preads={} private-stores={}{} violations={}",
       c.ops, c.samples, decisive, c.undecided, c.torn, c.refused, c.preads, c.private_stores,
-      c.violations);
+      c.glances == 0 ? std::string() : fmt::format(" glances={}", c.glances), c.violations);
+}
+
+nlohmann::json device_stats_json(const std::optional<vmcoh_stats>& s) {
+  if (!s) return nullptr;
+  return {{"faults", s->faults},
+          {"mkwrite_faults", s->mkwrite_faults},
+          {"zero_page_maps", s->zero_page_maps},
+          {"zero_page_upgrades", s->zero_page_upgrades},
+          {"sigbus", s->sigbus},
+          {"entry_lock_waits", s->entry_lock_waits},
+          {"invalidations", s->invalidations},
+          {"ranged_unmaps", s->ranged_unmaps},
+          {"entries_removed", s->entries_removed},
+          {"blocks_allocated", s->blocks_allocated},
+          {"blocks_freed", s->blocks_freed},
+          {"blocks_live", s->blocks_live}};
+}
+
+std::string device_stats_line(const vmcoh_stats& s) {
+  return fmt::format(
+      "device: faults={} mkwrite={} zero-maps={} zero-upgrades={} sigbus={} entry-lock-waits={} "
+      "invalidations={} unmaps={} entries-removed={} blocks-allocated={} blocks-freed={}",
+      s.faults, s.mkwrite_faults, s.zero_page_maps, s.zero_page_upgrades, s.sigbus,
+      s.entry_lock_waits, s.invalidations, s.ranged_unmaps, s.entries_removed, s.blocks_allocated,
+      s.blocks_freed);
 }
 
 }  // namespace
@@ -155,8 +181,12 @@ CaseReport make_case_report(const ScenarioRun& run, const RunConfig& config) {
   report.status = run.status;
   ActorCounters totals = run.totals;
   totals.violations = run.violations;
-  report.summary = fmt::format("{} in {:.1f}s", counters_line(totals), run.seconds);
+  report.summary = counters_line(totals);
+  if (run.first_violation_s)
+    report.summary += fmt::format(" first-violation={:.3f}s", *run.first_violation_s);
+  report.summary += fmt::format(" in {:.1f}s", run.seconds);
   if (run.stopped_by_timeout) report.summary += " (stopped by --timeout)";
+  if (run.stopped_on_violation) report.summary += " (stopped at the first violation)";
 
   const bool failed = run.status != CaseReport::Status::passed;
   for (const std::string& problem : run.problems) report.diagnostics.push_back(problem);
@@ -175,6 +205,7 @@ CaseReport make_case_report(const ScenarioRun& run, const RunConfig& config) {
       report.diagnostics.push_back(
           fmt::format("{}: {}", run.actors[i].name, counters_line(run.per_actor[i])));
     }
+    if (run.device_stats) report.diagnostics.push_back(device_stats_line(*run.device_stats));
   }
   const std::string replay = config.replay_command(run.scenario);
   if (failed) report.diagnostics.push_back("replay: " + replay);
@@ -189,17 +220,22 @@ CaseReport make_case_report(const ScenarioRun& run, const RunConfig& config) {
     if (i < run.per_actor.size()) actor["counters"] = counters_json(run.per_actor[i]);
     actors.push_back(std::move(actor));
   }
-  report.details = {{"scenario", run.scenario},
-                    {"mode", to_string(run.mode)},
-                    {"run_id", run.run_id},
-                    {"seconds", run.seconds},
-                    {"stopped_by_timeout", run.stopped_by_timeout},
-                    {"counters", counters_json(totals)},
-                    {"violations", run.violations},
-                    {"violation_records", violations},
-                    {"problems", run.problems},
-                    {"actors", actors},
-                    {"replay", replay}};
+  report.details = {
+      {"scenario", run.scenario},
+      {"mode", to_string(run.mode)},
+      {"run_id", run.run_id},
+      {"seconds", run.seconds},
+      {"stopped_by_timeout", run.stopped_by_timeout},
+      {"stopped_on_violation", run.stopped_on_violation},
+      {"first_violation_s",
+       run.first_violation_s ? nlohmann::json(*run.first_violation_s) : nlohmann::json(nullptr)},
+      {"counters", counters_json(totals)},
+      {"violations", run.violations},
+      {"violation_records", violations},
+      {"problems", run.problems},
+      {"actors", actors},
+      {"device_stats", device_stats_json(run.device_stats)},
+      {"replay", replay}};
   return report;
 }
 

@@ -104,6 +104,24 @@ void spawn_actors(ActorGroup& group, const Scenario& scenario, const RunConfig& 
   }
 }
 
+vmcoh_stats stats_delta(const vmcoh_stats& before, const vmcoh_stats& after) {
+  vmcoh_stats d = after;
+  d.faults -= before.faults;
+  d.mkwrite_faults -= before.mkwrite_faults;
+  d.zero_page_maps -= before.zero_page_maps;
+  d.zero_page_upgrades -= before.zero_page_upgrades;
+  d.sigbus -= before.sigbus;
+  d.entry_lock_waits -= before.entry_lock_waits;
+  d.invalidations -= before.invalidations;
+  d.ranged_unmaps -= before.ranged_unmaps;
+  d.entries_removed -= before.entries_removed;
+  d.blocks_allocated -= before.blocks_allocated;
+  d.blocks_freed -= before.blocks_freed;
+  d.holds_parked -= before.holds_parked;
+  d.hold_timeouts -= before.hold_timeouts;
+  return d;  // blocks_live stays a level
+}
+
 }  // namespace
 
 std::uint64_t RunConfig::run_id(std::string_view scenario) const noexcept {
@@ -113,10 +131,13 @@ std::uint64_t RunConfig::run_id(std::string_view scenario) const noexcept {
 std::string RunConfig::replay_command(std::string_view scenario) const {
   const std::string length = duration_s ? fmt::format("--duration {:g}", *duration_s)
                                         : fmt::format("--iterations {}", iterations.value_or(0));
-  return fmt::format(
+  std::string command = fmt::format(
       "vmcoh-race --target {} --seed {} --scenario {} --mode {} --pages {} --readers {} "
       "--writers {} {}",
       target.string(), seed, scenario, to_string(mode), pages, readers, writers, length);
+  if (hot_pages != kDefaultHotPages) command += fmt::format(" --hot-pages {}", hot_pages);
+  if (stop_on_violation) command += " --stop-on-violation";
+  return command;
 }
 
 ActorEnv::ActorEnv(const RunConfig& config, const SharedState& shared, std::string_view scenario,
@@ -159,6 +180,7 @@ void ActorEnv::publish_counters() const noexcept {
   atomic(slot.torn).store(counters_.torn, relaxed);
   atomic(slot.private_stores).store(counters_.private_stores, relaxed);
   atomic(slot.preads).store(counters_.preads, relaxed);
+  atomic(slot.glances).store(counters_.glances, relaxed);
 }
 
 void ActorEnv::report(ViolationRecord& record) {
@@ -167,6 +189,7 @@ void ActorEnv::report(ViolationRecord& record) {
   shared_.record_violation(record);
   ++counters_.violations;
   publish_counters();
+  if (config_.stop_on_violation) atomic(shared_.control().stop).store(1);
 }
 
 ScenarioRun run_scenario(const Scenario& scenario, const RunConfig& config) {
@@ -178,10 +201,13 @@ ScenarioRun run_scenario(const Scenario& scenario, const RunConfig& config) {
   auto resources = std::make_unique<RaceResources>(config, scenario.actors(config));
   const SharedState& shared = resources->shared;
   const std::vector<ActorSpec>& specs = resources->specs;
+  std::optional<Target> target;
+  std::optional<vmcoh_stats> stats_before;
   try {
-    const Target target = Target::open(config.target);
-    prepare_object(target, shared, config);
-    scenario.setup(target, shared, config);
+    target.emplace(Target::open(config.target));
+    prepare_object(*target, shared, config);
+    scenario.setup(*target, shared, config);
+    stats_before = target->stats();
   } catch (const std::exception& e) {
     run.status = CaseReport::Status::error;
     run.problems.push_back(fmt::format("setup: {}", e.what()));
@@ -221,6 +247,7 @@ ScenarioRun run_scenario(const Scenario& scenario, const RunConfig& config) {
     for (;;) {
       const auto now = Clock::now();
       if (now >= end || atomic(control.writers_running).load() == 0 || group.any_failed()) break;
+      if (atomic(control.stop).load() != 0) break;  // an actor found a violation (--stop-on-...)
       if (now >= hard_end) {
         run.stopped_by_timeout = true;
         break;
@@ -232,9 +259,20 @@ ScenarioRun run_scenario(const Scenario& scenario, const RunConfig& config) {
   run.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   run.actors = group.join(Clock::now() + kStopGrace);
 
+  if (stats_before && !ActorGroup::threads_abandoned()) {
+    try {
+      run.device_stats = stats_delta(*stats_before, *target->stats());
+    } catch (const std::exception&) {
+      // Statistics are a diagnostic: their absence fails nothing.
+    }
+  }
   run.totals = shared.total_counters();
   for (std::size_t i = 0; i < specs.size(); ++i) run.per_actor.push_back(shared.counters(i));
   run.violations = shared.violation_count();
+  if (const auto first = shared.first_violation_ns(); first && run.start_ns != 0) {
+    run.first_violation_s = static_cast<double>(*first - run.start_ns) / 1e9;
+  }
+  run.stopped_on_violation = config.stop_on_violation && run.violations > 0;
   run.records = shared.recorded_violations();
   for (const ActorOutcome& outcome : run.actors) {
     if (outcome.status == ActorOutcome::Status::finished) continue;

@@ -4,9 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include <vmcoh.h>
 #include <vmcoh/actors.hpp>
 #include <vmcoh/report.hpp>
 
@@ -28,6 +30,10 @@ struct ScenarioRun {
   std::vector<ActorOutcome> actors;
   double seconds = 0;
   bool stopped_by_timeout = false;
+  std::optional<double> first_violation_s;  // seconds from the start of the race to the first
+  bool stopped_on_violation = false;        // --stop-on-violation ended the run
+  // The device's event counters over the race (GET_STATS after minus before); nullopt for a file.
+  std::optional<vmcoh_stats> device_stats;
   std::uint64_t start_ns = 0;  // monotonic_ns() at the start of the race: op log times are relative
 };
 

@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -99,6 +100,58 @@ void Sampler::private_access(std::size_t page) {
         .has_value();
   });
   judge(ReadPath::private_load, oracle::Access::mmap_load, r);
+}
+
+void Sampler::drop_shared(std::size_t page) {
+  check_syscall(::madvise(shared_map_.data() + page * kPageSize, kPageSize, MADV_DONTNEED),
+                "madvise(MADV_DONTNEED) of the shared mapping");
+}
+
+Sampler::Glance Sampler::glance(std::size_t page) {
+  const SharedState& shared = env_.shared();
+  PageSlot& slot = shared.page(page);
+  Control& control = shared.control();
+  std::array<std::uint64_t, 3> header{};  // magic, offset, generation
+  Glance g{};
+  g.size_done = atomic(control.size_done).load(std::memory_order_acquire);
+  g.done = atomic(slot.done).load(std::memory_order_acquire);
+  const bool refused =
+      probe_load(header.data(), words_at(shared_map_, page * kPageSize), header.size()).has_value();
+  std::atomic_thread_fence(std::memory_order_acquire);
+  g.begun = atomic(slot.begun).load(std::memory_order_acquire);
+  g.size_begun = atomic(control.size_begun).load(std::memory_order_acquire);
+  ++env_.counters().glances;
+
+  const std::optional<oracle::SizeWindow> sizes = shared.size_window(g.size_done, g.size_begun);
+  const std::optional<oracle::Window> window = shared.window(page, g.done, g.begun);
+  if (!sizes || !window) return g;
+  const std::uint64_t offset = page * kPageSize;
+  if (refused || offset >= sizes->max_size) {
+    g.suspicious = refused != (offset >= sizes->min_size);
+  } else if (header[0] == 0) {
+    g.suspicious = !window->admits_zero();
+  } else if (header[0] != kStampMagic || header[1] != offset) {
+    g.suspicious = true;
+  } else {
+    g.suspicious = header[2] < window->done || header[2] > window->begun;
+  }
+  return g;
+}
+
+void Sampler::refault(std::size_t page, std::size_t faults, std::size_t linger) {
+  for (std::size_t i = 0; i < faults && !env_.stopping(); ++i) {
+    drop_shared(page);
+    const Glance first = glance(page);
+    bool suspicious = first.suspicious;
+    for (std::size_t j = 0; j < kSettleGlances && !suspicious; ++j) {
+      if (first.settled_by(first)) break;  // nothing raced the fault
+      const Glance again = glance(page);
+      suspicious = again.suspicious;
+      if (first.settled_by(again)) break;
+    }
+    if (suspicious) break;
+  }
+  for (std::size_t i = 0; i <= linger && !env_.stopping(); ++i) shared_load(page);
 }
 
 void Sampler::private_store(std::size_t page) {

@@ -36,6 +36,35 @@ class Sampler {
   // otherwise a load through the private mapping.
   void private_access(std::size_t page);
 
+  // Zaps this reader's PTE of `page` in its shared mapping (MADV_DONTNEED), so that its next load
+  // faults instead of going through a resident PTE.
+  void drop_shared(std::size_t page);
+  // A cheap look at `page` through the shared mapping: its header words, bracketed like a sample,
+  // then compared with the window and sizes around them.  Not judged (the caller samples the page
+  // in full to judge it): `suspicious` if what it showed cannot be right (a zero page or older
+  // data where the window admits neither, bytes that are no stamp, a SIGBUS within EOF or a load
+  // beyond it).  Cheap enough that a reader alternating drop_shared and glance spends its time
+  // faulting.
+  struct Glance {
+    bool suspicious;
+    std::uint64_t done;   // of the page, before the load
+    std::uint64_t begun;  // after it
+    std::uint64_t size_done;
+    std::uint64_t size_begun;
+    // True if `later` was taken after every operation that had begun by the end of this one had
+    // returned: then a stale PTE this glance's fault may have installed looks wrong to `later`.
+    [[nodiscard]] bool settled_by(const Glance& later) const noexcept {
+      return later.done >= begun && later.size_done >= size_begun;
+    }
+  };
+  [[nodiscard]] Glance glance(std::size_t page);
+  // Faults `page` in afresh up to `faults` times (drop_shared, then glance).  When an operation
+  // raced a fault, the PTE that fault installed is glanced at again, without dropping it, until
+  // the operation has returned (at most kSettleGlances times), since only then does a stale PTE
+  // look wrong.  A suspicious glance ends the faulting; then the page is sampled in full
+  // `1 + linger` times through the PTE last installed, which judges it.
+  void refault(std::size_t page, std::size_t faults, std::size_t linger);
+
  private:
   struct Reading {
     std::size_t page;
@@ -72,6 +101,8 @@ class Sampler {
 // loads, half of them aimed at a page some writer is changing, and one sample in kPreadOneIn read
 // with pread instead, for a light cross-check of the read(2) path.
 inline constexpr std::uint64_t kPreadOneIn = 64;
+// How many times Sampler::refault glances again at a PTE whose fault raced an operation.
+inline constexpr std::size_t kSettleGlances = 64;
 void read_object_until_stopped(ActorEnv& env);
 
 }  // namespace vmcoh::race

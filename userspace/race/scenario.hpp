@@ -22,6 +22,9 @@
 
 namespace vmcoh::race {
 
+// The refault scenarios race on this many pages unless --hot-pages says otherwise.
+inline constexpr std::size_t kDefaultHotPages = 2;
+
 struct RunConfig {
   std::filesystem::path target = VMCOH_DEVICE_PATH;
   ActorMode mode = ActorMode::threads;
@@ -29,9 +32,11 @@ struct RunConfig {
   std::size_t pages = 256;
   std::size_t readers = 2;
   std::size_t writers = 1;
-  std::optional<double> duration_s;         // run for this long, or
-  std::optional<std::uint64_t> iterations;  // until the writers made this many operations
-  double timeout_s = 0;                     // wall-clock bound of one scenario run
+  std::size_t hot_pages = kDefaultHotPages;  // the pages the refault scenarios race on
+  std::optional<double> duration_s;          // run for this long, or
+  std::optional<std::uint64_t> iterations;   // until the writers made this many operations
+  double timeout_s = 0;                      // wall-clock bound of one scenario run
+  bool stop_on_violation = false;            // end a run at its first violation
   bool verbose = false;
 
   // Distinct per scenario and mode, so stamps left by another run are foreign.
@@ -106,6 +111,8 @@ class Scenario {
 
 // Throws (a setup error) unless config.pages >= minimum.
 void require_pages(const RunConfig& config, std::size_t minimum, std::string_view scenario);
+// Throws (a setup error) unless minimum <= config.hot_pages <= config.pages.
+void require_hot_pages(const RunConfig& config, std::size_t minimum, std::string_view scenario);
 
 [[nodiscard]] std::span<const Scenario* const> all_scenarios();
 [[nodiscard]] const Scenario* find_scenario(std::string_view name);

@@ -12,12 +12,13 @@ namespace vmcoh::race {
 const Scenario& write_vs_fault();
 const Scenario& punch_vs_fault();
 const Scenario& truncate_vs_fault();
+const Scenario& write_vs_refault();
+const Scenario& truncate_vs_refault();
 
 std::span<const Scenario* const> all_scenarios() {
-  static const std::array<const Scenario*, 3> table = {
-      &write_vs_fault(),
-      &punch_vs_fault(),
-      &truncate_vs_fault(),
+  static const std::array<const Scenario*, 5> table = {
+      &write_vs_fault(),   &punch_vs_fault(),      &truncate_vs_fault(),
+      &write_vs_refault(), &truncate_vs_refault(),
   };
   return table;
 }
@@ -33,6 +34,14 @@ void require_pages(const RunConfig& config, std::size_t minimum, std::string_vie
   if (config.pages < minimum) {
     throw std::runtime_error(fmt::format("{} needs --pages >= {} with {} writer(s), got {}",
                                          scenario, minimum, config.writers, config.pages));
+  }
+}
+
+void require_hot_pages(const RunConfig& config, std::size_t minimum, std::string_view scenario) {
+  if (config.hot_pages < minimum || config.hot_pages > config.pages) {
+    throw std::runtime_error(
+        fmt::format("{} needs {} <= --hot-pages <= --pages ({}) with {} writer(s), got {}",
+                    scenario, minimum, config.pages, config.writers, config.hot_pages));
   }
 }
 

@@ -190,11 +190,18 @@ ActorCounters SharedState::total_counters() const noexcept {
     total.torn += atomic(c.torn).load();
     total.private_stores += atomic(c.private_stores).load();
     total.preads += atomic(c.preads).load();
+    total.glances += atomic(c.glances).load();
   }
   return total;
 }
 
 void SharedState::record_violation(const ViolationRecord& record) const noexcept {
+  // The earliest by its time stamp, whichever actor reports first.
+  const std::uint64_t at = atomic(control().start_ns).load(std::memory_order_relaxed) + record.t_ns;
+  auto first = atomic(control().first_violation_ns);
+  std::uint64_t seen = first.load(std::memory_order_relaxed);
+  while ((seen == 0 || at < seen) && !first.compare_exchange_weak(seen, at)) {
+  }
   const std::uint64_t index = atomic(control().violations).fetch_add(1);
   if (index >= violations_.size()) return;
   ViolationRecord& slot = violations_[index];
@@ -205,6 +212,12 @@ void SharedState::record_violation(const ViolationRecord& record) const noexcept
 
 std::uint64_t SharedState::violation_count() const noexcept {
   return atomic(control().violations).load();
+}
+
+std::optional<std::uint64_t> SharedState::first_violation_ns() const noexcept {
+  const std::uint64_t at = atomic(control().first_violation_ns).load();
+  if (at == 0) return std::nullopt;
+  return at;
 }
 
 std::vector<ViolationRecord> SharedState::recorded_violations() const {

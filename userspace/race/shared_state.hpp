@@ -72,7 +72,8 @@ struct Control {
   std::uint64_t size_begun;
   std::uint64_t size_done;
   SizeRecord sizes[kOpLogDepth];
-  std::uint64_t violations;  // all of them, recorded or not
+  std::uint64_t violations;          // all of them, recorded or not
+  std::uint64_t first_violation_ns;  // monotonic_ns() of the earliest violation reported; 0: none
 };
 
 // What each actor counts (published from the actor's local copy now and then).
@@ -86,6 +87,7 @@ struct ActorCounters {
   std::uint64_t torn;            // torn pages seen, legally, while an operation was in flight
   std::uint64_t private_stores;  // copy-on-write stores into MAP_PRIVATE mappings
   std::uint64_t preads;
+  std::uint64_t glances;  // cheap unjudged looks at a page (Sampler::glance), each one a fault
 };
 
 enum class ReadPath : std::uint8_t { shared_load, private_load, private_store, pread };
@@ -160,6 +162,8 @@ class SharedState {
   [[nodiscard]] ActorCounters total_counters() const noexcept;
   void record_violation(const ViolationRecord& record) const noexcept;
   [[nodiscard]] std::uint64_t violation_count() const noexcept;
+  // monotonic_ns() when the earliest violation was found, or nullopt.
+  [[nodiscard]] std::optional<std::uint64_t> first_violation_ns() const noexcept;
   [[nodiscard]] std::vector<ViolationRecord> recorded_violations() const;
 
  private:

@@ -47,66 +47,27 @@ void overwrite_head(ActorEnv& env) {
   }
 }
 
-class Resizer {
- public:
-  Resizer(ActorEnv& env, const Target& target)
-      : env_(env),
-        target_(target),
-        writer_(env, target),
-        head_(head_pages(env.shared().pages())),
-        size_pages_(env.shared().pages()) {}
-
-  void run() {
-    Rng& rng = env_.rng();
-    const std::size_t pages = env_.shared().pages();
-    while (env_.keep_writing()) {
-      if (size_pages_ == head_ || rng.chance(1, kResizeOneIn)) {
-        std::size_t pages_to = rng.between(head_, pages);
-        if (pages_to == size_pages_) pages_to = size_pages_ == pages ? head_ : pages;
-        pages_to < size_pages_ ? shrink(pages_to) : grow(pages_to);
-      } else {
-        writer_.write(rng.between(head_, size_pages_ - 1), writer_.random_write_method());
-      }
-    }
-  }
-
- private:
-  void shrink(std::size_t pages_to) {
-    const SharedState& shared = env_.shared();
-    const std::size_t cut = size_pages_ - pages_to;
-    shared.begin_resize(++generation_, pages_to * kPageSize);
-    for (std::size_t p = pages_to; p < size_pages_; ++p) shared.begin_cut(p);
-    writer_.apply(pages_to, cut, StateKind::truncated, OpMethod::shrink,
-                  [&] { target_.set_size(pages_to * kPageSize); });
-    shared.end_resize(generation_);
-    for (std::size_t p = pages_to; p < size_pages_; ++p) shared.end_cut(p);
-    size_pages_ = pages_to;
-  }
-
-  void grow(std::size_t pages_to) {
-    const SharedState& shared = env_.shared();
-    // Readers aim at the old EOF: the pages that just came back must read zero.
-    shared.set_hot(env_.hot_slot(), size_pages_);
-    shared.begin_resize(++generation_, pages_to * kPageSize);
-    target_.set_size(pages_to * kPageSize);
-    shared.end_resize(generation_);
-    size_pages_ = pages_to;
-    ++env_.counters().ops;
-  }
-
-  ActorEnv& env_;
-  const Target& target_;
-  PageWriter writer_;
-  std::size_t head_;
-  std::size_t size_pages_;
-  std::uint64_t generation_ = 0;  // generation 0 is the initial size (prepare_object)
-};
-
+// Shrinks to a random size in [head, pages] and grows back, and writes tail pages below the
+// current size in between, so a shrink usually cuts data and a regrown page that is not zero is
+// stale.
 void resize(ActorEnv& env) {
   const Target target = env.open_target();
-  Resizer resizer(env, target);
+  PageWriter writer(env, target);
+  Resizer resizer(env, target, writer);
+  Rng& rng = env.rng();
+  const std::size_t pages = env.shared().pages();
+  const std::size_t head = head_pages(pages);
   env.start();
-  resizer.run();
+  while (env.keep_writing()) {
+    const std::size_t size = resizer.size_pages();
+    if (size == head || rng.chance(1, kResizeOneIn)) {
+      std::size_t pages_to = rng.between(head, pages);
+      if (pages_to == size) pages_to = size == pages ? head : pages;
+      pages_to < size ? resizer.shrink(pages_to) : resizer.grow(pages_to);
+    } else {
+      writer.write(rng.between(head, size - 1), writer.random_write_method());
+    }
+  }
 }
 
 void read_around_eof(ActorEnv& env) {
