@@ -71,6 +71,7 @@ TEST_F(SigbusProbeTest, ProbesInManyThreadsAtOnceEachSeeTheirOwnFaults) {
   constexpr int kRounds = 2000;
   std::atomic<int> wrong{0};
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < kRounds; ++i) {

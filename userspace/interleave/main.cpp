@@ -20,6 +20,7 @@
 #include <fmt/format.h>
 
 #include <vmcoh/clock.hpp>
+#include <vmcoh/error.hpp>
 #include <vmcoh/report.hpp>
 #include <vmcoh/rng.hpp>
 #include <vmcoh/sigbus_probe.hpp>
@@ -132,7 +133,7 @@ std::uint64_t run_id_from_time() {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int run_main(int argc, char** argv) {
   std::vector<std::string> names;
   std::uint64_t repetitions = 20;
   std::string format = "text";
@@ -229,7 +230,7 @@ int main(int argc, char** argv) {
       {"text", ReportFormat::text}, {"tap", ReportFormat::tap}, {"json", ReportFormat::json}};
 
   // The context (and its two side threads) is never destroyed if a side hung: see std::_Exit.
-  auto* context = new Context(std::move(*target), run_id);
+  const auto context = std::make_unique<Context>(std::move(*target), run_id);
   Reporter reporter(std::cout, formats.at(format), run_info, banner);
   reporter.begin(selected.size());
   bool any_violation = false;
@@ -256,7 +257,7 @@ int main(int argc, char** argv) {
   const int status = any_violation ? kExitViolation : any_error ? kExitSetup : kExitPassed;
   if (context->hung()) {
     std::cout.flush();
-    std::fflush(nullptr);
+    static_cast<void>(std::fflush(nullptr));
     std::_Exit(status);
   }
   try {
@@ -264,6 +265,9 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     fmt::print(stderr, "vmcoh-interleave: restoring the size: {}\n", e.what());
   }
-  delete context;
   return status;
+}
+
+int main(int argc, char** argv) {
+  return vmcoh::main_guard("vmcoh-interleave", run_main, argc, argv, kExitSetup);
 }

@@ -19,6 +19,7 @@
 #include <fmt/format.h>
 
 #include <vmcoh/actors.hpp>
+#include <vmcoh/error.hpp>
 #include <vmcoh/report.hpp>
 #include <vmcoh/rng.hpp>
 #include <vmcoh/target.hpp>
@@ -68,7 +69,7 @@ void list_scenarios() {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int run_main(int argc, char** argv) {
   RunConfig config;
   std::string target = VMCOH_DEVICE_PATH;
   std::vector<std::string> scenario_names;
@@ -245,7 +246,7 @@ int main(int argc, char** argv) {
   const int status = any_failed ? kExitViolation : any_error ? kExitSetup : kExitPassed;
   if (ActorGroup::threads_abandoned()) {
     std::cout.flush();
-    std::fflush(nullptr);
+    static_cast<void>(std::fflush(nullptr));
     std::_Exit(kExitViolation);
   }
   try {
@@ -255,4 +256,8 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "vmcoh-race: cleanup: {}\n", e.what());
   }
   return status;
+}
+
+int main(int argc, char** argv) {
+  return vmcoh::main_guard("vmcoh-race", run_main, argc, argv, kExitSetup);
 }

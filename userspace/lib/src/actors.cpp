@@ -4,11 +4,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <exception>
 #include <stdexcept>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -65,15 +67,27 @@ ActorGroup::~ActorGroup() {
 
 bool ActorGroup::threads_abandoned() noexcept { return g_threads_abandoned.load(); }
 
+namespace {
+
+// Into a fixed buffer in shared memory, truncated, without anything that could throw.
+template <std::size_t N>
+void copy_message(char (&dst)[N], std::string_view text) noexcept {
+  const std::size_t n = std::min(text.size(), N - 1);
+  std::memcpy(dst, text.data(), n);
+  dst[n] = '\0';
+}
+
+}  // namespace
+
 void ActorGroup::run_body(const std::function<void()>& body, Status& status) noexcept {
   std::uint64_t state = kFinished;
   try {
     body();
   } catch (const std::exception& e) {
-    fmt::format_to_n(status.message, sizeof status.message - 1, "{}", e.what());
+    copy_message(status.message, e.what());
     state = kFailed;
   } catch (...) {
-    fmt::format_to_n(status.message, sizeof status.message - 1, "unknown exception");
+    copy_message(status.message, "unknown exception");
     state = kFailed;
   }
   atomic(status.state).store(state, std::memory_order_release);
@@ -96,7 +110,7 @@ void ActorGroup::spawn(std::string name, std::function<void()> body) {
     return;
   }
   // Buffered output would otherwise be written twice, by the parent and by the child.
-  std::fflush(nullptr);
+  static_cast<void>(std::fflush(nullptr));
   const pid_t pid = ::fork();
   if (pid < 0) {
     members_.pop_back();

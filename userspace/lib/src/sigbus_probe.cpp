@@ -26,8 +26,8 @@ void on_sigbus(int signo, siginfo_t* info, void* /*ucontext*/) {
   ProbeSlot& slot = tls_probe;
   if (slot.armed == 0) {
     // Not ours: restore the default action and let the signal kill the process.
-    ::signal(signo, SIG_DFL);
-    ::raise(signo);
+    static_cast<void>(::signal(signo, SIG_DFL));
+    static_cast<void>(::raise(signo));
     return;
   }
   slot.armed = 0;

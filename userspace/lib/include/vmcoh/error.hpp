@@ -16,4 +16,9 @@ T check_syscall(T result, std::string_view what) {
   return result;
 }
 
+// A program's main(): runs `run` and turns an exception that escaped it into a message on stderr
+// ("program: what") and `status`, without anything that could throw again.
+int main_guard(const char* program, int (*run)(int, char**), int argc, char** argv,
+               int status) noexcept;
+
 }  // namespace vmcoh
