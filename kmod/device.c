@@ -166,14 +166,16 @@ static int __init vmcoh_init(void)
 		return err;
 
 	init_rwsem(&vmcoh.io_rwsem);
-	vmcoh_entries_init(&vmcoh.entries);
+	err = vmcoh_entries_init(&vmcoh.entries);
+	if (err)
+		goto err_hooks;
 	vmcoh_blockmap_init(&vmcoh.map, size,
 			    (unsigned long)max_mb << (20 - PAGE_SHIFT));
 
 	err = -ENOMEM;
 	vmcoh.counters = alloc_percpu(struct vmcoh_counters);
 	if (!vmcoh.counters)
-		goto err_hooks;
+		goto err_entries;
 	vmcoh.zero_page = alloc_page(GFP_KERNEL | __GFP_ZERO);
 	if (!vmcoh.zero_page)
 		goto err_counters;
@@ -191,6 +193,8 @@ err_zero_page:
 	put_page(vmcoh.zero_page);
 err_counters:
 	free_percpu(vmcoh.counters);
+err_entries:
+	vmcoh_entries_destroy(&vmcoh.entries);
 err_hooks:
 	vmcoh_hooks_exit();
 	return err;

@@ -26,8 +26,8 @@
  * waiter tests the bit and queues itself under the same spinlock, so an
  * unlock can never slip between a waiter's test and its sleep.  Unlock wakes
  * one exclusive waiter (the next owner); removal wakes everybody, since each
- * waiter must look the index up again.  Waiters share a hashed table of wait
- * queues and a wake function that filters on (xarray, index).
+ * waiter must look the index up again.  Waiters share the xarray's hashed
+ * table of wait queues and a wake function that filters on the index.
  *
  * Lock order: see vmcoh.h.  entries.xa_lock nests outside the wait-queue
  * lock and is never held across schedule().  A task holds at most one entry
@@ -37,6 +37,7 @@
 
 #include <linux/hash.h>
 #include <linux/lockdep.h>
+#include <linux/mm.h>
 #include <linux/sched.h>
 #include <linux/wait.h>
 
@@ -45,8 +46,6 @@
 #define ENTRY_WAIT_TABLE_BITS	10
 #define ENTRY_WAIT_TABLE_SIZE	BIT(ENTRY_WAIT_TABLE_BITS)
 #define ENTRY_PMD_COLOUR	((PMD_SIZE >> PAGE_SHIFT) - 1)
-
-static wait_queue_head_t entry_wait_table[ENTRY_WAIT_TABLE_SIZE];
 
 #ifdef CONFIG_LOCKDEP
 static struct lock_class_key entry_lock_key;
@@ -64,13 +63,23 @@ struct entry_waiter {
 	struct entry_key key;
 };
 
-void vmcoh_entries_init(struct vmcoh_entries *entries)
+/*
+ * Each entry xarray has its own table of wait queues, so it needs no global
+ * state set up first (KUnit's suites run before module init on 6.1).
+ */
+int vmcoh_entries_init(struct vmcoh_entries *entries)
 {
 	int i;
 
+	entries->wait_table = kvmalloc_array(ENTRY_WAIT_TABLE_SIZE,
+					     sizeof(*entries->wait_table),
+					     GFP_KERNEL);
+	if (!entries->wait_table)
+		return -ENOMEM;
 	for (i = 0; i < ENTRY_WAIT_TABLE_SIZE; i++)
-		init_waitqueue_head(&entry_wait_table[i]);
+		init_waitqueue_head(&entries->wait_table[i]);
 	xa_init_flags(&entries->xa, XA_FLAGS_ACCOUNT);
+	return 0;
 }
 
 static bool entry_is_locked(void *entry)
@@ -78,7 +87,8 @@ static bool entry_is_locked(void *entry)
 	return xa_to_value(entry) & VMCOH_ENTRY_LOCKED;
 }
 
-static wait_queue_head_t *entry_waitqueue(struct xa_state *xas, void *entry,
+static wait_queue_head_t *entry_waitqueue(struct vmcoh_entries *entries,
+					  struct xa_state *xas, void *entry,
 					  struct entry_key *key)
 {
 	pgoff_t start = xas->xa_index;
@@ -88,8 +98,7 @@ static wait_queue_head_t *entry_waitqueue(struct xa_state *xas, void *entry,
 		start &= ~(pgoff_t)ENTRY_PMD_COLOUR;
 	key->xa = xas->xa;
 	key->start = start;
-	return entry_wait_table +
-	       hash_long((unsigned long)xas->xa ^ start, ENTRY_WAIT_TABLE_BITS);
+	return entries->wait_table + hash_long(start, ENTRY_WAIT_TABLE_BITS);
 }
 
 static int entry_wake_function(wait_queue_entry_t *wait, unsigned int mode,
@@ -104,10 +113,11 @@ static int entry_wake_function(wait_queue_entry_t *wait, unsigned int mode,
 	return autoremove_wake_function(wait, mode, sync, NULL);
 }
 
-static void entry_wake(struct xa_state *xas, void *entry, bool all)
+static void entry_wake(struct vmcoh_entries *entries, struct xa_state *xas,
+		       void *entry, bool all)
 {
 	struct entry_key key;
-	wait_queue_head_t *wq = entry_waitqueue(xas, entry, &key);
+	wait_queue_head_t *wq = entry_waitqueue(entries, xas, entry, &key);
 
 	/*
 	 * Waiters queue themselves under xa_lock after seeing the entry
@@ -133,7 +143,7 @@ static void entry_wait(struct vmcoh_dev *dev, struct xa_state *xas,
 
 	init_wait(&waiter.wait);
 	waiter.wait.func = entry_wake_function;
-	wq = entry_waitqueue(xas, entry, &waiter.key);
+	wq = entry_waitqueue(&dev->entries, xas, entry, &waiter.key);
 	if (exclusive)
 		prepare_to_wait_exclusive(wq, &waiter.wait,
 					  TASK_UNINTERRUPTIBLE);
@@ -211,7 +221,7 @@ void vmcoh_entry_unlock(struct vmcoh_entries *entries, pgoff_t index,
 	old = xas_store(&xas, empty ? NULL : xa_mk_value(flags));
 	/* Only the owner changes a locked entry; removal waits for it. */
 	WARN_ON_ONCE(!old || !entry_is_locked(old));
-	entry_wake(&xas, old, empty);
+	entry_wake(entries, &xas, old, empty);
 	xas_unlock(&xas);
 #ifdef CONFIG_LOCKDEP
 	lock_map_release(&entry_lock_map);
@@ -252,7 +262,7 @@ unsigned long vmcoh_entries_remove(struct vmcoh_dev *dev, pgoff_t first,
 			continue;	/* xas was reset: look at this index again */
 		}
 		xas_store(&xas, NULL);
-		entry_wake(&xas, entry, true);
+		entry_wake(&dev->entries, &xas, entry, true);
 		removed++;
 		if (need_resched()) {
 			xas_pause(&xas);
@@ -276,4 +286,5 @@ void vmcoh_entries_destroy(struct vmcoh_entries *entries)
 		WARN_ON_ONCE(entry_is_locked(entry));
 	xas_unlock(&xas);
 	xa_destroy(&entries->xa);
+	kvfree(entries->wait_table);
 }

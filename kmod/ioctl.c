@@ -25,32 +25,38 @@ static bool reserved_zero(const __u64 *words, size_t n)
 	return true;
 }
 
+/* The sum of one event counter over every CPU. */
+u64 vmcoh_counter_read(struct vmcoh_dev *dev, enum vmcoh_counter counter)
+{
+	u64 sum = 0;
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		sum += per_cpu_ptr(dev->counters, cpu)->events[counter];
+	return sum;
+}
+
 void vmcoh_read_stats(struct vmcoh_dev *dev, struct vmcoh_stats *stats)
 {
-	u64 sum[VMCOH_NR_COUNTERS] = { };
-	int cpu, i;
-
-	for_each_possible_cpu(cpu) {
-		const struct vmcoh_counters *c = per_cpu_ptr(dev->counters, cpu);
-
-		for (i = 0; i < VMCOH_NR_COUNTERS; i++)
-			sum[i] += c->events[i];
-	}
 	*stats = (struct vmcoh_stats) {
-		.faults = sum[VMCOH_FAULTS],
-		.mkwrite_faults = sum[VMCOH_MKWRITE_FAULTS],
-		.zero_page_maps = sum[VMCOH_ZERO_PAGE_MAPS],
-		.zero_page_upgrades = sum[VMCOH_ZERO_PAGE_UPGRADES],
-		.sigbus = sum[VMCOH_SIGBUS],
-		.entry_lock_waits = sum[VMCOH_ENTRY_LOCK_WAITS],
-		.invalidations = sum[VMCOH_INVALIDATIONS],
-		.ranged_unmaps = sum[VMCOH_RANGED_UNMAPS],
-		.entries_removed = sum[VMCOH_ENTRIES_REMOVED],
-		.blocks_allocated = sum[VMCOH_BLOCKS_ALLOCATED],
-		.blocks_freed = sum[VMCOH_BLOCKS_FREED],
+		.faults = vmcoh_counter_read(dev, VMCOH_FAULTS),
+		.mkwrite_faults = vmcoh_counter_read(dev, VMCOH_MKWRITE_FAULTS),
+		.zero_page_maps = vmcoh_counter_read(dev, VMCOH_ZERO_PAGE_MAPS),
+		.zero_page_upgrades =
+			vmcoh_counter_read(dev, VMCOH_ZERO_PAGE_UPGRADES),
+		.sigbus = vmcoh_counter_read(dev, VMCOH_SIGBUS),
+		.entry_lock_waits =
+			vmcoh_counter_read(dev, VMCOH_ENTRY_LOCK_WAITS),
+		.invalidations = vmcoh_counter_read(dev, VMCOH_INVALIDATIONS),
+		.ranged_unmaps = vmcoh_counter_read(dev, VMCOH_RANGED_UNMAPS),
+		.entries_removed =
+			vmcoh_counter_read(dev, VMCOH_ENTRIES_REMOVED),
+		.blocks_allocated =
+			vmcoh_counter_read(dev, VMCOH_BLOCKS_ALLOCATED),
+		.blocks_freed = vmcoh_counter_read(dev, VMCOH_BLOCKS_FREED),
 		.blocks_live = atomic_long_read(&dev->map.nr_blocks),
-		.holds_parked = sum[VMCOH_HOLDS_PARKED],
-		.hold_timeouts = sum[VMCOH_HOLD_TIMEOUTS],
+		.holds_parked = vmcoh_counter_read(dev, VMCOH_HOLDS_PARKED),
+		.hold_timeouts = vmcoh_counter_read(dev, VMCOH_HOLD_TIMEOUTS),
 	};
 }
 

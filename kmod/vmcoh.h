@@ -45,6 +45,7 @@
 #include <linux/percpu.h>
 #include <linux/rwsem.h>
 #include <linux/types.h>
+#include <linux/wait.h>
 #include <linux/xarray.h>
 
 #include "../uapi/vmcoh.h"
@@ -86,6 +87,7 @@ struct vmcoh_blockmap {
 
 struct vmcoh_entries {
 	struct xarray xa;		/* index -> value entry, see entry.c */
+	wait_queue_head_t *wait_table;	/* hashed by index, see entry.c */
 };
 
 struct vmcoh_dev {
@@ -152,7 +154,7 @@ static inline pgoff_t vmcoh_size_pages(struct vmcoh_dev *dev)
 #define VMCOH_ENTRY_ZERO	BIT(2)	/* page tables may map the zero page */
 #define VMCOH_ENTRY_EMPTY	BIT(3)	/* lock only: nothing mapped yet */
 
-void vmcoh_entries_init(struct vmcoh_entries *entries);
+int vmcoh_entries_init(struct vmcoh_entries *entries);
 void vmcoh_entries_destroy(struct vmcoh_entries *entries);
 int vmcoh_entry_grab(struct vmcoh_dev *dev, pgoff_t index, void **entryp);
 void vmcoh_entry_unlock(struct vmcoh_entries *entries, pgoff_t index,
@@ -188,6 +190,7 @@ ssize_t vmcoh_write_iter(struct kiocb *iocb, struct iov_iter *from);
 
 /* ioctl.c */
 long vmcoh_ioctl(struct file *file, unsigned int cmd, unsigned long arg);
+u64 vmcoh_counter_read(struct vmcoh_dev *dev, enum vmcoh_counter counter);
 void vmcoh_read_stats(struct vmcoh_dev *dev, struct vmcoh_stats *stats);
 
 /* device.c */
