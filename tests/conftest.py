@@ -5,6 +5,7 @@ kernel splat (vmrun exit 250), a panic (251) or a hang (124) fails exactly the
 test that caused it.
 """
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,24 @@ MODULE = ROOT / "vmcoh.ko"
 RACE = BUILD / "userspace" / "vmcoh-race"
 GTEST = BUILD / "tests" / "gtest" / "vmcoh-gtest"
 VMRUN = ROOT / "tools" / "vmrun"
+
+# The kernel matrix: Debian's stock 6.1 and 6.12, and the project's debug
+# kernels (tools/build-kernel): lockdep + KASAN + kmemleak + KUnit, and KCSAN.
+# VMCOH_KERNELS (make check KERNELS=...) picks some, e.g. "6.1 debug".
+ALL_KERNELS = ("6.1", "6.12", "debug", "kcsan")
+STOCK_KERNELS = ("6.1", "6.12")
+KERNELS = [k for k in os.environ.get("VMCOH_KERNELS", " ".join(ALL_KERNELS))
+           .replace(",", " ").split()]
+
+
+def module_for(kernel):
+    """The vmcoh.ko built for kernel (make module-KERNEL; 6.1's is the top-level one)."""
+    return MODULE if kernel == "6.1" else BUILD / f"kmod-{kernel}" / "vmcoh.ko"
+
+
+def is_debug_kernel(kernel):
+    return kernel not in STOCK_KERNELS
+
 
 # vmrun's own exit codes (see tools/vmrun --help).
 VMRUN_CODES = {124: "timeout", 250: "kernel splat", 251: "kernel panic",

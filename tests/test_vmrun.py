@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import KERNELS, is_debug_kernel
+
 ROOT = Path(__file__).resolve().parent.parent
 VMRUN = ROOT / "tools" / "vmrun"
 SPLAT_SRC = ROOT / "tests" / "vmrun" / "splat"
@@ -74,6 +76,8 @@ def test_out_of_tree_and_unsigned_module_messages_are_not_splats():
     "INFO: task vmcoh-race:123 blocked for more than 120 seconds.",
     "rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:",
     "unreferenced object 0xffff888004b2c000 (size 64):",
+    "kmemleak: 1 new suspected memory leaks (see /sys/kernel/debug/kmemleak)",
+    "ODEBUG: free active (active state 0) object: 00000000 object type: timer_list",
     "UBSAN: shift-out-of-bounds in kmod/fault.c:12:3",
     "general protection fault, probably for non-canonical address 0xdead: 0000 [#1]",
     "kernel BUG at kmod/entry.c:77!",
@@ -259,3 +263,67 @@ def test_stock_6_12_boots(tmp_path):
     r = run(tmp_path, "uname", "-r", opts=["--kernel", "6.12"])
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("6.12.")
+
+
+# ------------------------------------------------------- debug kernels
+
+# Each planted bug (tests/vmrun/splat/splat.c bug=) and the report that proves
+# its detector works and that vmrun turns it into exit 250.
+PLANTED = {
+    "debug": {
+        "uaf": "BUG: KASAN: use-after-free",
+        "leak": "unreferenced object",
+        "abba": "possible circular locking dependency",
+        "hang": "blocked for more than",
+        "atomic": "sleeping function called from invalid context",
+    },
+    "kcsan": {
+        "race": "BUG: KCSAN: data-race",
+        "abba": "possible circular locking dependency",
+        "atomic": "sleeping function called from invalid context",
+    },
+}
+DEBUG_KERNELS = [k for k in KERNELS if is_debug_kernel(k) and k in PLANTED]
+
+
+@pytest.fixture(scope="session")
+def debug_splat_modules(tmp_path_factory):
+    """{kernel: vmrun_splat.ko built against that debug kernel's tree}."""
+    modules = {}
+    for kernel in DEBUG_KERNELS:
+        kdir = subprocess.run([str(ROOT / "tools" / "build-kernel"), "--kdir", "--no-build",
+                               kernel], capture_output=True, text=True)
+        if kdir.returncode != 0:
+            pytest.fail(f"{kernel} is not built: make kernels ({kdir.stderr.strip()})")
+        build = tmp_path_factory.mktemp(f"splat-{kernel}")
+        for name in ("splat.c", "Kbuild"):
+            shutil.copy(SPLAT_SRC / name, build)
+        subprocess.run(["make", "-C", kdir.stdout.strip(), f"M={build}", "modules"],
+                       check=True, capture_output=True, timeout=300)
+        modules[kernel] = build / "vmrun_splat.ko"
+    return modules
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("kernel, bug", [(k, b) for k in DEBUG_KERNELS for b in PLANTED[k]])
+def test_debug_kernel_detector_fires_and_is_a_splat(tmp_path, debug_splat_modules, kernel, bug):
+    module = debug_splat_modules[kernel]
+    script = f"insmod {module} bug={bug}"
+    if bug == "hang":
+        script = f"echo 2 > /proc/sys/kernel/hung_task_timeout_secs && {script} hang_s=6"
+    r = run(tmp_path, "sh", "-c", script, opts=["--kernel", kernel, "--rwdir", str(module.parent)],
+            timeout=300)
+    assert r.returncode == 250, r.stderr
+    assert PLANTED[kernel][bug] in r.stderr
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("kernel", DEBUG_KERNELS)
+def test_debug_kernel_boots_clean(tmp_path, debug_splat_modules, kernel):
+    """No detector fires on its own: boot, load and unload a clean module, kmemleak scan."""
+    module = debug_splat_modules[kernel]
+    r = run(tmp_path, "sh", "-c", f"insmod {module} bug=none && rmmod vmrun_splat",
+            opts=["--kernel", kernel, "--rwdir", str(module.parent)], timeout=300)
+    assert r.returncode == 0, r.stderr
+    log = (tmp_path / "vm.log").read_text(errors="replace")
+    assert "Linux version" in log
