@@ -10,11 +10,17 @@ JOBS	?= $(shell nproc)
 RACE_ARGS ?=
 # Arguments for pytest in `make check`, e.g. PYTEST_ARGS='-k gtest'.
 PYTEST_ARGS ?=
+# The kernels `make check` tests on: Debian's stock 6.1 and 6.12, and the
+# project's debug kernels (tools/build-kernel: debug = lockdep + KASAN +
+# kmemleak + KUnit, kcsan = lockdep + KCSAN + KUnit).  E.g. KERNELS=6.1.
+KERNELS ?= 6.1 6.12 debug kcsan
+DEBUG_KERNELS := $(filter-out 6.1 6.12,$(KERNELS))
 
 CHECKPATCH_DIR := $(HOME)/.cache/vmcoh/checkpatch
 KSRC_TARBALL   := $(lastword $(sort $(wildcard /usr/src/linux-source-6.1.tar.xz)))
 
-.PHONY: all deps module module-% userspace run check matrix lint checkpatch sparse format clean help
+.PHONY: all deps module module-% kernels userspace run check matrix lint checkpatch sparse \
+	format tidy clean help
 
 all: module userspace
 
@@ -22,8 +28,12 @@ help:
 	@echo "make deps       install every package vmcoh needs (Debian 12)"
 	@echo "make            build vmcoh.ko (KDIR=$(KDIR)) and the userspace"
 	@echo "make run        build, boot a VM, load the module, run the race harness"
-	@echo "make check      build and run the test suite (pytest, gtests in a VM)"
-	@echo "make lint       checkpatch --strict, sparse, W=1, clang-format"
+	@echo "make check      lint, then build and run the test suite on every kernel"
+	@echo "                of KERNELS=\"$(KERNELS)\" (pytest; gtests, races, KUnit in VMs)"
+	@echo "make kernels    build the debug kernels of KERNELS (cached in ~/.cache/vmcoh)"
+	@echo "make module-K   vmcoh.ko for kernel K (6.12, debug, kcsan) in build/kmod-K/"
+	@echo "make lint       checkpatch --strict, sparse, W=1, clang-format, clang-tidy"
+	@echo "make matrix     how fast the stress scenarios catch each unsafe variant (~1 h)"
 
 deps:
 	tools/install-deps
@@ -32,14 +42,22 @@ module:
 	@test -n "$(KDIR)" || { echo "no kernel headers: run 'make deps' or set KDIR" >&2; exit 1; }
 	$(MAKE) -C $(KDIR) M=$(CURDIR) W=1 modules
 
-# The module for another installed kernel, e.g. `make module-6.12`, built
-# from a copy of the sources in build/kmod-6.12/ so it never clobbers the
-# default build: build/kmod-6.12/vmcoh.ko.
+# The module for another kernel, built from a copy of the sources in
+# build/kmod-K/ so it never clobbers the default build: `make module-6.12`
+# against Debian's 6.12 headers, `make module-debug` against the debug
+# kernel's tree (built first if it is not cached).
 module-%:
-	@kdir=$$(ls -d /usr/src/linux-headers-$*.*-amd64 2>/dev/null | sort -V | tail -n 1); \
-	test -n "$$kdir" || { echo "no headers for $*: run 'make deps'" >&2; exit 1; }; \
-	mkdir -p $(BUILD)/kmod-$* && cp -r Kbuild kmod uapi $(BUILD)/kmod-$*/ && \
+	@case "$*" in \
+	[0-9]*)	kdir=$$(ls -d /usr/src/linux-headers-$*.*-amd64 2>/dev/null | sort -V | tail -n 1); \
+		test -n "$$kdir" || { echo "no headers for $*: run 'make deps'" >&2; exit 1; } ;; \
+	*)	kdir=$$(tools/build-kernel --kdir $*) || exit 1 ;; \
+	esac; \
+	rm -rf $(BUILD)/kmod-$*/kmod && mkdir -p $(BUILD)/kmod-$* && \
+	cp -r Kbuild kmod uapi $(BUILD)/kmod-$*/ && \
 	$(MAKE) -C $$kdir M=$(CURDIR)/$(BUILD)/kmod-$* W=1 modules
+
+kernels:
+	tools/build-kernel $(DEBUG_KERNELS)
 
 userspace:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -48,15 +66,15 @@ userspace:
 run: deps all
 	$(VMRUN) -- tools/guest/run-harness $(RACE_ARGS)
 
-check: deps all module-6.12
-	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
+check: deps lint all $(addprefix module-,$(filter-out 6.1,$(KERNELS)))
+	VMCOH_KERNELS="$(KERNELS)" $(PYTHON) -m pytest tests $(PYTEST_ARGS)
 
 # How fast the race harness catches each unsafe variant (about an hour; not in CI):
 # build/stress-matrix.md, spliced into README.md.  E.g. MATRIX_ARGS='--seeds 1..3 --cap 30'.
 matrix: all
 	$(PYTHON) tools/stress-matrix --readme README.md $(MATRIX_ARGS)
 
-lint: checkpatch sparse format
+lint: checkpatch sparse format tidy
 
 $(CHECKPATCH_DIR)/checkpatch.pl:
 	@test -n "$(KSRC_TARBALL)" || { echo "linux-source-6.1 missing: run 'make deps'" >&2; exit 1; }
@@ -65,15 +83,30 @@ $(CHECKPATCH_DIR)/checkpatch.pl:
 		'*/scripts/checkpatch.pl' '*/scripts/spelling.txt' '*/scripts/const_structs.checkpatch'
 
 checkpatch: $(CHECKPATCH_DIR)/checkpatch.pl
-	perl $< --strict --no-tree --show-types -q -f kmod/*.c kmod/*.h uapi/vmcoh.h
+	perl $< --strict --no-tree --show-types -q -f kmod/*.c kmod/*.h kmod/kunit/*.c kmod/kunit/*.h uapi/vmcoh.h
 
+# The KUnit suites too: compiled against the stock headers as if the kernel
+# had KUnit (kunit symbols stay unresolved, which modpost only warns about).
 sparse:
 	@mkdir -p $(BUILD)
 	$(MAKE) -C $(KDIR) M=$(CURDIR) C=2 W=1 modules 2>&1 | tee $(BUILD)/sparse.log
+	rm -rf $(BUILD)/kmod-kunit-check && mkdir -p $(BUILD)/kmod-kunit-check && \
+	cp -r Kbuild kmod uapi $(BUILD)/kmod-kunit-check/ && \
+	$(MAKE) -C $(KDIR) M=$(CURDIR)/$(BUILD)/kmod-kunit-check C=2 W=1 CONFIG_KUNIT=y \
+		KBUILD_MODPOST_WARN=1 modules 2>&1 | tee -a $(BUILD)/sparse.log
 	@! grep -E 'warning:|error:' $(BUILD)/sparse.log
 
 format:
 	clang-format --dry-run --Werror $$(git ls-files '*.cpp' '*.hpp' '*.h' | grep -v '^kmod/\|^uapi/')
+
+# clang-tidy with .clang-tidy's checks, on every userspace source, using the
+# compile commands CMake exports; JOBS files at a time.
+tidy: userspace
+	@git ls-files '*.cpp' | grep -v '^kmod/\|^uapi/' | \
+		xargs -P $(JOBS) -n 4 clang-tidy -p $(BUILD) --quiet --warnings-as-errors='*' \
+		>$(BUILD)/tidy.log 2>&1; rc=$$?; \
+		grep -v ' warnings\? generated\.$$' $(BUILD)/tidy.log; \
+		echo "clang-tidy: exit $$rc (log $(BUILD)/tidy.log)"; exit $$rc
 
 clean:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) clean

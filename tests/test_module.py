@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import ROOT, explain, vmrun
+from conftest import KERNELS, explain, module_for, vmrun
 
 pytestmark = pytest.mark.vm
 
@@ -20,14 +20,12 @@ def gtest_counts(report):
 
 
 # Debian's two stock kernels differ where it matters here: 6.12 refuses the
-# shared zero page in shared writable VMAs, 6.1 would map it writable.
-KERNELS = {"6.1": ROOT / "vmcoh.ko", "6.12": ROOT / "build" / "kmod-6.12" / "vmcoh.ko"}
-
-
+# shared zero page in shared writable VMAs, 6.1 would map it writable.  The
+# debug kernels add lockdep, KASAN, kmemleak and KCSAN to every case.
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_gtest_suite(built, results_dir, kernel):
     """Every GoogleTest case passes against a freshly loaded module."""
-    module = KERNELS[kernel]
+    module = module_for(kernel)
     assert module.exists(), f"{module} missing: make module-{kernel}"
     out = results_dir / f"gtest-{kernel}"
     out.mkdir(exist_ok=True)
