@@ -66,7 +66,6 @@ def test_out_of_tree_and_unsigned_module_messages_are_not_splats():
 
 @pytest.mark.parametrize("line", [
     "BUG: KASAN: use-after-free in vmcoh_fault+0x1/0x2",
-    "BUG: KCSAN: data-race in a / b",
     "BUG: sleeping function called from invalid context at mm/memory.c:1",
     "BUG: soft lockup - CPU#1 stuck for 22s! [vmcoh-race:99]",
     "BUG: Bad page state in process vmcoh-race  pfn:01234",
@@ -88,6 +87,30 @@ def test_out_of_tree_and_unsigned_module_messages_are_not_splats():
 ])
 def test_kernel_splats_are_recognised(line):
     assert vmrun.find_splat([f"[   12.345678] {line}"]) is not None
+
+
+KCSAN_CORE = """\
+[    4.423749] ==================================================================
+[    4.423749] BUG: KCSAN: data-race in tick_nohz_idle_got_tick / tick_sched_do_timer
+[    4.424204] write to 0xff1100003ea1e9ac of 1 bytes by interrupt on cpu 0:
+[    4.424204]  tick_sched_do_timer+0x9a/0x120
+[    4.425588] read to 0xff1100003ea1e9ac of 1 bytes by task 0 on cpu 0:
+[    4.425588]  tick_nohz_idle_got_tick+0x1c/0x40
+[    4.425588] Reported by Kernel Concurrency Sanitizer on:
+[    4.425588] ==================================================================""".split("\n")
+KCSAN_MODULE = [line.replace("tick_nohz_idle_got_tick+0x1c/0x40",
+                             "vmcoh_fault+0x1c/0x80 [vmcoh]") for line in KCSAN_CORE]
+
+
+def test_kcsan_report_in_the_core_kernel_is_not_a_splat():
+    assert vmrun.find_splat(KCSAN_CORE) is None
+
+
+def test_kcsan_report_with_a_module_frame_is_a_splat():
+    splat = vmrun.find_splat(KCSAN_MODULE + ["[    9.0] later"])
+    assert splat is not None and "BUG: KCSAN" in splat[0]
+    # A core-kernel report before it does not hide it.
+    assert vmrun.find_splat(KCSAN_CORE + KCSAN_MODULE)[0].endswith(KCSAN_MODULE[1][15:])
 
 
 def test_seabios_escape_codes_are_stripped_from_the_console():
