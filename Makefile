@@ -19,6 +19,10 @@ DEBUG_KERNELS := $(filter-out 6.1 6.12,$(KERNELS))
 CHECKPATCH_DIR := $(HOME)/.cache/vmcoh/checkpatch
 KSRC_TARBALL   := $(lastword $(sort $(wildcard /usr/src/linux-source-6.1.tar.xz)))
 
+# A copy of the module's sources in $(1), for a build that must not touch the
+# top-level one (stale copies of removed files go first).
+copy_kmod = rm -rf $(1)/kmod && mkdir -p $(1) && cp -r Kbuild kmod uapi $(1)/
+
 .PHONY: all deps module module-% kernels userspace run check matrix lint checkpatch sparse \
 	format tidy clean help
 
@@ -52,8 +56,7 @@ module-%:
 		test -n "$$kdir" || { echo "no headers for $*: run 'make deps'" >&2; exit 1; } ;; \
 	*)	kdir=$$(tools/build-kernel --kdir $*) || exit 1 ;; \
 	esac; \
-	rm -rf $(BUILD)/kmod-$*/kmod && mkdir -p $(BUILD)/kmod-$* && \
-	cp -r Kbuild kmod uapi $(BUILD)/kmod-$*/ && \
+	$(call copy_kmod,$(BUILD)/kmod-$*) && \
 	$(MAKE) -C $$kdir M=$(CURDIR)/$(BUILD)/kmod-$* W=1 modules
 
 kernels:
@@ -90,8 +93,7 @@ checkpatch: $(CHECKPATCH_DIR)/checkpatch.pl
 sparse:
 	@mkdir -p $(BUILD)
 	$(MAKE) -C $(KDIR) M=$(CURDIR) C=2 W=1 modules 2>&1 | tee $(BUILD)/sparse.log
-	rm -rf $(BUILD)/kmod-kunit-check && mkdir -p $(BUILD)/kmod-kunit-check && \
-	cp -r Kbuild kmod uapi $(BUILD)/kmod-kunit-check/ && \
+	$(call copy_kmod,$(BUILD)/kmod-kunit-check) && \
 	$(MAKE) -C $(KDIR) M=$(CURDIR)/$(BUILD)/kmod-kunit-check C=2 W=1 CONFIG_KUNIT=y \
 		KBUILD_MODPOST_WARN=1 modules 2>&1 | tee -a $(BUILD)/sparse.log
 	@! grep -E 'warning:|error:' $(BUILD)/sparse.log

@@ -53,8 +53,8 @@ static struct lockdep_map entry_lock_map =
 	STATIC_LOCKDEP_MAP_INIT("vmcoh_entry_lock", &entry_lock_key);
 #endif
 
+/* The table belongs to one xarray, so the index alone names the entry. */
 struct entry_key {
-	struct xarray *xa;
 	pgoff_t start;
 };
 
@@ -96,7 +96,6 @@ static wait_queue_head_t *entry_waitqueue(struct vmcoh_entries *entries,
 	/* Every index of a 2 MiB entry must wait on the same key. */
 	if (xa_to_value(entry) & VMCOH_ENTRY_PMD)
 		start &= ~(pgoff_t)ENTRY_PMD_COLOUR;
-	key->xa = xas->xa;
 	key->start = start;
 	return entries->wait_table + hash_long(start, ENTRY_WAIT_TABLE_BITS);
 }
@@ -108,7 +107,7 @@ static int entry_wake_function(wait_queue_entry_t *wait, unsigned int mode,
 	struct entry_waiter *waiter =
 		container_of(wait, struct entry_waiter, wait);
 
-	if (key->xa != waiter->key.xa || key->start != waiter->key.start)
+	if (key->start != waiter->key.start)
 		return 0;
 	return autoremove_wake_function(wait, mode, sync, NULL);
 }

@@ -163,6 +163,15 @@ def test_bad_arguments_are_runner_errors(argv):
 # --------------------------------------------------------------- VM boots
 
 
+def build_splat_module(kdir, build):
+    """vmrun_splat.ko built against the kernel tree kdir, in the directory build."""
+    for name in ("splat.c", "Kbuild"):
+        shutil.copy(SPLAT_SRC / name, build)
+    subprocess.run(["make", "-C", str(kdir), f"M={build}", "modules"], check=True,
+                   capture_output=True, timeout=300)
+    return build / "vmrun_splat.ko"
+
+
 @pytest.fixture(scope="session")
 def splat_module(tmp_path_factory):
     """vmrun_splat.ko built for the default guest kernel, in a host /tmp dir."""
@@ -173,12 +182,7 @@ def splat_module(tmp_path_factory):
         kdir = next(iter(sorted(Path("/usr/src").glob(f"linux-headers-{release}"))), None)
     if not kdir:
         pytest.skip(f"no kernel headers for {release}")
-    build = tmp_path_factory.mktemp("splat")
-    for name in ("splat.c", "Kbuild"):
-        shutil.copy(SPLAT_SRC / name, build)
-    subprocess.run(["make", "-C", str(kdir), f"M={build}", "modules"], check=True,
-                   capture_output=True, timeout=300)
-    return build / "vmrun_splat.ko"
+    return build_splat_module(kdir, tmp_path_factory.mktemp("splat"))
 
 
 @pytest.mark.vm
@@ -318,12 +322,8 @@ def debug_splat_modules(tmp_path_factory):
                                kernel], capture_output=True, text=True)
         if kdir.returncode != 0:
             pytest.fail(f"{kernel} is not built: make kernels ({kdir.stderr.strip()})")
-        build = tmp_path_factory.mktemp(f"splat-{kernel}")
-        for name in ("splat.c", "Kbuild"):
-            shutil.copy(SPLAT_SRC / name, build)
-        subprocess.run(["make", "-C", kdir.stdout.strip(), f"M={build}", "modules"],
-                       check=True, capture_output=True, timeout=300)
-        modules[kernel] = build / "vmrun_splat.ko"
+        modules[kernel] = build_splat_module(kdir.stdout.strip(),
+                                             tmp_path_factory.mktemp(f"splat-{kernel}"))
     return modules
 
 
