@@ -157,17 +157,14 @@ static void blocks_remove_locked(struct vmcoh_blockmap *map,
 				 struct vmcoh_block_list *list)
 	__must_hold(map->blocks.xa_lock)
 {
+	unsigned long n = 0;
 	struct page *block;
 
 	xas_for_each(xas, block, last) {
 		xas_store(xas, NULL);
 		block_list_add(list, block);
-		if (need_resched()) {
-			xas_pause(xas);
-			xas_unlock(xas);
-			cond_resched();
-			xas_lock(xas);
-		}
+		if (++n % VMCOH_WALK_BATCH == 0 || need_resched())
+			vmcoh_xas_relax(xas);
 	}
 }
 

@@ -262,13 +262,8 @@ unsigned long vmcoh_entries_remove(struct vmcoh_dev *dev, pgoff_t first,
 		}
 		xas_store(&xas, NULL);
 		entry_wake(&dev->entries, &xas, entry, true);
-		removed++;
-		if (need_resched()) {
-			xas_pause(&xas);
-			xas_unlock(&xas);
-			cond_resched();
-			xas_lock(&xas);
-		}
+		if (++removed % VMCOH_WALK_BATCH == 0 || need_resched())
+			vmcoh_xas_relax(&xas);
 	}
 	xas_unlock(&xas);
 	return removed;

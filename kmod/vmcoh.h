@@ -44,6 +44,7 @@
 #include <linux/mm_types.h>
 #include <linux/percpu.h>
 #include <linux/rwsem.h>
+#include <linux/sched.h>
 #include <linux/types.h>
 #include <linux/wait.h>
 #include <linux/xarray.h>
@@ -120,6 +121,39 @@ struct vmcoh_block_list {
 	struct page *head;
 	unsigned long count;
 };
+
+/*
+ * Walks that take entries out of an xarray (xas_store(NULL) inside
+ * xas_for_each()) drop xa_lock every VMCOH_WALK_BATCH entries, and sooner
+ * if the scheduler asks, so a shrink of a large object neither holds the
+ * spinlock for long nor runs without rescheduling.
+ */
+#define VMCOH_WALK_BATCH	64
+
+/**
+ * vmcoh_xas_relax - drop and retake xa_lock in the middle of a walk
+ * @xas: the walk, positioned at the entry it has just handled
+ *
+ * The walk resumes at the next index.  Not by xas_pause(): once an
+ * xas_store(NULL) has emptied a node, xas points at the parent with the
+ * index of the removed entry, not aligned to the parent's span, and the
+ * xas_pause() of Linux 6.1 adds a whole span to that index - skipping up to
+ * 63 entries of the next node (fixed upstream in 2024 by "Xarray: move
+ * forward index correctly in xas_pause()").  A shrink that skipped blocks
+ * left them in the map beyond EOF, to reappear when the object grew.
+ * Indices stay far below ULONG_MAX (VMCOH_MAX_OBJECT_SIZE), so the next
+ * one cannot wrap.
+ */
+static inline void vmcoh_xas_relax(struct xa_state *xas)
+	__must_hold(xas->xa->xa_lock)
+{
+	unsigned long next = xas->xa_index + 1;
+
+	xas_unlock(xas);
+	cond_resched();
+	xas_lock(xas);
+	xas_set(xas, next);
+}
 
 /* blockmap.c */
 void vmcoh_blockmap_init(struct vmcoh_blockmap *map, loff_t size,

@@ -144,6 +144,36 @@ static void blockmap_shrink_removes_beyond_eof(struct kunit *test)
 	KUNIT_EXPECT_NULL(test, vmcoh_block_lookup(&dev->map, 3));
 }
 
+/*
+ * A shrink of a dense map removes every block beyond EOF across the lock
+ * drops of a long walk.  With 64-slot nodes the walk from 128 drops xa_lock
+ * right after emptying the node of 128..191: resuming there with the
+ * xas_pause() of Linux 6.1 skipped 192..254, which then came back as data
+ * when the object grew.
+ */
+static void blockmap_shrink_dense_map_misses_nothing(struct kunit *test)
+{
+	const pgoff_t pages = 4 * VMCOH_WALK_BATCH;
+	const pgoff_t keep = 2 * VMCOH_WALK_BATCH;
+	struct vmcoh_dev *dev = test->priv;
+	struct vmcoh_block_list list = { };
+	unsigned long index = keep;
+	pgoff_t i;
+
+	dev->map.max_blocks = pages;
+	vmcoh_blockmap_set_size(dev, pages << PAGE_SHIFT, &list);
+	for (i = 0; i < pages; i++)
+		vmcoh_test_add_block(test, dev, i, 0);
+	vmcoh_blockmap_set_size(dev, keep << PAGE_SHIFT, &list);
+	KUNIT_EXPECT_EQ(test, list.count, pages - keep);
+	KUNIT_EXPECT_NULL(test, xa_find(&dev->map.blocks, &index, ULONG_MAX,
+					XA_PRESENT));
+	KUNIT_EXPECT_NOT_NULL(test, vmcoh_block_lookup(&dev->map, keep - 1));
+	vmcoh_blocks_free(dev, &list);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&dev->map.nr_blocks),
+			(long)keep);
+}
+
 /* SEEK_DATA/SEEK_HOLE over blocks at 2, 3, 7 and 15 of 16 pages. */
 static void blockmap_seek_data_and_holes(struct kunit *test)
 {
@@ -185,6 +215,7 @@ static struct kunit_case vmcoh_blockmap_cases[] = {
 	KUNIT_CASE(blockmap_publish_beyond_eof_fails),
 	KUNIT_CASE(blockmap_remove_collects_range),
 	KUNIT_CASE(blockmap_shrink_removes_beyond_eof),
+	KUNIT_CASE(blockmap_shrink_dense_map_misses_nothing),
 	KUNIT_CASE(blockmap_seek_data_and_holes),
 	{}
 };

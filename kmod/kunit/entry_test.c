@@ -200,6 +200,28 @@ static void entry_remove_takes_only_its_range(struct kunit *test)
 			0ULL);
 }
 
+/*
+ * Removal of a dense range misses no entry across the lock drops of a long
+ * walk (see blockmap_shrink_dense_map_misses_nothing): a missed entry is a
+ * fault lock that invalidation never waited for.
+ */
+static void entry_remove_dense_range_misses_nothing(struct kunit *test)
+{
+	const pgoff_t pages = 4 * VMCOH_WALK_BATCH;
+	const pgoff_t keep = 2 * VMCOH_WALK_BATCH;
+	struct vmcoh_dev *dev = test->priv;
+	unsigned long index = keep;
+	pgoff_t i;
+
+	for (i = 0; i < pages; i++)
+		vmcoh_test_put_entry(test, dev, i, 0);
+	KUNIT_EXPECT_EQ(test, vmcoh_entries_remove(dev, keep, ULONG_MAX),
+			(unsigned long)(pages - keep));
+	KUNIT_EXPECT_NULL(test, xa_find(&dev->entries.xa, &index, ULONG_MAX,
+					XA_PRESENT));
+	KUNIT_EXPECT_NOT_NULL(test, xa_load(&dev->entries.xa, keep - 1));
+}
+
 static struct kunit_case vmcoh_entry_cases[] = {
 	KUNIT_CASE(entry_grab_absent_creates_locked_empty),
 	KUNIT_CASE(entry_unlock_stores_flags),
@@ -209,6 +231,7 @@ static struct kunit_case vmcoh_entry_cases[] = {
 	KUNIT_CASE(entry_remove_waits_for_locked),
 	KUNIT_CASE(entry_unlock_wakes_remover_and_grabber),
 	KUNIT_CASE(entry_remove_takes_only_its_range),
+	KUNIT_CASE(entry_remove_dense_range_misses_nothing),
 	{}
 };
 
