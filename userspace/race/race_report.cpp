@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include <vmcoh/pagemap.hpp>
+
 namespace vmcoh::race {
 
 namespace {
@@ -40,6 +42,28 @@ std::string describe_op(const OpRecord& op, std::uint64_t start_ns) {
   return out;
 }
 
+// "SIGBUS", "zero", "gen 35", "torn (header gen 35)", ...
+std::string describe_look(const Look& look, std::string_view refusal) {
+  if (look.taken == 0) return "not taken";
+  if (look.refused != 0) return std::string(refusal);
+  switch (look.content) {
+    case Content::zero:
+      return "zero";
+    case Content::valid:
+      return fmt::format("gen {}", look.header.generation);
+    default:
+      return fmt::format("{} (header gen {})", to_string(look.content), look.header.generation);
+  }
+}
+
+nlohmann::json look_json(const Look& look) {
+  if (look.taken == 0) return nullptr;
+  if (look.refused != 0) return {{"refused", true}};
+  return {{"refused", false},
+          {"content", to_string(look.content)},
+          {"generation", look.header.generation}};
+}
+
 oracle::Window window_of(const ViolationRecord& v) {
   oracle::Window w;
   w.done = v.window_done;
@@ -67,6 +91,11 @@ std::vector<std::string> describe_violation(const ScenarioRun& run, const Violat
     if (v.layout[0] != '\0') lines.push_back(fmt::format("  layout: {}", v.layout));
   } else {
     lines.push_back("  observed: no bytes (the access faulted or read EOF)");
+  }
+  if (v.after.reload.taken != 0) {
+    lines.push_back(fmt::format(
+        "  when judged: {}; loaded again: {}; pread: {}", describe(PagemapEntry{v.after.pagemap}),
+        describe_look(v.after.reload, "SIGBUS"), describe_look(v.after.pread, "EOF")));
   }
   lines.push_back(fmt::format("  legal window: {}", oracle::describe(window_of(v))));
   lines.push_back(fmt::format("  sizes: generations [{},{}], {:#x}..{:#x} bytes", v.size_done,
@@ -118,6 +147,12 @@ nlohmann::json violation_json(const ScenarioRun& run, const ViolationRecord& v) 
       {"page", v.page},
       {"offset", v.offset},
       {"observed", observed},
+      {"after", v.after.reload.taken == 0
+                    ? nlohmann::json(nullptr)
+                    : nlohmann::json{{"pagemap", describe(PagemapEntry{v.after.pagemap})},
+                                     {"pagemap_raw", v.after.pagemap},
+                                     {"reload", look_json(v.after.reload)},
+                                     {"pread", look_json(v.after.pread)}}},
       {"window", {{"done", w.done}, {"begun", w.begun}, {"kinds", kinds}}},
       {"sizes",
        {{"done", v.size_done}, {"begun", v.size_begun}, {"min", v.size_min}, {"max", v.size_max}}},

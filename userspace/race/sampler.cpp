@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include <vmcoh/error.hpp>
+#include <vmcoh/pagemap.hpp>
 #include <vmcoh/sigbus_probe.hpp>
 
 namespace vmcoh::race {
@@ -22,6 +23,18 @@ constexpr std::uint64_t kPublishEvery = 1024;
 
 const volatile std::uint64_t* words_at(const Mapping& map, std::uint64_t offset) {
   return reinterpret_cast<const volatile std::uint64_t*>(map.data() + offset);
+}
+
+Look look_from(const PageImage& image, bool refused, std::uint64_t offset, std::uint64_t run_id) {
+  Look look{};
+  look.taken = 1;
+  look.refused = refused ? 1 : 0;
+  if (!refused) {
+    const Observation obs = classify(image, offset, run_id);
+    look.content = obs.content;
+    look.header = obs.header;
+  }
+  return look;
 }
 
 }  // namespace
@@ -254,7 +267,24 @@ void Sampler::report(ReadPath path, const Reading& r, const Verdict& v) {
   const auto log = env_.shared().op_log(r.page);
   std::copy(log.begin(), log.end(), rec.log);
   fmt::format_to_n(rec.reason, sizeof rec.reason - 1, "{}", v.judgement->reason);
+  if (path == ReadPath::shared_load || path == ReadPath::private_load) {
+    rec.after = aftermath(path == ReadPath::shared_load ? shared_map_ : private_map_, r.offset);
+  }
   env_.report(rec);
+}
+
+Aftermath Sampler::aftermath(const Mapping& map, std::uint64_t offset) {
+  Aftermath after{};
+  after.pagemap = pagemap_entry(map.data() + offset).raw;
+  PageImage image;
+  const bool faulted =
+      probe_load(image.words.data(), words_at(map, offset), kWordsPerPage).has_value();
+  after.reload = look_from(image, faulted, offset, env_.run_id());
+  const ssize_t n = ::pread(target_.fd(), image.bytes(), kPageSize, static_cast<off_t>(offset));
+  if (n == 0 || static_cast<std::size_t>(n) == kPageSize) {
+    after.pread = look_from(image, n == 0, offset, env_.run_id());
+  }
+  return after;
 }
 
 void read_object_until_stopped(ActorEnv& env) {

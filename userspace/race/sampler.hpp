@@ -87,6 +87,8 @@ class Sampler {
   void private_store(std::size_t page);
   void tally_sample();
   void report(ReadPath path, const Reading& reading, const Verdict& verdict);
+  // Looks at the page at `offset` again right after a violation through `map`.
+  [[nodiscard]] Aftermath aftermath(const Mapping& map, std::uint64_t offset);
 
   ActorEnv& env_;
   const Target& target_;

@@ -93,6 +93,25 @@ struct ActorCounters {
 enum class ReadPath : std::uint8_t { shared_load, private_load, private_store, pread };
 [[nodiscard]] std::string_view to_string(ReadPath path) noexcept;
 
+// One look at a page after a violation: what the access returned.
+struct Look {
+  std::uint32_t taken;    // 1 if the look was taken
+  std::uint32_t refused;  // SIGBUS, or EOF for pread
+  Content content;
+  StampHeader header;
+};
+
+// What the reader saw of a page once it had judged a violation through one of its mappings: its
+// /proc/self/pagemap entry (is a PTE present, and to which frame), the page loaded again through
+// the same mapping, and the page read with pread.  Writers keep running meanwhile (the op log
+// says what ran since), but a stale PTE that stays shows the same bytes again, and stale data
+// that pread shows too is in the object itself, not in page tables.
+struct Aftermath {
+  std::uint64_t pagemap;  // the raw entry; 0 if it could not be read
+  Look reload;
+  Look pread;
+};
+
 // Everything known about one violation, fixed-size so an actor process can hand it to the parent.
 struct ViolationRecord {
   std::uint64_t complete;  // set last (release): the record may be read
@@ -115,6 +134,7 @@ struct ViolationRecord {
   OpRecord log[kOpLogDepth];
   char reason[320];
   char layout[320];
+  Aftermath after;
 };
 
 class SharedState {
