@@ -1,0 +1,71 @@
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <vector>
+
+#include <vmcoh/error.hpp>
+#include <vmcoh/stamp.hpp>
+
+#include "bench.hpp"
+
+namespace vmcoh::bench {
+
+namespace {
+
+#ifndef STATX_ATTR_DAX
+constexpr std::uint64_t STATX_ATTR_DAX = 0x00200000;  // linux/stat.h since 5.8
+#endif
+
+constexpr std::uint64_t kFillChunk = 1ULL << 20;
+
+bool statx_says_dax(const std::filesystem::path& path) {
+  struct statx stx {};
+  check_syscall(::statx(AT_FDCWD, path.c_str(), 0, STATX_BASIC_STATS, &stx), "statx");
+  return (stx.stx_attributes_mask & STATX_ATTR_DAX) != 0 &&
+         (stx.stx_attributes & STATX_ATTR_DAX) != 0;
+}
+
+}  // namespace
+
+BenchTarget open_target(std::string name, const std::filesystem::path& path, bool huge) {
+  const bool device = path.parent_path() == "/dev";
+  Target target = Target::open(path, device ? Target::Create::never : Target::Create::if_missing);
+  const bool dax = !target.is_device() && statx_says_dax(path);
+  return {std::move(name), path, huge, dax, std::move(target)};
+}
+
+void fill(const BenchTarget& target, std::uint64_t offset, std::uint64_t length) {
+  static const std::vector<std::byte> ones(kFillChunk, std::byte{0x5a});
+  for (std::uint64_t done = 0; done < length;) {
+    const std::uint64_t n = std::min(kFillChunk, length - done);
+    const ssize_t written = check_syscall(
+        ::pwrite(target.target.fd(), ones.data(), n, static_cast<off_t>(offset + done)), "pwrite");
+    done += static_cast<std::uint64_t>(written);
+  }
+}
+
+void prepare_full(const BenchTarget& target, const Settings& settings) {
+  target.target.set_size(settings.size);
+  fill(target, 0, settings.size);
+}
+
+Mapping map_range(const BenchTarget& target, std::uint64_t offset, std::uint64_t length, int prot) {
+  Mapping map =
+      Mapping::map(length, prot, MAP_SHARED, target.target.fd(), static_cast<off_t>(offset));
+  if (!target.huge) {
+    check_syscall(::madvise(map.data(), length, MADV_NOHUGEPAGE), "madvise(MADV_NOHUGEPAGE)");
+  }
+  return map;
+}
+
+std::uint64_t minor_faults_of_thread() {
+  rusage usage{};
+  check_syscall(::getrusage(RUSAGE_THREAD, &usage), "getrusage");
+  return static_cast<std::uint64_t>(usage.ru_minflt);
+}
+
+}  // namespace vmcoh::bench

@@ -1,0 +1,308 @@
+// The five workloads of vmcoh-bench.  Scaling workloads (read-fault, write-fault) give each
+// worker its own slice of the object, so workers never fault the same page: what limits their
+// scaling is shared state in the fault path (and mmap_lock, for threads of one process).
+#include <sched.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <functional>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include <vmcoh/clock.hpp>
+#include <vmcoh/error.hpp>
+#include <vmcoh/shared_array.hpp>
+#include <vmcoh/stamp.hpp>
+
+#include "bench.hpp"
+
+namespace vmcoh::bench {
+
+namespace {
+
+constexpr std::uint64_t kTimeCheckPages = 256;  // look at the clock this often in a pass
+constexpr std::uint64_t kWriteChunk = 64ULL * 1024;
+constexpr std::size_t kLatencyChunkPages = 64;  // what the latency writer punches and rewrites
+constexpr auto kJoinSlack = std::chrono::seconds(120);
+
+std::uint64_t budget_ns(const Settings& settings) {
+  return static_cast<std::uint64_t>(settings.seconds * 1e9);
+}
+
+void load(const std::byte* p) { static_cast<void>(*static_cast<const volatile std::byte*>(p)); }
+void store(std::byte* p) { *static_cast<volatile std::byte*>(p) = std::byte{1}; }
+
+// What one worker of a scaling workload did, in shared memory (it may be a process).
+struct WorkerReport {
+  std::uint64_t pages;
+  std::uint64_t faults;
+  std::uint64_t timed_ns;
+};
+
+// All workers start together: each counts itself ready, then waits for the last one.
+struct StartLine {
+  std::uint64_t ready;
+};
+
+void wait_for_everyone(StartLine& line, std::size_t workers) {
+  atomic(line.ready).fetch_add(1);
+  while (atomic(line.ready).load() < workers) sched_yield();
+}
+
+// A pass over [offset, offset + length): touch one byte of each page through a fresh mapping.
+enum class Touch { load, store };
+
+// Repeats untimed `prepare` + a timed pass over its slice until `budget` ns of passes.
+WorkerReport run_passes(const BenchTarget& target, std::uint64_t offset, std::uint64_t length,
+                        Touch touch, const std::function<void()>& prepare, std::uint64_t budget) {
+  WorkerReport report{};
+  const std::uint64_t faults_before = minor_faults_of_thread();
+  const std::uint64_t pages = length / kPageSize;
+  const int prot = touch == Touch::load ? PROT_READ : PROT_READ | PROT_WRITE;
+  while (report.timed_ns < budget) {
+    if (prepare) prepare();
+    const std::uint64_t start = monotonic_ns();
+    {
+      const Mapping map = map_range(target, offset, length, prot);
+      for (std::uint64_t i = 0; i < pages; ++i) {
+        std::byte* page = map.data() + i * kPageSize;
+        touch == Touch::load ? load(page) : store(page);
+        ++report.pages;
+        if (i % kTimeCheckPages == kTimeCheckPages - 1 &&
+            report.timed_ns + (monotonic_ns() - start) >= budget) {
+          break;
+        }
+      }
+    }
+    report.timed_ns += monotonic_ns() - start;
+  }
+  report.faults = minor_faults_of_thread() - faults_before;
+  return report;
+}
+
+// Runs `workers` workers in `mode`, worker w on slice w of the object; returns pages/s summed
+// over workers, and minor faults per page.
+Measurement scale(const BenchTarget& target, const Settings& settings, ActorMode mode,
+                  std::size_t workers, Touch touch, bool punch_first) {
+  const std::uint64_t slice = settings.size / workers / kPageSize * kPageSize;
+  SharedArray<WorkerReport> reports(workers);
+  SharedArray<StartLine> line(1);
+  ActorGroup group(mode, workers);
+  for (std::size_t w = 0; w < workers; ++w) {
+    group.spawn(fmt::format("worker-{}", w), [&, w] {
+      const std::uint64_t offset = w * slice;
+      std::function<void()> prepare;
+      if (punch_first) prepare = [&] { target.target.punch_hole(offset, slice); };
+      wait_for_everyone(line[0], workers);
+      reports[w] = run_passes(target, offset, slice, touch, prepare, budget_ns(settings));
+    });
+  }
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                            std::chrono::duration<double>(settings.seconds)) +
+                        kJoinSlack;
+  for (const ActorOutcome& outcome : group.join(deadline)) {
+    if (outcome.status != ActorOutcome::Status::finished) {
+      throw std::runtime_error(
+          fmt::format("{} {}: {}", outcome.name, to_string(outcome.status), outcome.detail));
+    }
+  }
+  Measurement m;
+  std::uint64_t pages = 0;
+  std::uint64_t faults = 0;
+  for (const WorkerReport& r : reports.items()) {
+    m.value +=
+        r.timed_ns ? static_cast<double>(r.pages) * 1e9 / static_cast<double>(r.timed_ns) : 0.0;
+    pages += r.pages;
+    faults += r.faults;
+  }
+  m.extra["faults_per_page"] = pages ? static_cast<double>(faults) / static_cast<double>(pages) : 0;
+  return m;
+}
+
+RoundResults scaling(BenchTarget& target, const Settings& settings, Touch touch,
+                     const std::vector<std::pair<std::string, bool>>& variants) {
+  RoundResults out;
+  for (const auto& [variant, punch_first] : variants) {
+    prepare_full(target, settings);
+    for (const ActorMode mode : {ActorMode::threads, ActorMode::processes}) {
+      for (std::size_t workers = 1; workers <= settings.max_workers; ++workers) {
+        out[{0, variant, mode, workers}] =
+            scale(target, settings, mode, workers, touch, punch_first);
+      }
+    }
+  }
+  return out;
+}
+
+RoundResults read_fault(BenchTarget& target, const Settings& settings) {
+  return scaling(target, settings, Touch::load, {{"", false}});
+}
+
+RoundResults write_fault(BenchTarget& target, const Settings& settings) {
+  return scaling(target, settings, Touch::store, {{"allocated", false}, {"holes", true}});
+}
+
+std::string size_label(std::uint64_t bytes) {
+  return bytes >= (1ULL << 20) ? fmt::format("{}MiB", bytes >> 20)
+                               : fmt::format("{}KiB", bytes >> 10);
+}
+
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+// Punch a fully written, mapped and touched range of each size: ms per punch (median of the
+// repetitions of this round), and for the device how many ranged unmaps each punch issued.
+RoundResults invalidate(BenchTarget& target, const Settings& settings) {
+  RoundResults out;
+  target.target.set_size(settings.size);
+  for (std::uint64_t range = 4096; range <= settings.size; range *= 16) {
+    const std::uint64_t length = std::min(range, settings.size);
+    const int reps = static_cast<int>(std::clamp<std::uint64_t>(settings.size / length, 3, 15));
+    std::vector<double> ms;
+    double unmaps = 0;
+    for (int r = 0; r < reps; ++r) {
+      fill(target, 0, length);
+      const Mapping map = map_range(target, 0, length, PROT_READ);
+      for (std::uint64_t off = 0; off < length; off += kPageSize) load(map.data() + off);
+      const auto before = target.target.stats();
+      const std::uint64_t start = monotonic_ns();
+      target.target.punch_hole(0, length);
+      ms.push_back(static_cast<double>(monotonic_ns() - start) / 1e6);
+      if (const auto after = target.target.stats(); before && after) {
+        unmaps += static_cast<double>(after->ranged_unmaps - before->ranged_unmaps);
+      }
+    }
+    Measurement& m = out[{static_cast<int>(std::log2(static_cast<double>(length))),
+                          size_label(length), ActorMode::threads, 1}];
+    m.value = median_of(ms);
+    if (target.target.is_device()) m.extra["ranged_unmaps_per_punch"] = unmaps / reps;
+    if (range == settings.size) break;
+  }
+  return out;
+}
+
+// Readers that fault the whole object over and over, until `stop`.
+void fault_until(const BenchTarget& target, const Settings& settings, std::uint64_t& stop) {
+  const Mapping map = map_range(target, 0, settings.size, PROT_READ);
+  while (atomic(stop).load(std::memory_order_relaxed) == 0) {
+    for (std::uint64_t off = 0; off < settings.size; off += kPageSize) load(map.data() + off);
+    check_syscall(::madvise(map.data(), settings.size, MADV_DONTNEED), "madvise(MADV_DONTNEED)");
+  }
+}
+
+// write(2) of kWriteChunk bytes at a time over the object: MB/s, into allocated blocks or holes,
+// alone or with max_workers - 1 (at least one) readers faulting the same range meanwhile.
+RoundResults write_throughput(BenchTarget& target, const Settings& settings) {
+  RoundResults out;
+  const std::vector<std::byte> chunk(kWriteChunk, std::byte{0x3c});
+  const std::size_t readers = std::max<std::size_t>(1, settings.max_workers - 1);
+  for (const bool holes : {false, true}) {
+    for (const bool with_readers : {false, true}) {
+      prepare_full(target, settings);
+      SharedArray<std::uint64_t> stop(1);
+      ActorGroup group(ActorMode::threads, readers);
+      if (with_readers) {
+        for (std::size_t r = 0; r < readers; ++r) {
+          group.spawn(fmt::format("reader-{}", r), [&] { fault_until(target, settings, stop[0]); });
+        }
+      }
+      std::uint64_t bytes = 0;
+      std::uint64_t timed = 0;
+      while (timed < budget_ns(settings)) {
+        if (holes) target.target.punch_hole(0, settings.size);
+        const std::uint64_t start = monotonic_ns();
+        for (std::uint64_t off = 0; off < settings.size; off += kWriteChunk) {
+          bytes += static_cast<std::uint64_t>(check_syscall(
+              ::pwrite(target.target.fd(), chunk.data(), kWriteChunk, static_cast<off_t>(off)),
+              "pwrite"));
+          if (timed + (monotonic_ns() - start) >= budget_ns(settings)) break;
+        }
+        timed += monotonic_ns() - start;
+      }
+      atomic(stop[0]).store(1);
+      static_cast<void>(group.join(std::chrono::steady_clock::now() + kJoinSlack));
+      const std::string variant =
+          fmt::format("{}{}", holes ? "holes" : "allocated", with_readers ? "+readers" : "");
+      out[{0, variant, ActorMode::threads, with_readers ? readers + 1 : 1}].value =
+          static_cast<double>(bytes) / 1e6 / (static_cast<double>(timed) / 1e9);
+    }
+  }
+  return out;
+}
+
+// Fault latency of readers (max_workers - 1, at least one) while a writer keeps punching and
+// rewriting 64-page chunks of the object: each reader drops one page of its mapping and times
+// the load that faults it back.
+RoundResults latency(BenchTarget& target, const Settings& settings) {
+  prepare_full(target, settings);
+  const std::size_t readers = std::max<std::size_t>(1, settings.max_workers - 1);
+  const std::uint64_t pages = settings.size / kPageSize;
+  SharedArray<std::uint64_t> stop(1);
+  std::vector<std::vector<double>> samples(readers);
+  ActorGroup group(ActorMode::threads, readers + 1);
+  group.spawn("writer", [&] {
+    const std::uint64_t chunk = kLatencyChunkPages * kPageSize;
+    for (std::uint64_t i = 0; atomic(stop[0]).load() == 0; ++i) {
+      const std::uint64_t off = (i * 7919 % (settings.size / chunk)) * chunk;
+      target.target.punch_hole(off, chunk);
+      fill(target, off, chunk);
+    }
+  });
+  for (std::size_t r = 0; r < readers; ++r) {
+    group.spawn(fmt::format("reader-{}", r), [&, r] {
+      const Mapping map = map_range(target, 0, settings.size, PROT_READ);
+      std::vector<double>& mine = samples[r];
+      for (std::uint64_t i = r; atomic(stop[0]).load() == 0; i += 104729) {
+        std::byte* page = map.data() + (i % pages) * kPageSize;
+        check_syscall(::madvise(page, kPageSize, MADV_DONTNEED), "madvise(MADV_DONTNEED)");
+        const std::uint64_t start = monotonic_ns();
+        load(page);
+        mine.push_back(static_cast<double>(monotonic_ns() - start) / 1e3);
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(settings.seconds));
+  atomic(stop[0]).store(1);
+  for (const ActorOutcome& outcome : group.join(std::chrono::steady_clock::now() + kJoinSlack)) {
+    if (outcome.status != ActorOutcome::Status::finished) {
+      throw std::runtime_error(
+          fmt::format("{} {}: {}", outcome.name, to_string(outcome.status), outcome.detail));
+    }
+  }
+  std::vector<double> all;
+  for (const auto& s : samples) all.insert(all.end(), s.begin(), s.end());
+  std::sort(all.begin(), all.end());
+  RoundResults out;
+  if (all.empty()) return out;
+  const auto at = [&](double q) {
+    return all[std::min(all.size() - 1,
+                        static_cast<std::size_t>(q * static_cast<double>(all.size())))];
+  };
+  const std::size_t workers = readers + 1;
+  out[{0, "p50", ActorMode::threads, workers}].value = at(0.50);
+  out[{1, "p99", ActorMode::threads, workers}].value = at(0.99);
+  out[{2, "max", ActorMode::threads, workers}].value = all.back();
+  for (auto& [key, m] : out) m.extra["samples"] = static_cast<double>(all.size());
+  return out;
+}
+
+}  // namespace
+
+const std::vector<Workload>& all_workloads() {
+  static const std::vector<Workload> workloads = {
+      {"read-fault", "pages_per_s", "pages/s", true, read_fault},
+      {"write-fault", "pages_per_s", "pages/s", true, write_fault},
+      {"invalidate", "ms_per_punch", "ms", false, invalidate},
+      {"write", "mb_per_s", "MB/s", true, write_throughput},
+      {"latency", "us", "us", false, latency},
+  };
+  return workloads;
+}
+
+}  // namespace vmcoh::bench
