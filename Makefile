@@ -10,6 +10,8 @@ JOBS	?= $(shell nproc)
 RACE_ARGS ?=
 # Arguments for pytest in `make check`, e.g. PYTEST_ARGS='-k gtest'.
 PYTEST_ARGS ?=
+# Arguments for tools/bench in `make bench`, e.g. BENCH_ARGS='--rounds 5 --workloads read-fault'.
+BENCH_ARGS ?=
 # The kernels `make check` tests on: Debian's stock 6.1 and 6.12, and the
 # project's debug kernels (tools/build-kernel: debug = lockdep + KASAN +
 # kmemleak + KUnit, kcsan = lockdep + KCSAN + KUnit).  E.g. KERNELS=6.1.
@@ -23,8 +25,8 @@ KSRC_TARBALL   := $(lastword $(sort $(wildcard /usr/src/linux-source-6.1.tar.xz)
 # top-level one (stale copies of removed files go first).
 copy_kmod = rm -rf $(1)/kmod && mkdir -p $(1) && cp -r Kbuild kmod uapi $(1)/
 
-.PHONY: all deps module module-% kernels userspace run check matrix lint checkpatch sparse \
-	format tidy clean help
+.PHONY: all deps module module-% kernels userspace run check matrix bench bench-smoke lint \
+	checkpatch sparse format tidy clean help
 
 all: module userspace
 
@@ -38,6 +40,8 @@ help:
 	@echo "make module-K   vmcoh.ko for kernel K (6.12, debug, kcsan) in build/kmod-K/"
 	@echo "make lint       checkpatch --strict, sparse, W=1, clang-format, clang-tidy"
 	@echo "make matrix     how fast the stress scenarios catch each unsafe variant (~1 h)"
+	@echo "make bench      vmcoh against tmpfs and ext4 -o dax in one VM, into README.md"
+	@echo "make bench-smoke  the same, --quick, without touching README.md"
 
 deps:
 	tools/install-deps
@@ -76,6 +80,14 @@ check: deps lint all $(addprefix module-,$(filter-out 6.1,$(KERNELS)))
 # build/stress-matrix.md, spliced into README.md.  E.g. MATRIX_ARGS='--seeds 1..3 --cap 30'.
 matrix: all
 	$(PYTHON) tools/stress-matrix --readme README.md $(MATRIX_ARGS)
+
+# vmcoh-bench on /dev/vmcoh, tmpfs and ext4 -o dax in one VM: build/bench/bench.json,
+# bench.md (spliced into README.md) and bench.png.  bench-smoke: a --quick run, README untouched.
+bench: all
+	$(PYTHON) tools/bench --readme README.md $(BENCH_ARGS)
+
+bench-smoke: all
+	$(PYTHON) tools/bench --quick $(BENCH_ARGS)
 
 lint: checkpatch sparse format tidy
 
