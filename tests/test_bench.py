@@ -102,6 +102,22 @@ def test_report_with_targets_missing(tmp_path):
     assert (tmp_path / "bench.png").stat().st_size > 0
 
 
+def test_report_flags_a_huge_target_without_2m_faults(tmp_path):
+    doc = json.loads(SAMPLE.read_text())
+    for r in doc["results"]:
+        if r["workload"] == "read-fault" and r["target"] == "ext4-dax-2m":
+            r["extra"]["faults_per_page"] = 0.5
+    sample = tmp_path / "fragmented.json"
+    sample.write_text(json.dumps(doc))
+    proc = subprocess.run([str(BENCH), "--from-json", str(sample), "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "`ext4-dax-2m` took 0.5 faults per page" in (tmp_path / "bench.md").read_text()
+    assert "took" not in subprocess.run(
+        [str(BENCH), "--from-json", str(SAMPLE), "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120).stdout
+
+
 @pytest.mark.vm
 @pytest.mark.skipif("6.1" not in KERNELS, reason="the benchmark runs on the stock 6.1 kernel")
 def test_quick_run_in_a_vm(built, results_dir):
