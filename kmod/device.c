@@ -15,6 +15,7 @@
  */
 
 #include <linux/fs.h>
+#include <linux/log2.h>
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
 #include <linux/module.h>
@@ -33,6 +34,11 @@ static unsigned int max_mb = 512;
 module_param(max_mb, uint, 0444);
 MODULE_PARM_DESC(max_mb,
 		 "Cap on allocated blocks in MiB; beyond it allocation fails with ENOSPC (default 512)");
+
+static unsigned int fault_around = 16;
+module_param(fault_around, uint, 0444);
+MODULE_PARM_DESC(fault_around,
+		 "Pages a read fault maps around itself: a power of two up to 64, 1 for none (default 16; always 1 with test_hooks=1)");
 
 static bool test_hooks;
 module_param(test_hooks, bool, 0444);
@@ -160,6 +166,13 @@ static int __init vmcoh_init(void)
 		       VMCOH_MAX_OBJECT_SIZE >> 20);
 		return -EINVAL;
 	}
+	if (!is_power_of_2(fault_around) || fault_around > BITS_PER_LONG) {
+		pr_err("vmcoh: fault_around must be a power of two up to %d\n",
+		       BITS_PER_LONG);
+		return -EINVAL;
+	}
+	/* Hold points count on one fault per page: the tests park faults. */
+	vmcoh.fault_around = test_hooks ? 1 : fault_around;
 
 	err = vmcoh_hooks_init(test_hooks, unsafe);
 	if (err)

@@ -30,9 +30,12 @@
  * table of wait queues and a wake function that filters on the index.
  *
  * Lock order: see vmcoh.h.  entries.xa_lock nests outside the wait-queue
- * lock and is never held across schedule().  A task holds at most one entry
- * lock, never across a user copy, and never while waiting for another entry.
- * Lockdep sees the entry lock as one class through entry_lock_map.
+ * lock and is never held across schedule().  A task waits for an entry lock
+ * only while it holds none; it may then take more without waiting (the
+ * batch of fault-around, vmcoh_entries_trylock()), so no cycle of waiters
+ * can form.  No entry lock is held across a user copy.  Lockdep sees the
+ * entry lock taken by waiting as one class through entry_lock_map; trylocks
+ * cannot deadlock and are not annotated.
  */
 
 #include <linux/hash.h>
@@ -225,6 +228,76 @@ void vmcoh_entry_unlock(struct vmcoh_entries *entries, pgoff_t index,
 #ifdef CONFIG_LOCKDEP
 	lock_map_release(&entry_lock_map);
 #endif
+}
+
+/**
+ * vmcoh_entries_trylock - lock several entries in one pass, without waiting
+ * @dev: the device
+ * @first: first index of the batch
+ * @want: bit i set to lock @first + i (at most BITS_PER_LONG indices)
+ * @flags: returns, for each index locked, the entry's flags before locking
+ *
+ * Fault-around's batched entry lock: one xa_lock section for the whole
+ * batch.  An index whose entry is locked is skipped, never waited for, so a
+ * caller may hold other entry locks meanwhile without risking a deadlock;
+ * so is an absent entry that cannot be created without allocating (the
+ * caller's own entry keeps the leaf node of its neighbours in place).  An
+ * absent entry is created as a locked EMPTY entry, as vmcoh_entry_grab()
+ * does.  Every index returned must be unlocked with vmcoh_entries_unlock().
+ *
+ * Return: the bits of @want whose entries are now locked by the caller.
+ */
+unsigned long vmcoh_entries_trylock(struct vmcoh_dev *dev, pgoff_t first,
+				    unsigned long want, unsigned long *flags)
+{
+	XA_STATE(xas, &dev->entries.xa, first);
+	unsigned long locked = 0;
+	unsigned int i;
+	void *entry;
+
+	xas_lock(&xas);
+	for_each_set_bit(i, &want, BITS_PER_LONG) {
+		xas_set(&xas, first + i);
+		entry = xas_load(&xas);
+		if (entry && entry_is_locked(entry))
+			continue;
+		if (!entry)
+			entry = xa_mk_value(VMCOH_ENTRY_EMPTY);
+		xas_store(&xas, xa_mk_value(xa_to_value(entry) |
+					    VMCOH_ENTRY_LOCKED));
+		if (xas_error(&xas))
+			continue;	/* -ENOMEM: we may not allocate here */
+		flags[i] = xa_to_value(entry);
+		locked |= BIT(i);
+	}
+	xas_unlock(&xas);
+	return locked;
+}
+
+/**
+ * vmcoh_entries_unlock - unlock a batch from vmcoh_entries_trylock()
+ * @entries: the entry xarray
+ * @first: first index of the batch
+ * @locked: the bits vmcoh_entries_trylock() returned
+ * @flags: each entry's new flags (without LOCKED), EMPTY to remove it
+ */
+void vmcoh_entries_unlock(struct vmcoh_entries *entries, pgoff_t first,
+			  unsigned long locked, const unsigned long *flags)
+{
+	XA_STATE(xas, &entries->xa, first);
+	unsigned int i;
+	void *old;
+
+	xas_lock(&xas);
+	for_each_set_bit(i, &locked, BITS_PER_LONG) {
+		bool empty = flags[i] & VMCOH_ENTRY_EMPTY;
+
+		xas_set(&xas, first + i);
+		old = xas_store(&xas, empty ? NULL : xa_mk_value(flags[i]));
+		WARN_ON_ONCE(!old || !entry_is_locked(old));
+		entry_wake(entries, &xas, old, empty);
+	}
+	xas_unlock(&xas);
 }
 
 /**

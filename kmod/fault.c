@@ -35,9 +35,23 @@
  * it would hide it from GUP.  Ours is an ordinary refcounted page that no
  * code path ever writes, mapped through vm_insert_page() like the blocks.
  *
+ * Fault-around: a read fault that mapped its page also maps the blocks of
+ * the other pages of its aligned window of dev->fault_around pages (16 by
+ * default), as filemap_map_pages() does for the page cache, so a sequential
+ * reader takes one fault per window instead of one per page.  Each of those
+ * pages follows the protocol above: its entry is locked (one xa_lock pass
+ * for the whole window, vmcoh_entries_trylock()), its block looked up and
+ * the size checked under that lock, its PTE installed before the unlock.
+ * Pages whose entries are locked are skipped rather than waited for, and so
+ * are holes and pages that may map the zero page; ->fault maps those.  It is
+ * done in ->fault, not ->map_pages: that must not sleep, and the PTE helper
+ * it is meant to use, do_set_pte(), is not exported to modules.
+ *
  * Lock order: see vmcoh.h.  Here: mmap_lock or the VMA lock (held by the
  * core) -> entry lock -> i_mmap_rwsem (unmap_mapping_pages) -> PTL
- * (vm_insert_page); entry lock -> page lock (page_mkwrite).
+ * (vm_insert_page); entry lock -> page lock (page_mkwrite).  Fault-around
+ * runs after the faulting entry is unlocked and takes its batch with
+ * trylocks, so it never waits while holding an entry lock.
  */
 
 #include <linux/mm.h>
@@ -116,6 +130,57 @@ static struct page *fault_lookup_unlocked(struct vmcoh_dev *dev,
 	return page;
 }
 
+/*
+ * Map the blocks of the rest of @vmf's fault-around window, read-only.
+ * Called with no entry lock held, after the faulting page was mapped.
+ */
+static void fault_around(struct vm_fault *vmf, struct vmcoh_dev *dev)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	pgoff_t vma_last = vma->vm_pgoff + vma_pages(vma) - 1;
+	pgoff_t first = max(vmf->pgoff & ~(pgoff_t)(dev->fault_around - 1),
+			    vma->vm_pgoff);
+	pgoff_t last = min3(first | (dev->fault_around - 1), vma_last,
+			    vmcoh_size_pages(dev) - 1);
+	unsigned long flags[BITS_PER_LONG];
+	unsigned long want = 0, locked;
+	unsigned int i, mapped = 0;
+	struct page *block;
+
+	if (first > last)
+		return;
+	/* A lockless look first: most windows need no entry at all. */
+	for (i = 0; i <= last - first; i++) {
+		if (first + i != vmf->pgoff &&
+		    vmcoh_block_lookup(&dev->map, first + i))
+			want |= BIT(i);
+	}
+	if (!want)
+		return;
+
+	locked = vmcoh_entries_trylock(dev, first, want, flags);
+	for_each_set_bit(i, &locked, BITS_PER_LONG) {
+		/* The zero page may be mapped here: ->fault must unmap it. */
+		if (flags[i] & VMCOH_ENTRY_ZERO)
+			continue;
+		block = vmcoh_block_lookup(&dev->map, first + i);
+		if (!block || first + i >= vmcoh_size_pages(dev))
+			continue;
+		switch (vm_insert_page(vma, vma->vm_start +
+				       ((first + i - vma->vm_pgoff) << PAGE_SHIFT),
+				       block)) {
+		case 0:
+			mapped++;
+			fallthrough;
+		case -EBUSY:	/* already mapped here, from this block */
+			flags[i] = 0;
+			break;
+		}
+	}
+	vmcoh_entries_unlock(&dev->entries, first, locked, flags);
+	vmcoh_count_add(dev, VMCOH_FAULT_AROUND_MAPS, mapped);
+}
+
 static vm_fault_t vmcoh_fault(struct vm_fault *vmf)
 {
 	struct vm_area_struct *vma = vmf->vma;
@@ -187,6 +252,9 @@ static vm_fault_t vmcoh_fault(struct vm_fault *vmf)
 	}
 unlock:
 	vmcoh_entry_unlock(&dev->entries, index, flags);
+	if (dev->fault_around > 1 && !(vmf->flags & FAULT_FLAG_WRITE) &&
+	    !(ret & VM_FAULT_ERROR))
+		fault_around(vmf, dev);
 out:
 	if (unlikely(stale))
 		put_page(stale);

@@ -57,6 +57,8 @@ void vmcoh_read_stats(struct vmcoh_dev *dev, struct vmcoh_stats *stats)
 		.blocks_live = atomic_long_read(&dev->map.nr_blocks),
 		.holds_parked = vmcoh_counter_read(dev, VMCOH_HOLDS_PARKED),
 		.hold_timeouts = vmcoh_counter_read(dev, VMCOH_HOLD_TIMEOUTS),
+		.fault_around_maps =
+			vmcoh_counter_read(dev, VMCOH_FAULT_AROUND_MAPS),
 	};
 }
 

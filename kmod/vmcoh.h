@@ -66,6 +66,7 @@ enum vmcoh_counter {
 	VMCOH_BLOCKS_FREED,
 	VMCOH_HOLDS_PARKED,
 	VMCOH_HOLD_TIMEOUTS,
+	VMCOH_FAULT_AROUND_MAPS,
 	VMCOH_NR_COUNTERS
 };
 
@@ -97,6 +98,7 @@ struct vmcoh_dev {
 	struct rw_semaphore io_rwsem;
 	struct address_space *mapping;	/* shared by every open, see device.c */
 	struct page *zero_page;		/* what holes map; never written */
+	unsigned int fault_around;	/* pages a read fault maps, see fault.c */
 	struct vmcoh_counters __percpu *counters;
 };
 
@@ -195,6 +197,10 @@ void vmcoh_entry_unlock(struct vmcoh_entries *entries, pgoff_t index,
 			unsigned long flags);
 unsigned long vmcoh_entries_remove(struct vmcoh_dev *dev, pgoff_t first,
 				   pgoff_t last);
+unsigned long vmcoh_entries_trylock(struct vmcoh_dev *dev, pgoff_t first,
+				    unsigned long want, unsigned long *flags);
+void vmcoh_entries_unlock(struct vmcoh_entries *entries, pgoff_t first,
+			  unsigned long locked, const unsigned long *flags);
 
 static inline bool vmcoh_entry_is_zero(void *entry)
 {

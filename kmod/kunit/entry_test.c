@@ -7,8 +7,10 @@
  * ENTRY_LOCK_WAITS counter, which a waiter bumps after it has queued itself
  * under xa_lock: from then on, an unlock cannot be missed by it.
  *
- * Lock order: see vmcoh.h.  The test thread holds at most one entry lock,
- * and never while it waits for a worker to take another.
+ * Lock order: see vmcoh.h.  The test thread waits for an entry lock only
+ * while it holds none, and never holds one while it waits for a worker to
+ * take another; it may trylock a batch while holding one, as fault-around
+ * does.
  */
 
 #include <linux/delay.h>
@@ -222,6 +224,38 @@ static void entry_remove_dense_range_misses_nothing(struct kunit *test)
 	KUNIT_EXPECT_NOT_NULL(test, xa_load(&dev->entries.xa, keep - 1));
 }
 
+/*
+ * Fault-around's batch trylock takes unlocked and absent entries in one
+ * pass and skips a locked one without waiting; its unlock stores each new
+ * value and removes EMPTY entries.
+ */
+static void entry_trylock_batch_skips_locked_entries(struct kunit *test)
+{
+	struct vmcoh_dev *dev = test->priv;
+	unsigned long flags[BITS_PER_LONG] = { };
+	unsigned long locked;
+	void *entry;
+
+	vmcoh_test_put_entry(test, dev, 1, ZERO);
+	KUNIT_ASSERT_EQ(test, vmcoh_entry_grab(dev, 2, &entry), 0);
+	locked = vmcoh_entries_trylock(dev, 0, 0xf, flags);
+	KUNIT_EXPECT_EQ(test, locked, 0xbUL);
+	KUNIT_EXPECT_EQ(test, flags[0], (unsigned long)EMPTY);
+	KUNIT_EXPECT_EQ(test, flags[1], (unsigned long)ZERO);
+	KUNIT_EXPECT_EQ(test, flags[3], (unsigned long)EMPTY);
+	KUNIT_EXPECT_EQ(test, vmcoh_test_entry(dev, 1), LOCKED | ZERO);
+	KUNIT_EXPECT_EQ(test, vmcoh_counter_read(dev, VMCOH_ENTRY_LOCK_WAITS),
+			0ULL);
+	flags[0] = 0;	/* as if fault-around mapped a block there */
+	vmcoh_entries_unlock(&dev->entries, 0, locked, flags);
+	KUNIT_EXPECT_PTR_EQ(test, xa_load(&dev->entries.xa, 0), xa_mk_value(0));
+	KUNIT_EXPECT_EQ(test, vmcoh_test_entry(dev, 1), ZERO);
+	KUNIT_EXPECT_EQ(test, vmcoh_test_entry(dev, 2), LOCKED | EMPTY);
+	KUNIT_EXPECT_NULL(test, xa_load(&dev->entries.xa, 3));
+	vmcoh_entry_unlock(&dev->entries, 2, EMPTY);
+	KUNIT_EXPECT_NULL(test, xa_load(&dev->entries.xa, 2));
+}
+
 static struct kunit_case vmcoh_entry_cases[] = {
 	KUNIT_CASE(entry_grab_absent_creates_locked_empty),
 	KUNIT_CASE(entry_unlock_stores_flags),
@@ -232,6 +266,7 @@ static struct kunit_case vmcoh_entry_cases[] = {
 	KUNIT_CASE(entry_unlock_wakes_remover_and_grabber),
 	KUNIT_CASE(entry_remove_takes_only_its_range),
 	KUNIT_CASE(entry_remove_dense_range_misses_nothing),
+	KUNIT_CASE(entry_trylock_batch_skips_locked_entries),
 	{}
 };
 
