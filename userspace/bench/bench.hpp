@@ -63,13 +63,15 @@ struct Workload {
 
 // Opens (creating a file if missing) and checks DAX; the object is sized by prepare_full().
 BenchTarget open_target(std::string name, const std::filesystem::path& path, bool huge);
-// Sizes the object to settings.size and writes every page of it (so every block is allocated).
+// Empties the object, sizes it to settings.size and writes every page of it (so every block is
+// allocated).
 void prepare_full(const BenchTarget& target, const Settings& settings);
 // Writes [offset, offset + length) with non-zero bytes.
 void fill(const BenchTarget& target, std::uint64_t offset, std::uint64_t length);
 // MAP_SHARED of [offset, offset + length), NOHUGEPAGE unless the target is huge.
 Mapping map_range(const BenchTarget& target, std::uint64_t offset, std::uint64_t length, int prot);
-// Minor page faults of the calling thread so far.
-std::uint64_t minor_faults_of_thread();
+// Page faults of the calling thread so far, minor and major (a DAX fault that allocates a block
+// counts as major).
+std::uint64_t faults_of_thread();
 
 }  // namespace vmcoh::bench

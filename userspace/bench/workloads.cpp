@@ -59,7 +59,7 @@ enum class Touch { load, store };
 WorkerReport run_passes(const BenchTarget& target, std::uint64_t offset, std::uint64_t length,
                         Touch touch, const std::function<void()>& prepare, std::uint64_t budget) {
   WorkerReport report{};
-  const std::uint64_t faults_before = minor_faults_of_thread();
+  const std::uint64_t faults_before = faults_of_thread();
   const std::uint64_t pages = length / kPageSize;
   const int prot = touch == Touch::load ? PROT_READ : PROT_READ | PROT_WRITE;
   while (report.timed_ns < budget) {
@@ -79,7 +79,7 @@ WorkerReport run_passes(const BenchTarget& target, std::uint64_t offset, std::ui
     }
     report.timed_ns += monotonic_ns() - start;
   }
-  report.faults = minor_faults_of_thread() - faults_before;
+  report.faults = faults_of_thread() - faults_before;
   return report;
 }
 
