@@ -156,13 +156,16 @@ double median_of(std::vector<double> v) {
   return v.empty() ? 0.0 : v[v.size() / 2];
 }
 
-// Punch a fully written, mapped and touched range of each size: ms per punch (median of the
-// repetitions of this round), and for the device how many ranged unmaps each punch issued.
+// Punch a fully written, mapped and touched range of each size (4 KiB, x16 steps, and the whole
+// object): ms per punch (median of the repetitions of this round), and for the device how many
+// ranged unmaps each punch issued.
 RoundResults invalidate(BenchTarget& target, const Settings& settings) {
   RoundResults out;
   target.target.set_size(settings.size);
-  for (std::uint64_t range = 4096; range <= settings.size; range *= 16) {
-    const std::uint64_t length = std::min(range, settings.size);
+  std::vector<std::uint64_t> ranges;
+  for (std::uint64_t range = 4096; range < settings.size; range *= 16) ranges.push_back(range);
+  ranges.push_back(settings.size);
+  for (const std::uint64_t length : ranges) {
     const int reps = static_cast<int>(std::clamp<std::uint64_t>(settings.size / length, 3, 15));
     std::vector<double> ms;
     double unmaps = 0;
@@ -182,7 +185,6 @@ RoundResults invalidate(BenchTarget& target, const Settings& settings) {
                           size_label(length), ActorMode::threads, 1}];
     m.value = median_of(ms);
     if (target.target.is_device()) m.extra["ranged_unmaps_per_punch"] = unmaps / reps;
-    if (range == settings.size) break;
   }
   return out;
 }
