@@ -59,7 +59,7 @@ struct Workload {
 
 [[nodiscard]] const std::vector<Workload>& all_workloads();
 
-// --- helpers shared by the workloads (targets.cpp) ---
+// --- helpers shared by the workloads and the report (targets.cpp) ---
 
 // Opens (creating a file if missing) and checks DAX; the object is sized by prepare_full().
 BenchTarget open_target(std::string name, const std::filesystem::path& path, bool huge);
@@ -70,6 +70,8 @@ void prepare_full(const BenchTarget& target, const Settings& settings);
 void fill(const BenchTarget& target, std::uint64_t offset, std::uint64_t length);
 // MAP_SHARED of [offset, offset + length), NOHUGEPAGE unless the target is huge.
 Mapping map_range(const BenchTarget& target, std::uint64_t offset, std::uint64_t length, int prot);
+// The median of `v` (the mean of the middle two for an even count; 0 if empty).
+double median(std::vector<double> v);
 // Page faults of the calling thread so far, minor and major (a DAX fault that allocates a block
 // counts as major).
 std::uint64_t faults_of_thread();

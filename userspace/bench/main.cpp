@@ -56,13 +56,6 @@ struct Cell {
 using Results =
     std::map<std::string, std::map<CellKey, std::map<std::string, Cell>>>;  // workload, key, target
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  if (v.empty()) return 0;
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 std::vector<double> values_of(const Cell& cell) {
   std::vector<double> v;
   for (const Measurement& m : cell.rounds) v.push_back(m.value);

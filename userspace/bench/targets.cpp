@@ -65,6 +65,13 @@ Mapping map_range(const BenchTarget& target, std::uint64_t offset, std::uint64_t
   return map;
 }
 
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  if (v.empty()) return 0;
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 std::uint64_t faults_of_thread() {
   rusage usage{};
   check_syscall(::getrusage(RUSAGE_THREAD, &usage), "getrusage");

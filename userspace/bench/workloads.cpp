@@ -52,6 +52,16 @@ void wait_for_everyone(StartLine& line, std::size_t workers) {
   while (atomic(line.ready).load() < workers) sched_yield();
 }
 
+// Waits for every actor of `group`; one that did not finish makes the workload fail.
+void join_all(ActorGroup& group, std::chrono::steady_clock::time_point deadline) {
+  for (const ActorOutcome& outcome : group.join(deadline)) {
+    if (outcome.status != ActorOutcome::Status::finished) {
+      throw std::runtime_error(
+          fmt::format("{} {}: {}", outcome.name, to_string(outcome.status), outcome.detail));
+    }
+  }
+}
+
 // A pass over [offset, offset + length): touch one byte of each page through a fresh mapping.
 enum class Touch { load, store };
 
@@ -104,12 +114,7 @@ Measurement scale(const BenchTarget& target, const Settings& settings, ActorMode
                         std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                             std::chrono::duration<double>(settings.seconds)) +
                         kJoinSlack;
-  for (const ActorOutcome& outcome : group.join(deadline)) {
-    if (outcome.status != ActorOutcome::Status::finished) {
-      throw std::runtime_error(
-          fmt::format("{} {}: {}", outcome.name, to_string(outcome.status), outcome.detail));
-    }
-  }
+  join_all(group, deadline);
   Measurement m;
   std::uint64_t pages = 0;
   std::uint64_t faults = 0;
@@ -151,11 +156,6 @@ std::string size_label(std::uint64_t bytes) {
                                : fmt::format("{}KiB", bytes >> 10);
 }
 
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
-
 // Punch a fully written, mapped and touched range of each size (4 KiB, x16 steps, and the whole
 // object): ms per punch (median of the repetitions of this round), and for the device how many
 // ranged unmaps each punch issued.
@@ -183,7 +183,7 @@ RoundResults invalidate(BenchTarget& target, const Settings& settings) {
     }
     Measurement& m = out[{static_cast<int>(std::log2(static_cast<double>(length))),
                           size_label(length), ActorMode::threads, 1}];
-    m.value = median_of(ms);
+    m.value = median(ms);
     if (target.target.is_device()) m.extra["ranged_unmaps_per_punch"] = unmaps / reps;
   }
   return out;
@@ -228,7 +228,7 @@ RoundResults write_throughput(BenchTarget& target, const Settings& settings) {
         timed += monotonic_ns() - start;
       }
       atomic(stop[0]).store(1);
-      static_cast<void>(group.join(std::chrono::steady_clock::now() + kJoinSlack));
+      join_all(group, std::chrono::steady_clock::now() + kJoinSlack);
       const std::string variant =
           fmt::format("{}{}", holes ? "holes" : "allocated", with_readers ? "+readers" : "");
       out[{0, variant, ActorMode::threads, with_readers ? readers + 1 : 1}].value =
@@ -271,12 +271,7 @@ RoundResults latency(BenchTarget& target, const Settings& settings) {
   }
   std::this_thread::sleep_for(std::chrono::duration<double>(settings.seconds));
   atomic(stop[0]).store(1);
-  for (const ActorOutcome& outcome : group.join(std::chrono::steady_clock::now() + kJoinSlack)) {
-    if (outcome.status != ActorOutcome::Status::finished) {
-      throw std::runtime_error(
-          fmt::format("{} {}: {}", outcome.name, to_string(outcome.status), outcome.detail));
-    }
-  }
+  join_all(group, std::chrono::steady_clock::now() + kJoinSlack);
   std::vector<double> all;
   for (const auto& s : samples) all.insert(all.end(), s.begin(), s.end());
   std::sort(all.begin(), all.end());
