@@ -159,6 +159,36 @@ static void entry_wait(struct vmcoh_dev *dev, struct xa_state *xas,
 	xas_lock(xas);
 }
 
+/*
+ * Lock the unlocked entry at @xas, or create it locked and EMPTY if @entry
+ * is NULL.  Called with xa_lock held; returns the entry as it was (EMPTY
+ * for a new one).  The store may fail for want of memory: see xas_error().
+ */
+static void *entry_lock_at(struct xa_state *xas, void *entry)
+	__must_hold(xas->xa->xa_lock)
+{
+	if (!entry)
+		entry = xa_mk_value(VMCOH_ENTRY_EMPTY);
+	xas_store(xas, xa_mk_value(xa_to_value(entry) | VMCOH_ENTRY_LOCKED));
+	return entry;
+}
+
+/*
+ * Store @flags for the locked entry at @xas, removing it if they say EMPTY,
+ * and wake its waiters.  Called with xa_lock held.
+ */
+static void entry_unlock_at(struct vmcoh_entries *entries,
+			    struct xa_state *xas, unsigned long flags)
+	__must_hold(xas->xa->xa_lock)
+{
+	bool empty = flags & VMCOH_ENTRY_EMPTY;
+	void *old = xas_store(xas, empty ? NULL : xa_mk_value(flags));
+
+	/* Only the owner changes a locked entry; removal waits for it. */
+	WARN_ON_ONCE(!old || !entry_is_locked(old));
+	entry_wake(entries, xas, old, empty);
+}
+
 /**
  * vmcoh_entry_grab - lock the entry of @index, creating it if absent
  * @dev: the device
@@ -187,9 +217,7 @@ retry:
 			break;
 		entry_wait(dev, &xas, entry, true);
 	}
-	if (!entry)
-		entry = xa_mk_value(VMCOH_ENTRY_EMPTY);
-	xas_store(&xas, xa_mk_value(xa_to_value(entry) | VMCOH_ENTRY_LOCKED));
+	entry = entry_lock_at(&xas, entry);
 	xas_unlock(&xas);
 	if (xas_nomem(&xas, GFP_KERNEL))
 		goto retry;
@@ -216,14 +244,9 @@ void vmcoh_entry_unlock(struct vmcoh_entries *entries, pgoff_t index,
 			unsigned long flags)
 {
 	XA_STATE(xas, &entries->xa, index);
-	bool empty = flags & VMCOH_ENTRY_EMPTY;
-	void *old;
 
 	xas_lock(&xas);
-	old = xas_store(&xas, empty ? NULL : xa_mk_value(flags));
-	/* Only the owner changes a locked entry; removal waits for it. */
-	WARN_ON_ONCE(!old || !entry_is_locked(old));
-	entry_wake(entries, &xas, old, empty);
+	entry_unlock_at(entries, &xas, flags);
 	xas_unlock(&xas);
 #ifdef CONFIG_LOCKDEP
 	lock_map_release(&entry_lock_map);
@@ -261,10 +284,7 @@ unsigned long vmcoh_entries_trylock(struct vmcoh_dev *dev, pgoff_t first,
 		entry = xas_load(&xas);
 		if (entry && entry_is_locked(entry))
 			continue;
-		if (!entry)
-			entry = xa_mk_value(VMCOH_ENTRY_EMPTY);
-		xas_store(&xas, xa_mk_value(xa_to_value(entry) |
-					    VMCOH_ENTRY_LOCKED));
+		entry = entry_lock_at(&xas, entry);
 		if (xas_error(&xas))
 			continue;	/* -ENOMEM: we may not allocate here */
 		flags[i] = xa_to_value(entry);
@@ -286,16 +306,11 @@ void vmcoh_entries_unlock(struct vmcoh_entries *entries, pgoff_t first,
 {
 	XA_STATE(xas, &entries->xa, first);
 	unsigned int i;
-	void *old;
 
 	xas_lock(&xas);
 	for_each_set_bit(i, &locked, BITS_PER_LONG) {
-		bool empty = flags[i] & VMCOH_ENTRY_EMPTY;
-
 		xas_set(&xas, first + i);
-		old = xas_store(&xas, empty ? NULL : xa_mk_value(flags[i]));
-		WARN_ON_ONCE(!old || !entry_is_locked(old));
-		entry_wake(entries, &xas, old, empty);
+		entry_unlock_at(entries, &xas, flags[i]);
 	}
 	xas_unlock(&xas);
 }
