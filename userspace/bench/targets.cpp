@@ -32,8 +32,7 @@ bool statx_says_dax(const std::filesystem::path& path) {
 }  // namespace
 
 BenchTarget open_target(std::string name, const std::filesystem::path& path, bool huge) {
-  const bool device = path.parent_path() == "/dev";
-  Target target = Target::open(path, device ? Target::Create::never : Target::Create::if_missing);
+  Target target = Target::open(path, Target::create_policy_for(path));
   const bool dax = !target.is_device() && statx_says_dax(path);
   return {std::move(name), path, huge, dax, std::move(target)};
 }

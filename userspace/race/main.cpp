@@ -40,11 +40,6 @@ constexpr int kExitSetup = 2;
 constexpr double kDefaultDuration = 10.0;
 constexpr double kIterationsTimeout = 600.0;
 
-// A missing node in /dev means the module is not loaded: never create a regular file there.
-bool may_create(const std::filesystem::path& path) {
-  return path.parent_path() != "/dev" && path != VMCOH_DEVICE_PATH;
-}
-
 std::uint64_t seed_from_time() {
   const auto now = std::chrono::system_clock::now().time_since_epoch();
   return mix64(static_cast<std::uint64_t>(
@@ -172,8 +167,7 @@ static int run_main(int argc, char** argv) {
   std::string kind;
   try {
     const Target target_check =
-        Target::open(config.target, may_create(config.target) ? Target::Create::if_missing
-                                                              : Target::Create::never);
+        Target::open(config.target, Target::create_policy_for(config.target));
     created = target_check.created();
     kind = to_string(target_check.kind());
     if (target_check.is_device()) {
@@ -182,7 +176,8 @@ static int run_main(int argc, char** argv) {
     }
   } catch (const std::system_error& e) {
     fmt::print(stderr, "vmcoh-race: {}{}\n", e.what(),
-               e.code() == std::errc::no_such_file_or_directory && !may_create(config.target)
+               e.code() == std::errc::no_such_file_or_directory &&
+                       Target::create_policy_for(config.target) == Target::Create::never
                    ? " (is the vmcoh module loaded?)"
                    : "");
     return kExitSetup;

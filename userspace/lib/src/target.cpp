@@ -54,6 +54,11 @@ Target::Target(Fd fd, TargetKind kind, std::filesystem::path path, bool created,
       created_(created),
       block_size_(block_size) {}
 
+Target::Create Target::create_policy_for(const std::filesystem::path& path) {
+  return path.parent_path() == "/dev" || path == VMCOH_DEVICE_PATH ? Create::never
+                                                                   : Create::if_missing;
+}
+
 Target Target::open(const std::filesystem::path& path, Create create) {
   bool created = false;
   int raw = ::open(path.c_str(), O_RDWR | O_CLOEXEC);

@@ -33,6 +33,10 @@ class Target {
   // Create::if_missing a missing path becomes an empty regular file (see created()).
   static Target open(const std::filesystem::path& path, Create create = Create::never);
 
+  // Create::if_missing, except under /dev: a missing node there means the module is not loaded,
+  // and a regular file must never stand in for it.
+  [[nodiscard]] static Create create_policy_for(const std::filesystem::path& path);
+
   [[nodiscard]] TargetKind kind() const noexcept { return kind_; }
   [[nodiscard]] bool is_device() const noexcept { return kind_ == TargetKind::device; }
   [[nodiscard]] int fd() const noexcept { return fd_.get(); }
