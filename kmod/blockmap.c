@@ -46,6 +46,38 @@ struct page *vmcoh_block_lookup(struct vmcoh_blockmap *map, pgoff_t index)
 	return xa_load(&map->blocks, index);
 }
 
+/**
+ * vmcoh_blocks_lookup_window - the blocks of a window, in one walk
+ * @map: the block map
+ * @first: first index of the window
+ * @nr: number of indices, at most BITS_PER_LONG
+ * @blocks: receives the block of @first + i in @blocks[i], where present
+ *
+ * Each block is kept from being freed only if the caller holds io_rwsem or
+ * that index's entry lock (see vmcoh_block_lookup()); a caller holding
+ * neither gets a hint, which it must confirm under the entry lock.
+ *
+ * Return: bit i set if @first + i has a block.
+ */
+unsigned long vmcoh_blocks_lookup_window(struct vmcoh_blockmap *map,
+					 pgoff_t first, unsigned int nr,
+					 struct page **blocks)
+{
+	XA_STATE(xas, &map->blocks, first);
+	unsigned long present = 0;
+	struct page *block;
+
+	rcu_read_lock();
+	xas_for_each(&xas, block, first + nr - 1) {
+		if (xas_retry(&xas, block))
+			continue;
+		blocks[xas.xa_index - first] = block;
+		present |= BIT(xas.xa_index - first);
+	}
+	rcu_read_unlock();
+	return present;
+}
+
 /*
  * The block of @index with a reference of its own, for a caller that holds
  * neither io_rwsem nor the entry lock (unsafe=lookup_before_lock only): the

@@ -38,7 +38,7 @@ MODULE_PARM_DESC(max_mb,
 static unsigned int fault_around = 16;
 module_param(fault_around, uint, 0444);
 MODULE_PARM_DESC(fault_around,
-		 "Pages a read fault maps around itself: a power of two up to 64, 1 for none (default 16; always 1 with test_hooks=1)");
+		 "Pages a read fault maps around itself: a power of two up to 32, 1 for none (default 16; always 1 with test_hooks=1)");
 
 static bool test_hooks;
 module_param(test_hooks, bool, 0444);
@@ -166,9 +166,10 @@ static int __init vmcoh_init(void)
 		       VMCOH_MAX_OBJECT_SIZE >> 20);
 		return -EINVAL;
 	}
-	if (!is_power_of_2(fault_around) || fault_around > BITS_PER_LONG) {
+	if (!is_power_of_2(fault_around) ||
+	    fault_around > VMCOH_FAULT_AROUND_MAX) {
 		pr_err("vmcoh: fault_around must be a power of two up to %d\n",
-		       BITS_PER_LONG);
+		       VMCOH_FAULT_AROUND_MAX);
 		return -EINVAL;
 	}
 	/* Hold points count on one fault per page: the tests park faults. */

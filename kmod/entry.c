@@ -260,13 +260,14 @@ void vmcoh_entry_unlock(struct vmcoh_entries *entries, pgoff_t index,
  * @want: bit i set to lock @first + i (at most BITS_PER_LONG indices)
  * @flags: returns, for each index locked, the entry's flags before locking
  *
- * Fault-around's batched entry lock: one xa_lock section for the whole
- * batch.  An index whose entry is locked is skipped, never waited for, so a
- * caller may hold other entry locks meanwhile without risking a deadlock;
- * so is an absent entry that cannot be created without allocating (the
- * caller's own entry keeps the leaf node of its neighbours in place).  An
- * absent entry is created as a locked EMPTY entry, as vmcoh_entry_grab()
- * does.  Every index returned must be unlocked with vmcoh_entries_unlock().
+ * Fault-around's batched entry lock: one xa_lock section and one walk from
+ * the root for the whole batch, moving along with xas_next().  An index
+ * whose entry is locked is skipped, never waited for, so a caller may hold
+ * other entry locks meanwhile without risking a deadlock.  An absent entry
+ * is created as a locked EMPTY entry, as vmcoh_entry_grab() does; if that
+ * fails for want of memory (we may not sleep to allocate here) the batch
+ * ends there.  Every index returned must be unlocked with
+ * vmcoh_entries_unlock().
  *
  * Return: the bits of @want whose entries are now locked by the caller.
  */
@@ -278,15 +279,16 @@ unsigned long vmcoh_entries_trylock(struct vmcoh_dev *dev, pgoff_t first,
 	unsigned int i;
 	void *entry;
 
+	if (!want)
+		return 0;
 	xas_lock(&xas);
-	for_each_set_bit(i, &want, BITS_PER_LONG) {
-		xas_set(&xas, first + i);
-		entry = xas_load(&xas);
-		if (entry && entry_is_locked(entry))
+	for (i = 0; i <= __fls(want); i++) {
+		entry = i ? xas_next(&xas) : xas_load(&xas);
+		if (!(want & BIT(i)) || (entry && entry_is_locked(entry)))
 			continue;
 		entry = entry_lock_at(&xas, entry);
 		if (xas_error(&xas))
-			continue;	/* -ENOMEM: we may not allocate here */
+			break;	/* and xas can walk no further */
 		flags[i] = xa_to_value(entry);
 		locked |= BIT(i);
 	}
@@ -300,17 +302,26 @@ unsigned long vmcoh_entries_trylock(struct vmcoh_dev *dev, pgoff_t first,
  * @first: first index of the batch
  * @locked: the bits vmcoh_entries_trylock() returned
  * @flags: each entry's new flags (without LOCKED), EMPTY to remove it
+ *
+ * Walks along with xas_next() as the trylock did, except after a removal:
+ * the store of NULL may have freed the node the walk stood in (see
+ * vmcoh_xas_relax()), so the next index is looked up from the root.
  */
 void vmcoh_entries_unlock(struct vmcoh_entries *entries, pgoff_t first,
 			  unsigned long locked, const unsigned long *flags)
 {
 	XA_STATE(xas, &entries->xa, first);
+	bool lost = true;
 	unsigned int i;
 
 	xas_lock(&xas);
 	for_each_set_bit(i, &locked, BITS_PER_LONG) {
-		xas_set(&xas, first + i);
+		if (lost)
+			xas_set(&xas, first + i);
+		while (xas.xa_index != first + i)
+			xas_next(&xas);
 		entry_unlock_at(entries, &xas, flags[i]);
+		lost = flags[i] & VMCOH_ENTRY_EMPTY;
 	}
 	xas_unlock(&xas);
 }

@@ -43,9 +43,12 @@
  * for the whole window, vmcoh_entries_trylock()), its block looked up and
  * the size checked under that lock, its PTE installed before the unlock.
  * Pages whose entries are locked are skipped rather than waited for, and so
- * are holes and pages that may map the zero page; ->fault maps those.  It is
- * done in ->fault, not ->map_pages: that must not sleep, and the PTE helper
- * it is meant to use, do_set_pte(), is not exported to modules.
+ * are holes and pages that may map the zero page; ->fault maps those.  Each
+ * step walks the whole window once (xas_next() and xas_for_each()): lookups
+ * from the root for every page were most of fault-around's cost in
+ * profiles.  It is done in ->fault, not ->map_pages: that must not sleep,
+ * and the PTE helper it is meant to use, do_set_pte(), is not exported to
+ * modules.
  *
  * Lock order: see vmcoh.h.  Here: mmap_lock or the VMA lock (held by the
  * core) -> entry lock -> i_mmap_rwsem (unmap_mapping_pages) -> PTL
@@ -132,7 +135,9 @@ static struct page *fault_lookup_unlocked(struct vmcoh_dev *dev,
 
 /*
  * Map the blocks of the rest of @vmf's fault-around window, read-only.
- * Called with no entry lock held, after the faulting page was mapped.
+ * Called with no entry lock held, after the faulting page was mapped.  Each
+ * step walks the window once, not once per page: the block map without
+ * locks, the entry trylocks, the block map under them, the unlocks.
  */
 static void fault_around(struct vm_fault *vmf, struct vmcoh_dev *dev)
 {
@@ -142,33 +147,35 @@ static void fault_around(struct vm_fault *vmf, struct vmcoh_dev *dev)
 			    vma->vm_pgoff);
 	pgoff_t last = min3(first | (dev->fault_around - 1), vma_last,
 			    vmcoh_size_pages(dev) - 1);
-	unsigned long flags[BITS_PER_LONG];
-	unsigned long want = 0, locked;
-	unsigned int i, mapped = 0;
-	struct page *block;
+	struct page *blocks[VMCOH_FAULT_AROUND_MAX];
+	unsigned long flags[VMCOH_FAULT_AROUND_MAX];
+	unsigned long want, locked, present;
+	unsigned int i, nr, mapped = 0;
+	pgoff_t size;
 
 	if (first > last)
 		return;
+	nr = last - first + 1;
 	/* A lockless look first: most windows need no entry at all. */
-	for (i = 0; i <= last - first; i++) {
-		if (first + i != vmf->pgoff &&
-		    vmcoh_block_lookup(&dev->map, first + i))
-			want |= BIT(i);
-	}
-	if (!want)
+	want = vmcoh_blocks_lookup_window(&dev->map, first, nr, blocks);
+	if (vmf->pgoff <= last)
+		want &= ~BIT(vmf->pgoff - first);
+	locked = vmcoh_entries_trylock(dev, first, want, flags);
+	if (!locked)
 		return;
 
-	locked = vmcoh_entries_trylock(dev, first, want, flags);
-	for_each_set_bit(i, &locked, BITS_PER_LONG) {
+	/* The protocol's order, for every page: entry lock, block map, size. */
+	present = vmcoh_blocks_lookup_window(&dev->map, first, nr, blocks);
+	size = vmcoh_size_pages(dev);
+	for_each_set_bit(i, &locked, VMCOH_FAULT_AROUND_MAX) {
 		/* The zero page may be mapped here: ->fault must unmap it. */
 		if (flags[i] & VMCOH_ENTRY_ZERO)
 			continue;
-		block = vmcoh_block_lookup(&dev->map, first + i);
-		if (!block || first + i >= vmcoh_size_pages(dev))
+		if (!(present & BIT(i)) || first + i >= size)
 			continue;
 		switch (vm_insert_page(vma, vma->vm_start +
 				       ((first + i - vma->vm_pgoff) << PAGE_SHIFT),
-				       block)) {
+				       blocks[i])) {
 		case 0:
 			mapped++;
 			fallthrough;

@@ -102,6 +102,9 @@ struct vmcoh_dev {
 	struct vmcoh_counters __percpu *counters;
 };
 
+/* Fault-around keeps a block and the flags of each page on the stack. */
+#define VMCOH_FAULT_AROUND_MAX	32
+
 static inline void vmcoh_count_add(struct vmcoh_dev *dev,
 				   enum vmcoh_counter counter, u64 n)
 {
@@ -162,6 +165,9 @@ void vmcoh_blockmap_init(struct vmcoh_blockmap *map, loff_t size,
 			 unsigned long max_blocks);
 void vmcoh_blockmap_destroy(struct vmcoh_dev *dev);
 struct page *vmcoh_block_lookup(struct vmcoh_blockmap *map, pgoff_t index);
+unsigned long vmcoh_blocks_lookup_window(struct vmcoh_blockmap *map,
+					 pgoff_t first, unsigned int nr,
+					 struct page **blocks);
 struct page *vmcoh_block_get(struct vmcoh_blockmap *map, pgoff_t index);
 struct page *vmcoh_block_new(struct vmcoh_dev *dev);
 struct page *vmcoh_block_publish(struct vmcoh_dev *dev, pgoff_t index,

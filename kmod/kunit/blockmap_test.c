@@ -174,6 +174,36 @@ static void blockmap_shrink_dense_map_misses_nothing(struct kunit *test)
 			(long)keep);
 }
 
+/*
+ * Fault-around's window lookup: one walk finds each block of the window,
+ * across a leaf-node boundary, and nothing outside it.
+ */
+static void blockmap_lookup_window_finds_each_block(struct kunit *test)
+{
+	static const pgoff_t at[] = { 57, 60, 63, 64, 70, 74 };
+	struct vmcoh_dev *dev = test->priv;
+	struct page *added[ARRAY_SIZE(at)];
+	struct page *blocks[BITS_PER_LONG] = { };
+	struct vmcoh_block_list list = { };
+	unsigned int i;
+
+	vmcoh_blockmap_set_size(dev, 128 << PAGE_SHIFT, &list);
+	for (i = 0; i < ARRAY_SIZE(at); i++)
+		added[i] = vmcoh_test_add_block(test, dev, at[i], 1);
+	KUNIT_EXPECT_EQ(test,
+			vmcoh_blocks_lookup_window(&dev->map, 58, 16, blocks),
+			BIT(60 - 58) | BIT(63 - 58) | BIT(64 - 58) |
+			BIT(70 - 58));
+	for (i = 1; i < 5; i++)
+		KUNIT_EXPECT_PTR_EQ(test, blocks[at[i] - 58], added[i]);
+	KUNIT_EXPECT_EQ(test,
+			vmcoh_blocks_lookup_window(&dev->map, 61, 2, blocks),
+			0UL);
+	KUNIT_EXPECT_EQ(test,
+			vmcoh_blocks_lookup_window(&dev->map, 74, 1, blocks),
+			1UL);
+}
+
 /* SEEK_DATA/SEEK_HOLE over blocks at 2, 3, 7 and 15 of 16 pages. */
 static void blockmap_seek_data_and_holes(struct kunit *test)
 {
@@ -216,6 +246,7 @@ static struct kunit_case vmcoh_blockmap_cases[] = {
 	KUNIT_CASE(blockmap_remove_collects_range),
 	KUNIT_CASE(blockmap_shrink_removes_beyond_eof),
 	KUNIT_CASE(blockmap_shrink_dense_map_misses_nothing),
+	KUNIT_CASE(blockmap_lookup_window_finds_each_block),
 	KUNIT_CASE(blockmap_seek_data_and_holes),
 	{}
 };

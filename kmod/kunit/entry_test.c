@@ -256,6 +256,54 @@ static void entry_trylock_batch_skips_locked_entries(struct kunit *test)
 	KUNIT_EXPECT_NULL(test, xa_load(&dev->entries.xa, 2));
 }
 
+/*
+ * A batch across the boundary of two leaf nodes (56..71): the trylock and
+ * the unlock walk along with xas_next() into the next node, and an unlock
+ * that removes every entry frees nodes under the walk, which must then
+ * find its next index from the root.
+ */
+static void entry_trylock_batch_crosses_nodes(struct kunit *test)
+{
+	const pgoff_t first = 56, busy = 58;
+	struct vmcoh_dev *dev = test->priv;
+	unsigned long flags[BITS_PER_LONG] = { };
+	unsigned long locked, index = 0;
+	unsigned int i;
+	void *entry;
+
+	vmcoh_test_put_entry(test, dev, 64, ZERO);
+	vmcoh_test_put_entry(test, dev, 70, 0);
+	KUNIT_ASSERT_EQ(test, vmcoh_entry_grab(dev, busy, &entry), 0);
+	locked = vmcoh_entries_trylock(dev, first, 0xffff, flags);
+	KUNIT_EXPECT_EQ(test, locked, 0xffffUL & ~BIT(busy - first));
+	KUNIT_EXPECT_EQ(test, flags[64 - first], (unsigned long)ZERO);
+	KUNIT_EXPECT_EQ(test, flags[70 - first], 0UL);
+	KUNIT_EXPECT_EQ(test, flags[71 - first], (unsigned long)EMPTY);
+	for (i = 0; i < 16; i++)
+		flags[i] = i % 2 ? EMPTY : 0;
+	vmcoh_entries_unlock(&dev->entries, first, locked, flags);
+	for (i = 0; i < 16; i++) {
+		if (first + i == busy)
+			continue;
+		KUNIT_EXPECT_PTR_EQ(test, xa_load(&dev->entries.xa, first + i),
+				    i % 2 ? NULL : xa_mk_value(0));
+	}
+
+	locked = vmcoh_entries_trylock(dev, first, 0xffff, flags);
+	KUNIT_EXPECT_EQ(test, locked, 0xffffUL & ~BIT(busy - first));
+	for (i = 0; i < 16; i++)
+		flags[i] = EMPTY;
+	vmcoh_entries_unlock(&dev->entries, first, locked, flags);
+	KUNIT_EXPECT_PTR_EQ(test, xa_find(&dev->entries.xa, &index, ULONG_MAX,
+					  XA_PRESENT),
+			    xa_mk_value(LOCKED | EMPTY));
+	KUNIT_EXPECT_EQ(test, index, busy);
+	index = busy + 1;
+	KUNIT_EXPECT_NULL(test, xa_find(&dev->entries.xa, &index, ULONG_MAX,
+					XA_PRESENT));
+	vmcoh_entry_unlock(&dev->entries, busy, EMPTY);
+}
+
 static struct kunit_case vmcoh_entry_cases[] = {
 	KUNIT_CASE(entry_grab_absent_creates_locked_empty),
 	KUNIT_CASE(entry_unlock_stores_flags),
@@ -267,6 +315,7 @@ static struct kunit_case vmcoh_entry_cases[] = {
 	KUNIT_CASE(entry_remove_takes_only_its_range),
 	KUNIT_CASE(entry_remove_dense_range_misses_nothing),
 	KUNIT_CASE(entry_trylock_batch_skips_locked_entries),
+	KUNIT_CASE(entry_trylock_batch_crosses_nodes),
 	{}
 };
 

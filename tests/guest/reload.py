@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-"""Inside the VM: unloading frees every block, and a reload starts empty.
+"""Inside the VM: bad parameters are refused, unloading frees every block,
+and a reload starts empty.
 
-Loads vmcoh.ko, writes data through write(2) and a shared mapping, checks
+Tries parameters the module must refuse, then loads vmcoh.ko, writes data through write(2) and a shared mapping, checks
 the stats account for it, unloads, reloads, and checks nothing survived.
 """
 
@@ -30,7 +31,24 @@ def stats(fd):
     return dict(zip(STATS_FIELDS, struct.unpack("16Q", raw)))
 
 
+# Each must fail insmod (init returns -EINVAL) and leave nothing loaded.
+BAD_PARAMETERS = ("fault_around=3", "fault_around=64", "max_mb=0",
+                  "size_mb=2000000")
+
+
+def refuses_bad_parameters():
+    for bad in BAD_PARAMETERS:
+        proc = subprocess.run(["insmod", MODULE, bad], capture_output=True, text=True)
+        if proc.returncode == 0:
+            subprocess.run(["rmmod", "vmcoh"], check=False)
+            sys.exit(f"insmod vmcoh.ko {bad} succeeded; it must be refused")
+        if os.path.exists("/sys/module/vmcoh"):
+            sys.exit(f"insmod vmcoh.ko {bad} failed but left the module loaded")
+        print(f"refused {bad}: {proc.stderr.strip()}")
+
+
 def main():
+    refuses_bad_parameters()
     subprocess.run(["insmod", MODULE], check=True)
     fd = os.open("/dev/vmcoh", os.O_RDWR)
     os.pwrite(fd, b"x" * (64 * 4096), 0)
