@@ -20,6 +20,26 @@ static inline void vm_flags_set(struct vm_area_struct *vma, vm_flags_t flags)
 {
 	vma->vm_flags |= flags;
 }
+
+static inline void vm_flags_clear(struct vm_area_struct *vma,
+				  vm_flags_t flags)
+{
+	vma->vm_flags &= ~flags;
+}
 #endif
+
+/*
+ * Give up the lock a fault runs under before returning VM_FAULT_RETRY.
+ * Per-VMA locks (6.4) brought release_fault_lock(); before them a fault
+ * always held mmap_lock.
+ */
+static inline void vmcoh_release_fault_lock(struct vm_fault *vmf)
+{
+#ifdef VMCOH_HAVE_RELEASE_FAULT_LOCK
+	release_fault_lock(vmf);
+#else
+	mmap_read_unlock(vmf->vma->vm_mm);
+#endif
+}
 
 #endif /* VMCOH_COMPAT_H */

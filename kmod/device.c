@@ -48,7 +48,7 @@ MODULE_PARM_DESC(test_hooks,
 static char *unsafe = "";
 module_param(unsafe, charp, 0444);
 MODULE_PARM_DESC(unsafe,
-		 "With test_hooks=1, run a broken protocol: lookup_before_lock, unmap_before_remove, no_size_recheck, no_even_cows, free_before_unmap or write_no_invalidate");
+		 "With test_hooks=1, run a broken protocol: lookup_before_lock, unmap_before_remove, no_size_recheck, no_even_cows, free_before_unmap, write_no_invalidate, load_after_invalidate or invalidate_waits_load");
 
 #define VMCOH_FS_MAGIC	0x766d636f	/* "vmco" */
 
@@ -85,6 +85,13 @@ static int vmcoh_flush(struct file *file, fl_owner_t id)
 	return 0;
 }
 
+/* The last close: if this file is the server's, the server is gone. */
+static int vmcoh_release(struct inode *inode, struct file *file)
+{
+	vmcoh_server_release(file);
+	return 0;
+}
+
 static loff_t vmcoh_llseek(struct file *file, loff_t offset, int whence)
 {
 	struct vmcoh_dev *dev = file->private_data;
@@ -93,6 +100,13 @@ static loff_t vmcoh_llseek(struct file *file, loff_t offset, int whence)
 	switch (whence) {
 	case SEEK_DATA:
 	case SEEK_HOLE:
+		/* A backed object has no holes, resident or not. */
+		if (vmcoh_backed(dev)) {
+			if (offset < 0 || offset >= vmcoh_size(dev))
+				return -ENXIO;
+			pos = whence == SEEK_DATA ? offset : vmcoh_size(dev);
+			return vfs_setpos(file, pos, vmcoh_size(dev));
+		}
 		pos = vmcoh_blockmap_seek(&dev->map, offset, whence);
 		if (pos < 0)
 			return pos;
@@ -104,6 +118,14 @@ static loff_t vmcoh_llseek(struct file *file, loff_t offset, int whence)
 
 static int vmcoh_mmap(struct file *file, struct vm_area_struct *vma)
 {
+	struct vmcoh_dev *dev = file->private_data;
+
+	/* A backed object is read-only (see the uapi header). */
+	if (vmcoh_backed(dev) && (vma->vm_flags & VM_SHARED)) {
+		if (vma->vm_flags & VM_WRITE)
+			return -EACCES;
+		vm_flags_clear(vma, VM_MAYWRITE);
+	}
 	/*
 	 * vm_insert_page() must not have to set VM_MIXEDMAP from a fault,
 	 * and VM_MIXEDMAP keeps mlock, NUMA hinting and khugepaged away
@@ -118,6 +140,8 @@ static const struct file_operations vmcoh_fops = {
 	.owner		= THIS_MODULE,
 	.open		= vmcoh_open,
 	.flush		= vmcoh_flush,
+	.release	= vmcoh_release,
+	.poll		= vmcoh_server_poll,
 	.llseek		= vmcoh_llseek,
 	.read_iter	= vmcoh_read_iter,
 	.write_iter	= vmcoh_write_iter,
@@ -180,6 +204,7 @@ static int __init vmcoh_init(void)
 		return err;
 
 	init_rwsem(&vmcoh.io_rwsem);
+	vmcoh_backing_init(&vmcoh.backing);
 	err = vmcoh_entries_init(&vmcoh.entries);
 	if (err)
 		goto err_hooks;
@@ -209,6 +234,7 @@ err_counters:
 	free_percpu(vmcoh.counters);
 err_entries:
 	vmcoh_entries_destroy(&vmcoh.entries);
+	vmcoh_backing_destroy(&vmcoh.backing);
 err_hooks:
 	vmcoh_hooks_exit();
 	return err;
@@ -221,6 +247,7 @@ static void __exit vmcoh_exit(void)
 	vmcoh_mapping_exit();
 	vmcoh_blockmap_destroy(&vmcoh);
 	vmcoh_entries_destroy(&vmcoh.entries);
+	vmcoh_backing_destroy(&vmcoh.backing);
 	put_page(vmcoh.zero_page);
 	free_percpu(vmcoh.counters);
 	vmcoh_hooks_exit();

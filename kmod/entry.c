@@ -16,6 +16,14 @@
  *
  * An entry with none of ZERO and EMPTY set means a block may be mapped.
  *
+ * In a backed object an entry may instead point at a struct vmcoh_load:
+ * the block is being loaded from the server (LOADING, see backing.c).  The
+ * task that found the block missing under the entry lock trades the lock
+ * for the load, so nobody holds the entry while the server works.  Others
+ * wanting the index get the load back from vmcoh_entry_grab() and wait for
+ * it, not for the entry; invalidation removes the pointer without waiting,
+ * which leaves the load LOADING_INVALIDATED: its answer is dropped.
+ *
  * Invariant: outside an invalidation in flight, every PTE that maps a page
  * of the object at index i was installed while i's entry was locked, and
  * that entry is still present.  Invalidation (invalidate.c) removes entries
@@ -44,6 +52,7 @@
 #include <linux/sched.h>
 #include <linux/wait.h>
 
+#include "hooks.h"
 #include "vmcoh.h"
 
 #define ENTRY_WAIT_TABLE_BITS	10
@@ -87,7 +96,18 @@ int vmcoh_entries_init(struct vmcoh_entries *entries)
 
 static bool entry_is_locked(void *entry)
 {
-	return xa_to_value(entry) & VMCOH_ENTRY_LOCKED;
+	return xa_is_value(entry) && (xa_to_value(entry) & VMCOH_ENTRY_LOCKED);
+}
+
+static bool entry_is_load(void *entry)
+{
+	return entry && !xa_is_value(entry);
+}
+
+/* Neither locked nor loading: free to be locked. */
+static bool entry_is_free(void *entry)
+{
+	return !entry || (xa_is_value(entry) && !entry_is_locked(entry));
 }
 
 static wait_queue_head_t *entry_waitqueue(struct vmcoh_entries *entries,
@@ -97,7 +117,7 @@ static wait_queue_head_t *entry_waitqueue(struct vmcoh_entries *entries,
 	pgoff_t start = xas->xa_index;
 
 	/* Every index of a 2 MiB entry must wait on the same key. */
-	if (xa_to_value(entry) & VMCOH_ENTRY_PMD)
+	if (xa_is_value(entry) && (xa_to_value(entry) & VMCOH_ENTRY_PMD))
 		start &= ~(pgoff_t)ENTRY_PMD_COLOUR;
 	key->start = start;
 	return entries->wait_table + hash_long(start, ENTRY_WAIT_TABLE_BITS);
@@ -199,7 +219,11 @@ static void entry_unlock_at(struct vmcoh_entries *entries,
  * as a locked EMPTY entry, so the lock exists before anything is mapped.
  * Every successful grab must be paired with vmcoh_entry_unlock().
  *
- * Return: 0, or -ENOMEM if the xarray could not grow.
+ * If the block of @index is being loaded, nothing is locked: *@entryp is
+ * the load, with a reference for the caller to pass to vmcoh_load_wait()
+ * or vmcoh_load_put().
+ *
+ * Return: 0, VMCOH_LOADING, or -ENOMEM if the xarray could not grow.
  */
 int vmcoh_entry_grab(struct vmcoh_dev *dev, pgoff_t index, void **entryp)
 {
@@ -213,8 +237,17 @@ retry:
 	xas_lock(&xas);
 	for (;;) {
 		entry = xas_load(&xas);
-		if (!entry || !entry_is_locked(entry))
+		if (entry_is_free(entry))
 			break;
+		if (entry_is_load(entry)) {
+			kref_get(&((struct vmcoh_load *)entry)->ref);
+			xas_unlock(&xas);
+#ifdef CONFIG_LOCKDEP
+			lock_map_release(&entry_lock_map);
+#endif
+			*entryp = entry;
+			return VMCOH_LOADING;
+		}
 		entry_wait(dev, &xas, entry, true);
 	}
 	entry = entry_lock_at(&xas, entry);
@@ -254,6 +287,89 @@ void vmcoh_entry_unlock(struct vmcoh_entries *entries, pgoff_t index,
 }
 
 /**
+ * vmcoh_entry_start_load - trade the entry lock of @index for @load
+ * @entries: the entry xarray
+ * @index: the index whose lock the caller holds, its block missing
+ * @load: the load that will bring the block in
+ *
+ * Everybody waiting for the entry is woken, to find the load and wait for
+ * it instead.  The caller holds no entry lock afterwards.
+ */
+void vmcoh_entry_start_load(struct vmcoh_entries *entries, pgoff_t index,
+			    struct vmcoh_load *load)
+{
+	XA_STATE(xas, &entries->xa, index);
+	void *old;
+
+	xas_lock(&xas);
+	old = xas_store(&xas, load);
+	WARN_ON_ONCE(!old || !entry_is_locked(old));
+	entry_wake(entries, &xas, old, true);
+	xas_unlock(&xas);
+#ifdef CONFIG_LOCKDEP
+	lock_map_release(&entry_lock_map);
+#endif
+}
+
+/* Store @with at @index if the entry there is @load; true if it was. */
+static bool entry_replace_load(struct vmcoh_entries *entries, pgoff_t index,
+			       struct vmcoh_load *load, void *with)
+{
+	XA_STATE(xas, &entries->xa, index);
+	bool replaced;
+
+	xas_lock(&xas);
+	replaced = xas_load(&xas) == load;
+	if (replaced)
+		xas_store(&xas, with);
+	xas_unlock(&xas);
+	return replaced;
+}
+
+/**
+ * vmcoh_entry_claim_load - lock the entry of @index if it is still @load's
+ * @entries: the entry xarray
+ * @index: the load's index
+ * @load: the load being answered
+ *
+ * The answer to a load is installed under the entry lock, taken from the
+ * load itself: an invalidation that removed the entry meanwhile made the
+ * answer stale, and an invalidation that comes later waits for the lock.
+ * No task can hold the entry while it points at the load, so there is
+ * nothing to wait for.  On success the entry is locked and EMPTY; unlock it
+ * with vmcoh_entry_unlock().
+ *
+ * Return: true if the entry was @load's and is now locked by the caller.
+ */
+bool vmcoh_entry_claim_load(struct vmcoh_entries *entries, pgoff_t index,
+			    struct vmcoh_load *load)
+{
+	bool claimed = entry_replace_load(entries, index, load,
+					  xa_mk_value(VMCOH_ENTRY_LOCKED |
+						      VMCOH_ENTRY_EMPTY));
+
+#ifdef CONFIG_LOCKDEP
+	if (claimed)
+		lock_map_acquire_try(&entry_lock_map);
+#endif
+	return claimed;
+}
+
+/**
+ * vmcoh_entry_drop_load - remove the entry of @index if it is @load's
+ * @entries: the entry xarray
+ * @index: the load's index
+ * @load: the load that failed
+ *
+ * Return: true if it was; false if an invalidation had removed it.
+ */
+bool vmcoh_entry_drop_load(struct vmcoh_entries *entries, pgoff_t index,
+			   struct vmcoh_load *load)
+{
+	return entry_replace_load(entries, index, load, NULL);
+}
+
+/**
  * vmcoh_entries_trylock - lock several entries in one pass, without waiting
  * @dev: the device
  * @first: first index of the batch
@@ -262,11 +378,11 @@ void vmcoh_entry_unlock(struct vmcoh_entries *entries, pgoff_t index,
  *
  * Fault-around's batched entry lock: one xa_lock section and one walk from
  * the root for the whole batch, moving along with xas_next().  An index
- * whose entry is locked is skipped, never waited for, so a caller may hold
- * other entry locks meanwhile without risking a deadlock.  An absent entry
- * is created as a locked EMPTY entry, as vmcoh_entry_grab() does; if that
- * fails for want of memory (we may not sleep to allocate here) the batch
- * ends there.  Every index returned must be unlocked with
+ * whose entry is locked or loading is skipped, never waited for, so a
+ * caller may hold other entry locks meanwhile without risking a deadlock.
+ * An absent entry is created as a locked EMPTY entry, as vmcoh_entry_grab()
+ * does; if that fails for want of memory (we may not sleep to allocate
+ * here) the batch ends there.  Every index returned must be unlocked with
  * vmcoh_entries_unlock().
  *
  * Return: the bits of @want whose entries are now locked by the caller.
@@ -284,7 +400,7 @@ unsigned long vmcoh_entries_trylock(struct vmcoh_dev *dev, pgoff_t first,
 	xas_lock(&xas);
 	for (i = 0; i <= __fls(want); i++) {
 		entry = i ? xas_next(&xas) : xas_load(&xas);
-		if (!(want & BIT(i)) || (entry && entry_is_locked(entry)))
+		if (!(want & BIT(i)) || !entry_is_free(entry))
 			continue;
 		entry = entry_lock_at(&xas, entry);
 		if (xas_error(&xas))
@@ -326,25 +442,38 @@ void vmcoh_entries_unlock(struct vmcoh_entries *entries, pgoff_t first,
 	xas_unlock(&xas);
 }
 
-/**
- * vmcoh_entries_remove - remove the entries of [@first, @last]
- * @dev: the device
- * @first: first index
- * @last: last index (inclusive; ULONG_MAX for "to the end")
- *
- * Waits for every locked entry in the range to be unlocked before removing
- * it, so when this returns, no fault that read the block map before our
- * caller changed it is still installing a PTE: the unmap that must follow
- * will see all of them.  Entries created behind the cursor while we run
- * were created after the block map changed, and are left alone.
- *
- * Return: the number of entries removed.
+/*
+ * unsafe=invalidate_waits_load: wait for a load in flight as if it were an
+ * entry lock.  A server that invalidates before it answers (ZEO's
+ * invalidateTransaction() vs loadblk(), wendelin f49c11a3) now waits for
+ * itself, until the load times out or the waiter is killed.  Returns with
+ * xa_lock held and @xas reset; false if killed.
  */
-unsigned long vmcoh_entries_remove(struct vmcoh_dev *dev, pgoff_t first,
-				   pgoff_t last)
+static bool entry_wait_load(struct xa_state *xas, void *entry)
+	__must_hold(xas->xa->xa_lock)
+{
+	struct vmcoh_load *load = entry;
+	int err;
+
+	kref_get(&load->ref);
+	xas_unlock(xas);
+	err = wait_for_completion_killable(&load->done);
+	vmcoh_load_put(load);
+	xas_reset(xas);
+	xas_lock(xas);
+	return !err;
+}
+
+/*
+ * Remove the entries of [@first, @last], waiting for locked ones; with
+ * @loads_only, wait for locked ones but remove only loads.
+ */
+static unsigned long entries_remove(struct vmcoh_dev *dev, pgoff_t first,
+				    pgoff_t last, bool loads_only)
 {
 	XA_STATE(xas, &dev->entries.xa, first);
-	unsigned long removed = 0;
+	bool wait_loads = vmcoh_unsafe(VMCOH_UNSAFE_INVALIDATE_WAITS_LOAD);
+	unsigned long removed = 0, seen = 0;
 	void *entry;
 
 #ifdef CONFIG_LOCKDEP
@@ -359,13 +488,65 @@ unsigned long vmcoh_entries_remove(struct vmcoh_dev *dev, pgoff_t first,
 			entry_wait(dev, &xas, entry, false);
 			continue;	/* xas was reset: look at this index again */
 		}
-		xas_store(&xas, NULL);
-		entry_wake(&dev->entries, &xas, entry, true);
-		if (++removed % VMCOH_WALK_BATCH == 0 || need_resched())
+		if (entry_is_load(entry)) {
+			if (wait_loads) {
+				/* Killed: stop waiting, and remove it below. */
+				wait_loads = entry_wait_load(&xas, entry);
+				continue;	/* xas was reset */
+			}
+			/* LOADING_INVALIDATED: its answer will be dropped. */
+			xas_store(&xas, NULL);
+		} else if (!loads_only) {
+			xas_store(&xas, NULL);
+			entry_wake(&dev->entries, &xas, entry, true);
+			removed++;
+		}
+		if (++seen % VMCOH_WALK_BATCH == 0 || need_resched())
 			vmcoh_xas_relax(&xas);
 	}
 	xas_unlock(&xas);
 	return removed;
+}
+
+/**
+ * vmcoh_entries_remove - remove the entries of [@first, @last]
+ * @dev: the device
+ * @first: first index
+ * @last: last index (inclusive; ULONG_MAX for "to the end")
+ *
+ * Waits for every locked entry in the range to be unlocked before removing
+ * it, so when this returns, no fault that read the block map before our
+ * caller changed it is still installing a PTE: the unmap that must follow
+ * will see all of them.  Entries created behind the cursor while we run
+ * were created after the block map changed, and are left alone.
+ *
+ * A load in flight is not waited for (the server may be the caller, or be
+ * waiting for it): its entry is removed, and its answer will be dropped.
+ *
+ * Return: the number of entries removed, loads not counted (they have no
+ * PTEs to unmap).
+ */
+unsigned long vmcoh_entries_remove(struct vmcoh_dev *dev, pgoff_t first,
+				   pgoff_t last)
+{
+	return entries_remove(dev, first, last, false);
+}
+
+/**
+ * vmcoh_entries_cancel_loads - invalidate the loads in flight in a range
+ * @dev: the device
+ * @first: first index
+ * @last: last index (inclusive; ULONG_MAX for "to the end")
+ *
+ * Removes the entries of loads, so their answers will be dropped, and
+ * waits for locked entries, among them answers being installed right now;
+ * leaves every other entry alone.  The first step of the server's
+ * INVALIDATE (see backing.c).
+ */
+void vmcoh_entries_cancel_loads(struct vmcoh_dev *dev, pgoff_t first,
+				pgoff_t last)
+{
+	entries_remove(dev, first, last, true);
 }
 
 void vmcoh_entries_destroy(struct vmcoh_entries *entries)
@@ -373,10 +554,13 @@ void vmcoh_entries_destroy(struct vmcoh_entries *entries)
 	XA_STATE(xas, &entries->xa, 0);
 	void *entry;
 
-	/* With no file open there is no fault in flight to hold a lock. */
+	/*
+	 * With no file open there is no fault in flight to hold a lock, and
+	 * no server: its release failed every load.
+	 */
 	xas_lock(&xas);
 	xas_for_each(&xas, entry, ULONG_MAX)
-		WARN_ON_ONCE(entry_is_locked(entry));
+		WARN_ON_ONCE(entry_is_locked(entry) || entry_is_load(entry));
 	xas_unlock(&xas);
 	xa_destroy(&entries->xa);
 	kvfree(entries->wait_table);

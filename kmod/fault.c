@@ -60,6 +60,7 @@
 #include <linux/mm.h>
 #include <linux/pagemap.h>
 
+#include "compat.h"
 #include "hooks.h"
 #include "vmcoh.h"
 
@@ -188,6 +189,33 @@ static void fault_around(struct vm_fault *vmf, struct vmcoh_dev *dev)
 	vmcoh_count_add(dev, VMCOH_FAULT_AROUND_MAPS, mapped);
 }
 
+/*
+ * Wait for the load of @vmf's block, which the caller holds a reference
+ * to and no entry lock for.  The first attempt of a fault that may be
+ * retried gives up mmap_lock (or the VMA lock) meanwhile, as
+ * filemap_fault() does for I/O, so the server can still mmap and munmap in
+ * the faulting mm, and retries the fault from the start.  Otherwise it
+ * waits holding it, and tells its caller to look the index up again.
+ */
+static vm_fault_t fault_wait_load(struct vm_fault *vmf, struct vmcoh_dev *dev,
+				  struct vmcoh_load *load, bool *again)
+{
+	bool drop = fault_flag_allow_retry_first(vmf->flags) &&
+		    !(vmf->flags & FAULT_FLAG_RETRY_NOWAIT);
+	int err;
+
+	if (drop)
+		vmcoh_release_fault_lock(vmf);
+	err = vmcoh_load_wait(dev, load);
+	/* Having dropped the lock we must retry, even to fail. */
+	if (drop)
+		return VM_FAULT_RETRY;
+	if (err)
+		return fault_sigbus(dev);
+	*again = true;
+	return 0;
+}
+
 static vm_fault_t vmcoh_fault(struct vm_fault *vmf)
 {
 	struct vm_area_struct *vma = vmf->vma;
@@ -196,13 +224,16 @@ static vm_fault_t vmcoh_fault(struct vm_fault *vmf)
 		     (vma->vm_flags & VM_SHARED);
 	bool unlocked_lookup = vmcoh_unsafe(VMCOH_UNSAFE_LOOKUP_BEFORE_LOCK);
 	struct page *page = NULL, *stale = NULL;
+	struct vmcoh_load *load;
 	pgoff_t index = vmf->pgoff;
+	bool again = false;
 	unsigned long flags;
 	vm_fault_t ret;
 	void *entry;
 	int err;
 
 	vmcoh_count(dev, VMCOH_FAULTS);
+retry:
 	if (index >= vmcoh_size_pages(dev))
 		return fault_sigbus(dev);
 	vmcoh_hold_fault(dev, VMCOH_HOLD_FAULT_SIZE_CHECKED, index);
@@ -213,6 +244,10 @@ static vm_fault_t vmcoh_fault(struct vm_fault *vmf)
 	}
 
 	err = vmcoh_entry_grab(dev, index, &entry);
+	if (err == VMCOH_LOADING) {
+		ret = fault_wait_load(vmf, dev, entry, &again);
+		goto out;
+	}
 	if (err) {
 		ret = vmf_error(err);
 		goto out;
@@ -228,6 +263,17 @@ static vm_fault_t vmcoh_fault(struct vm_fault *vmf)
 	    !vmcoh_unsafe(VMCOH_UNSAFE_NO_SIZE_RECHECK)) {
 		ret = fault_sigbus(dev);
 		goto unlock;
+	}
+
+	/* Not resident in a backed object: our lock becomes the load. */
+	if (!page && vmcoh_backed(dev)) {
+		load = vmcoh_load_start(dev, index);
+		if (IS_ERR(load)) {
+			ret = VM_FAULT_OOM;
+			goto unlock;
+		}
+		ret = fault_wait_load(vmf, dev, load, &again);
+		goto out;
 	}
 
 	/* A private store copies whatever we map: it never allocates. */
@@ -263,8 +309,15 @@ unlock:
 	    !(ret & VM_FAULT_ERROR))
 		fault_around(vmf, dev);
 out:
-	if (unlikely(stale))
+	if (unlikely(stale)) {
 		put_page(stale);
+		stale = NULL;
+	}
+	if (again) {
+		again = false;
+		page = NULL;
+		goto retry;
+	}
 	return ret;
 }
 
@@ -280,10 +333,16 @@ static vm_fault_t vmcoh_page_mkwrite(struct vm_fault *vmf)
 	int err;
 
 	vmcoh_count(dev, VMCOH_MKWRITE_FAULTS);
-	if (index >= vmcoh_size_pages(dev))
+	/* Backed objects are read-only until stores reach the server. */
+	if (index >= vmcoh_size_pages(dev) || vmcoh_backed(dev))
 		return fault_sigbus(dev);
 
 	err = vmcoh_entry_grab(dev, index, &entry);
+	if (err == VMCOH_LOADING) {
+		/* Our page was invalidated: the store faults afresh. */
+		vmcoh_load_put(entry);
+		return VM_FAULT_NOPAGE;
+	}
 	if (err)
 		return vmf_error(err);
 	flags = xa_to_value(entry);

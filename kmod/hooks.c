@@ -37,6 +37,8 @@ static const char * const unsafe_names[VMCOH_NR_UNSAFE] = {
 	[VMCOH_UNSAFE_NO_EVEN_COWS]		= "no_even_cows",
 	[VMCOH_UNSAFE_FREE_BEFORE_UNMAP]	= "free_before_unmap",
 	[VMCOH_UNSAFE_WRITE_NO_INVALIDATE]	= "write_no_invalidate",
+	[VMCOH_UNSAFE_LOAD_AFTER_INVALIDATE]	= "load_after_invalidate",
+	[VMCOH_UNSAFE_INVALIDATE_WAITS_LOAD]	= "invalidate_waits_load",
 };
 
 enum hold_state {
@@ -131,7 +133,7 @@ static int hold_copy_in(struct vmcoh_hold *req, void __user *arg)
 	    req->timeout_ms > VMCOH_HOLD_TIMEOUT_MAX_MS)
 		return -EINVAL;
 	if (req->ops & ~(VMCOH_HOLD_OP_WRITE | VMCOH_HOLD_OP_PUNCH |
-			 VMCOH_HOLD_OP_SHRINK))
+			 VMCOH_HOLD_OP_SHRINK | VMCOH_HOLD_OP_SERVER))
 		return -EINVAL;
 	if (req->ops && hold_is_fault_point(req->point))
 		return -EINVAL;

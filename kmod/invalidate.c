@@ -133,17 +133,20 @@ void vmcoh_invalidate(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
  * When this returns, every load in the range through any mapping, and
  * every read(2), sees zeros, until something writes there again.
  *
- * Return: 0.
+ * Return: 0, or -EOPNOTSUPP for a backed object (read-only).
  */
 int vmcoh_punch_hole(struct vmcoh_dev *dev, loff_t offset, loff_t len)
 {
 	struct vmcoh_block_list list = { };
 	pgoff_t first, last;
+	int ret = 0;
 	loff_t end;
 
 	down_write(&dev->io_rwsem);
 	end = min(offset + len, vmcoh_size(dev));
-	if (offset < end) {
+	if (vmcoh_backed(dev)) {
+		ret = -EOPNOTSUPP;
+	} else if (offset < end) {
 		first = offset >> PAGE_SHIFT;
 		last = (end >> PAGE_SHIFT) - 1;
 		vmcoh_blocks_remove(dev, first, last, &list);
@@ -153,7 +156,7 @@ int vmcoh_punch_hole(struct vmcoh_dev *dev, loff_t offset, loff_t len)
 					 &list);
 	}
 	up_write(&dev->io_rwsem);
-	return 0;
+	return ret;
 }
 
 /**

@@ -10,7 +10,15 @@
  * Instead write(2) takes io_rwsem exclusive, which POSIX-serializes writers
  * and keeps blocks from being freed under either path, and reports the
  * holes it filled to invalidation once the copy is done.  Faults never
- * take io_rwsem, so a user copy that faults here cannot deadlock.
+ * take io_rwsem, so a user copy that faults here cannot deadlock on it.
+ *
+ * But a fault on a backed object may wait for the server, and the server
+ * may need io_rwsem (INVALIDATE), so nothing waits for the server while
+ * io_rwsem is held: user copies run with page faults disabled, and a copy
+ * that comes up short drops io_rwsem, faults the user buffer in, and goes
+ * on (the pattern of generic_perform_write()); a block that is not
+ * resident is loaded with io_rwsem dropped, and looked up again.  A backed
+ * object is read-only: write(2) fails with -EROFS.
  *
  * The object behaves like a block device at EOF: reads there return 0,
  * writes there fail with -ENOSPC, and a write crossing it is short.
@@ -40,13 +48,69 @@ static int io_lock(struct vmcoh_dev *dev, struct kiocb *iocb, bool write)
 	return 0;
 }
 
+/*
+ * Drop io_rwsem for what must not be waited for under it: faulting in
+ * @len bytes of the user buffer after a short copy (@load NULL), or the
+ * load of a block.  Return 0 to go on, with io_rwsem taken again, or a
+ * negative errno, with io_rwsem dropped.
+ */
+static int io_unlocked_wait(struct vmcoh_dev *dev, struct kiocb *iocb,
+			    bool write, struct iov_iter *iter, size_t len,
+			    struct vmcoh_load *load)
+{
+	int err = 0;
+
+	if (write)
+		up_write(&dev->io_rwsem);
+	else
+		up_read(&dev->io_rwsem);
+	if (load) {
+		err = vmcoh_load_wait(dev, load);
+	} else if (iocb->ki_flags & IOCB_NOWAIT) {
+		err = -EAGAIN;
+	} else {
+		/* Nothing faulted in: the buffer is bad. */
+		len = min_t(size_t, len, iov_iter_count(iter));
+		if ((write ? fault_in_iov_iter_readable(iter, len) :
+			     fault_in_iov_iter_writeable(iter, len)) == len)
+			err = -EFAULT;
+	}
+	return err ? err : io_lock(dev, iocb, write);
+}
+
+/*
+ * The block of @index for I/O, with io_rwsem held; in a backed object, loaded
+ * first.  Return the block, NULL for a hole, or an ERR_PTR: -EAGAIN if it
+ * was loaded and the caller must look again (io_rwsem was dropped and taken
+ * again), or another errno with io_rwsem dropped.
+ */
+static struct page *io_block(struct vmcoh_dev *dev, struct kiocb *iocb,
+			     bool write, pgoff_t index)
+{
+	struct page *block = vmcoh_block_lookup(&dev->map, index);
+	struct vmcoh_load *load;
+	int err;
+
+	if (block || !vmcoh_backed(dev))
+		return block;
+	err = vmcoh_load_block(dev, index, &load);
+	if (!err)
+		return ERR_PTR(-EAGAIN);
+	if (err == VMCOH_LOADING)
+		err = io_unlocked_wait(dev, iocb, write, NULL, 0, load);
+	else if (write)
+		up_write(&dev->io_rwsem);
+	else
+		up_read(&dev->io_rwsem);
+	return ERR_PTR(err ? err : -EAGAIN);
+}
+
 ssize_t vmcoh_read_iter(struct kiocb *iocb, struct iov_iter *to)
 {
 	struct vmcoh_dev *dev = iocb->ki_filp->private_data;
 	loff_t pos = iocb->ki_pos;
 	ssize_t done = 0;
 	int err = 0;
-	loff_t size;
 
 	if (!iov_iter_count(to))
 		return 0;
@@ -54,24 +118,34 @@ ssize_t vmcoh_read_iter(struct kiocb *iocb, struct iov_iter *to)
 	if (err)
 		return err;
 
-	size = vmcoh_size(dev);
-	while (iov_iter_count(to) && pos < size) {
+	while (iov_iter_count(to) && pos < vmcoh_size(dev)) {
 		size_t off = offset_in_page(pos);
 		size_t len = min_t(size_t, PAGE_SIZE - off, iov_iter_count(to));
 		struct page *block;
 		size_t copied;
 
-		len = min_t(loff_t, len, size - pos);
-		block = vmcoh_block_lookup(&dev->map, pos >> PAGE_SHIFT);
+		len = min_t(loff_t, len, vmcoh_size(dev) - pos);
+		block = io_block(dev, iocb, false, pos >> PAGE_SHIFT);
+		if (IS_ERR(block)) {
+			err = PTR_ERR(block);
+			if (err == -EAGAIN)
+				continue;
+			goto unlocked;
+		}
+		pagefault_disable();
 		if (block)
 			copied = copy_page_to_iter(block, off, len, to);
 		else
 			copied = iov_iter_zero(len, to);
+		pagefault_enable();
 		pos += copied;
 		done += copied;
 		if (copied < len) {
-			err = -EFAULT;
-			break;
+			err = io_unlocked_wait(dev, iocb, false, to,
+					       len - copied, NULL);
+			if (err)
+				goto unlocked;
+			continue;
 		}
 		if (fatal_signal_pending(current)) {
 			err = -EINTR;
@@ -80,6 +154,7 @@ ssize_t vmcoh_read_iter(struct kiocb *iocb, struct iov_iter *to)
 		cond_resched();
 	}
 	up_read(&dev->io_rwsem);
+unlocked:
 	iocb->ki_pos = pos;
 	return done ? done : err;
 }
@@ -101,7 +176,9 @@ static ssize_t write_fill_hole(struct vmcoh_dev *dev, pgoff_t index,
 	new = vmcoh_block_new(dev);
 	if (IS_ERR(new))
 		return PTR_ERR(new);
+	pagefault_disable();
 	copied = copy_page_from_iter(new, off, len, from);
+	pagefault_enable();
 	if (!copied) {
 		vmcoh_block_free(dev, new);
 		return 0;
@@ -124,6 +201,34 @@ static ssize_t write_fill_hole(struct vmcoh_dev *dev, pgoff_t index,
 	return copied;
 }
 
+/*
+ * Holes may be mapped to the zero page: once write(2) returns, or lets
+ * go of io_rwsem, no load may see it where a hole was filled (linux-mm
+ * 2017).  No user copy is in progress, so no user fault can wait on us
+ * while we wait for entries.
+ */
+static void write_invalidate_filled(struct vmcoh_dev *dev, pgoff_t *first,
+				    pgoff_t *last)
+{
+	if (*first <= *last &&
+	    !vmcoh_unsafe(VMCOH_UNSAFE_WRITE_NO_INVALIDATE))
+		vmcoh_invalidate(dev, *first, *last, VMCOH_OP_WRITE, NULL);
+	*first = ULONG_MAX;
+	*last = 0;
+}
+
+/* The object, with io_rwsem held: can @pos be written, and how far? */
+static int write_check(struct vmcoh_dev *dev, loff_t pos,
+		       struct iov_iter *from)
+{
+	if (vmcoh_backed(dev))
+		return -EROFS;
+	if (pos >= vmcoh_size(dev))
+		return -ENOSPC;
+	iov_iter_truncate(from, vmcoh_size(dev) - pos);
+	return 0;
+}
+
 ssize_t vmcoh_write_iter(struct kiocb *iocb, struct iov_iter *from)
 {
 	struct vmcoh_dev *dev = iocb->ki_filp->private_data;
@@ -131,22 +236,15 @@ ssize_t vmcoh_write_iter(struct kiocb *iocb, struct iov_iter *from)
 	loff_t pos = iocb->ki_pos;
 	ssize_t done = 0;
 	ssize_t err = 0;
-	loff_t size;
 
 	if (!iov_iter_count(from))
 		return 0;
 	err = io_lock(dev, iocb, true);
 	if (err)
 		return err;
+	err = write_check(dev, pos, from);
 
-	size = vmcoh_size(dev);
-	if (pos >= size) {
-		err = -ENOSPC;
-		goto out;
-	}
-	iov_iter_truncate(from, size - pos);
-
-	while (iov_iter_count(from)) {
+	while (!err && iov_iter_count(from)) {
 		pgoff_t index = pos >> PAGE_SHIFT;
 		size_t off = offset_in_page(pos);
 		size_t len = min_t(size_t, PAGE_SIZE - off,
@@ -155,11 +253,14 @@ ssize_t vmcoh_write_iter(struct kiocb *iocb, struct iov_iter *from)
 		bool filled = false;
 		ssize_t copied;
 
-		if (block)
+		if (block) {
+			pagefault_disable();
 			copied = copy_page_from_iter(block, off, len, from);
-		else
+			pagefault_enable();
+		} else {
 			copied = write_fill_hole(dev, index, off, len, from,
 						 &filled);
+		}
 		if (copied < 0) {
 			err = copied;
 			break;
@@ -171,8 +272,14 @@ ssize_t vmcoh_write_iter(struct kiocb *iocb, struct iov_iter *from)
 		pos += copied;
 		done += copied;
 		if (copied < len) {
-			err = -EFAULT;
-			break;
+			write_invalidate_filled(dev, &fill_first, &fill_last);
+			err = io_unlocked_wait(dev, iocb, true, from,
+					       len - copied, NULL);
+			if (err)
+				goto unlocked;
+			/* The object may have changed meanwhile. */
+			err = write_check(dev, pos, from);
+			continue;
 		}
 		if (fatal_signal_pending(current)) {
 			err = -EINTR;
@@ -180,18 +287,9 @@ ssize_t vmcoh_write_iter(struct kiocb *iocb, struct iov_iter *from)
 		}
 		cond_resched();
 	}
-
-	/*
-	 * Holes may be mapped to the zero page: once write(2) returns, no
-	 * load may see it there (linux-mm 2017).  The copy is done, so no
-	 * user fault can wait on us while we wait for entries.
-	 */
-	if (fill_first <= fill_last &&
-	    !vmcoh_unsafe(VMCOH_UNSAFE_WRITE_NO_INVALIDATE))
-		vmcoh_invalidate(dev, fill_first, fill_last, VMCOH_OP_WRITE,
-				 NULL);
-out:
+	write_invalidate_filled(dev, &fill_first, &fill_last);
 	up_write(&dev->io_rwsem);
+unlocked:
 	iocb->ki_pos = pos;
 	return done ? done : err;
 }

@@ -4,8 +4,8 @@
  *
  * Every input struct is validated in full before anything changes: unknown
  * flags and non-zero reserved words are -EINVAL, so they can acquire a
- * meaning later.  Lock order: see vmcoh.h; ioctls take io_rwsem only
- * through punch and resize.
+ * meaning later.  The server's commands are in server.c.  Lock order: see
+ * vmcoh.h; ioctls take io_rwsem only through punch and resize.
  */
 
 #include <linux/fs.h>
@@ -15,7 +15,7 @@
 #include "hooks.h"
 #include "vmcoh.h"
 
-static bool reserved_zero(const __u64 *words, size_t n)
+bool vmcoh_reserved_zero(const __u64 *words, size_t n)
 {
 	size_t i;
 
@@ -23,6 +23,18 @@ static bool reserved_zero(const __u64 *words, size_t n)
 		if (words[i])
 			return false;
 	return true;
+}
+
+/*
+ * A range of PUNCH_HOLE or INVALIDATE: block-aligned, non-empty, ending
+ * inside loff_t (whatever lies beyond EOF is clipped), no flags.
+ */
+bool vmcoh_range_valid(const struct vmcoh_range *req)
+{
+	return !req->flags && !req->reserved && req->length &&
+	       PAGE_ALIGNED(req->offset) && PAGE_ALIGNED(req->length) &&
+	       req->offset <= VMCOH_MAX_OBJECT_SIZE &&
+	       req->length <= VMCOH_MAX_OBJECT_SIZE - req->offset;
 }
 
 /* The sum of one event counter over every CPU. */
@@ -62,6 +74,25 @@ void vmcoh_read_stats(struct vmcoh_dev *dev, struct vmcoh_stats *stats)
 	};
 }
 
+static long ioctl_get_backing_stats(struct vmcoh_dev *dev, void __user *arg)
+{
+	struct vmcoh_backing_stats stats = {
+		.loads = vmcoh_counter_read(dev, VMCOH_LOADS),
+		.loads_published =
+			vmcoh_counter_read(dev, VMCOH_LOADS_PUBLISHED),
+		.loads_invalidated =
+			vmcoh_counter_read(dev, VMCOH_LOADS_INVALIDATED),
+		.loads_failed = vmcoh_counter_read(dev, VMCOH_LOADS_FAILED),
+		.load_waits = vmcoh_counter_read(dev, VMCOH_LOAD_WAITS),
+		.load_timeouts = vmcoh_counter_read(dev, VMCOH_LOAD_TIMEOUTS),
+		.server_invalidations =
+			vmcoh_counter_read(dev, VMCOH_SERVER_INVALIDATIONS),
+		.attaches = vmcoh_counter_read(dev, VMCOH_ATTACHES),
+	};
+
+	return copy_to_user(arg, &stats, sizeof(stats)) ? -EFAULT : 0;
+}
+
 static long ioctl_get_info(struct vmcoh_dev *dev, void __user *arg)
 {
 	struct vmcoh_info info = {
@@ -73,8 +104,10 @@ static long ioctl_get_info(struct vmcoh_dev *dev, void __user *arg)
 		.features = VMCOH_FEATURE_SEEK_HOLE |
 			    VMCOH_FEATURE_PUNCH_HOLE |
 			    VMCOH_FEATURE_SET_SIZE |
-			    VMCOH_FEATURE_MAP_PRIVATE,
+			    VMCOH_FEATURE_MAP_PRIVATE |
+			    VMCOH_FEATURE_BACKING,
 		.unsafe = vmcoh_unsafe_variant,
+		.backing = READ_ONCE(dev->backing.state),
 	};
 
 	if (static_branch_unlikely(&vmcoh_test_hooks))
@@ -89,7 +122,7 @@ static long ioctl_set_size(struct vmcoh_dev *dev, void __user *arg)
 
 	if (copy_from_user(&req, arg, sizeof(req)))
 		return -EFAULT;
-	if (req.flags || !reserved_zero(req.reserved, ARRAY_SIZE(req.reserved)))
+	if (req.flags || !vmcoh_reserved_zero(req.reserved, ARRAY_SIZE(req.reserved)))
 		return -EINVAL;
 	if (!PAGE_ALIGNED(req.size) || req.size > VMCOH_MAX_OBJECT_SIZE)
 		return -EINVAL;
@@ -102,14 +135,7 @@ static long ioctl_punch_hole(struct vmcoh_dev *dev, void __user *arg)
 
 	if (copy_from_user(&req, arg, sizeof(req)))
 		return -EFAULT;
-	if (req.flags || req.reserved)
-		return -EINVAL;
-	if (!req.length || !PAGE_ALIGNED(req.offset) ||
-	    !PAGE_ALIGNED(req.length))
-		return -EINVAL;
-	/* Ranges end inside loff_t; whatever lies beyond EOF is clipped. */
-	if (req.offset > VMCOH_MAX_OBJECT_SIZE ||
-	    req.length > VMCOH_MAX_OBJECT_SIZE - req.offset)
+	if (!vmcoh_range_valid(&req))
 		return -EINVAL;
 	return vmcoh_punch_hole(dev, req.offset, req.length);
 }
@@ -140,6 +166,14 @@ long vmcoh_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	case VMCOH_IOC_HOLD_WAIT:
 	case VMCOH_IOC_HOLD_RELEASE:
 		return vmcoh_ioctl_hold(file, cmd, uarg);
+	case VMCOH_IOC_GET_BACKING_STATS:
+		return ioctl_get_backing_stats(dev, uarg);
+	case VMCOH_IOC_ATTACH:
+	case VMCOH_IOC_DETACH:
+	case VMCOH_IOC_RECV:
+	case VMCOH_IOC_REPLY:
+	case VMCOH_IOC_INVALIDATE:
+		return vmcoh_ioctl_server(file, cmd, uarg);
 	default:
 		return -ENOTTY;
 	}

@@ -14,6 +14,10 @@
  *   invalidate.c every change that removes or replaces a block mapping:
  *                block map first, entries second, page tables third, and
  *                only then are blocks freed.
+ *   backing.c    backed objects: a block that is not resident is loaded
+ *                from a userspace server, the load being a state of the
+ *                index's entry (LOADING), not a lock anybody holds.
+ *   server.c     the server's channel: requests, replies, its death.
  *
  * Information flows block map -> entry -> page tables, so it is invalidated
  * in the same order (Jan Kara, linux-mm 2017-04): once the entries of a range
@@ -22,8 +26,8 @@
  *
  * Lock order (outermost first), for every file of the module:
  *
- *   vmcoh_dev.io_rwsem            (write(2), punch, resize: exclusive;
- *                                  read(2): shared)
+ *   vmcoh_dev.io_rwsem            (write(2), punch, resize, the server's
+ *                                  INVALIDATE: exclusive; read(2): shared)
  *     mmap_lock / per-VMA lock    (taken by the fault core, or by
  *                                  copy_{from,to}_user under io_rwsem)
  *       entry lock                (sleeping; one index at a time)
@@ -32,15 +36,26 @@
  *         page lock               (page_mkwrite returns it held)
  *       entries.xa_lock           (spinlock, never held across sleeps)
  *       blocks.xa_lock            (spinlock, never held across sleeps)
+ *       backing.inflight.xa_lock  (spinlock: the server channel)
  *
  * No path holds an entry lock while it takes io_rwsem, faults on user
  * memory, or waits for another entry: faults never take io_rwsem, and
  * invalidation waits for entries without holding one.
+ *
+ * Waiting for the server (a load in flight) is outside all of it: a task
+ * waits for a load holding no lock of vmcoh's - the fault path gives up its
+ * entry lock for the LOADING state, read(2) drops io_rwsem, and user copies
+ * under io_rwsem run with page faults disabled - so the server may fault,
+ * read and invalidate while loads are pending (wendelin.core's loadblk()
+ * with the virtmem lock released).  The fault core may still hold mmap_lock
+ * if it does not allow a retry.
  */
 #ifndef VMCOH_H
 #define VMCOH_H
 
+#include <linux/completion.h>
 #include <linux/fs.h>
+#include <linux/kref.h>
 #include <linux/mm_types.h>
 #include <linux/percpu.h>
 #include <linux/rwsem.h>
@@ -67,6 +82,14 @@ enum vmcoh_counter {
 	VMCOH_HOLDS_PARKED,
 	VMCOH_HOLD_TIMEOUTS,
 	VMCOH_FAULT_AROUND_MAPS,
+	VMCOH_LOADS,
+	VMCOH_LOADS_PUBLISHED,
+	VMCOH_LOADS_INVALIDATED,
+	VMCOH_LOADS_FAILED,
+	VMCOH_LOAD_WAITS,
+	VMCOH_LOAD_TIMEOUTS,
+	VMCOH_SERVER_INVALIDATIONS,
+	VMCOH_ATTACHES,
 	VMCOH_NR_COUNTERS
 };
 
@@ -92,6 +115,34 @@ struct vmcoh_entries {
 	wait_queue_head_t *wait_table;	/* hashed by index, see entry.c */
 };
 
+/*
+ * The server channel of a backed object, see server.c.  inflight.xa_lock
+ * protects all of it; state and server are also read locklessly.
+ */
+struct vmcoh_backing {
+	struct xarray inflight;		/* request id -> load, till answered */
+	unsigned int state;		/* VMCOH_BACKING_* */
+	struct file *server;		/* the attached server's file */
+	struct list_head queue;		/* loads not yet received */
+	u32 next_id;
+	wait_queue_head_t recv_wait;	/* the server, for RECV and poll */
+};
+
+/*
+ * A load in flight: the entry of @index points at it (LOADING) until the
+ * load ends or an invalidation removes the entry (LOADING_INVALIDATED).
+ * One reference belongs to the request, one to each task waiting.
+ */
+struct vmcoh_load {
+	struct kref ref;
+	struct vmcoh_dev *dev;
+	pgoff_t index;
+	u32 id;				/* in backing.inflight while pending */
+	int status;			/* when done: 0 or -EIO */
+	struct list_head queued;	/* on backing.queue till received */
+	struct completion done;
+};
+
 struct vmcoh_dev {
 	struct vmcoh_blockmap map;
 	struct vmcoh_entries entries;
@@ -99,6 +150,7 @@ struct vmcoh_dev {
 	struct address_space *mapping;	/* shared by every open, see device.c */
 	struct page *zero_page;		/* what holes map; never written */
 	unsigned int fault_around;	/* pages a read fault maps, see fault.c */
+	struct vmcoh_backing backing;
 	struct vmcoh_counters __percpu *counters;
 };
 
@@ -199,10 +251,18 @@ static inline pgoff_t vmcoh_size_pages(struct vmcoh_dev *dev)
 int vmcoh_entries_init(struct vmcoh_entries *entries);
 void vmcoh_entries_destroy(struct vmcoh_entries *entries);
 int vmcoh_entry_grab(struct vmcoh_dev *dev, pgoff_t index, void **entryp);
+void vmcoh_entry_start_load(struct vmcoh_entries *entries, pgoff_t index,
+			    struct vmcoh_load *load);
+bool vmcoh_entry_claim_load(struct vmcoh_entries *entries, pgoff_t index,
+			    struct vmcoh_load *load);
+bool vmcoh_entry_drop_load(struct vmcoh_entries *entries, pgoff_t index,
+			   struct vmcoh_load *load);
 void vmcoh_entry_unlock(struct vmcoh_entries *entries, pgoff_t index,
 			unsigned long flags);
 unsigned long vmcoh_entries_remove(struct vmcoh_dev *dev, pgoff_t first,
 				   pgoff_t last);
+void vmcoh_entries_cancel_loads(struct vmcoh_dev *dev, pgoff_t first,
+				pgoff_t last);
 unsigned long vmcoh_entries_trylock(struct vmcoh_dev *dev, pgoff_t first,
 				    unsigned long want, unsigned long *flags);
 void vmcoh_entries_unlock(struct vmcoh_entries *entries, pgoff_t first,
@@ -210,8 +270,43 @@ void vmcoh_entries_unlock(struct vmcoh_entries *entries, pgoff_t first,
 
 static inline bool vmcoh_entry_is_zero(void *entry)
 {
-	return xa_to_value(entry) & VMCOH_ENTRY_ZERO;
+	return xa_is_value(entry) && (xa_to_value(entry) & VMCOH_ENTRY_ZERO);
 }
+
+/*
+ * A non-zero status that is not an error: vmcoh_entry_grab() found a load in
+ * flight at the index and returned it instead of a locked entry.
+ */
+#define VMCOH_LOADING	1
+
+/* backing.c */
+extern unsigned int vmcoh_load_timeout_ms;
+
+static inline bool vmcoh_backed(struct vmcoh_dev *dev)
+{
+	return READ_ONCE(dev->backing.state) != VMCOH_BACKING_NONE;
+}
+
+struct vmcoh_load *vmcoh_load_start(struct vmcoh_dev *dev, pgoff_t index);
+int vmcoh_load_wait(struct vmcoh_dev *dev, struct vmcoh_load *load);
+void vmcoh_load_finish(struct vmcoh_load *load, struct page *block, int err);
+void vmcoh_load_put(struct vmcoh_load *load);
+int vmcoh_load_block(struct vmcoh_dev *dev, pgoff_t index,
+		     struct vmcoh_load **loadp);
+int vmcoh_backing_invalidate(struct vmcoh_dev *dev, loff_t offset,
+			     loff_t len);
+void vmcoh_backing_drop_all(struct vmcoh_dev *dev);
+
+/* server.c */
+void vmcoh_backing_init(struct vmcoh_backing *backing);
+void vmcoh_backing_destroy(struct vmcoh_backing *backing);
+int vmcoh_server_submit(struct vmcoh_dev *dev, struct vmcoh_load *load);
+void vmcoh_server_cancel(struct vmcoh_dev *dev, struct vmcoh_load *load,
+			 int err);
+long vmcoh_ioctl_server(struct file *file, unsigned int cmd,
+			void __user *arg);
+void vmcoh_server_release(struct file *file);
+__poll_t vmcoh_server_poll(struct file *file, struct poll_table_struct *pt);
 
 /* invalidate.c */
 
@@ -220,6 +315,7 @@ enum vmcoh_op {
 	VMCOH_OP_WRITE,
 	VMCOH_OP_PUNCH,
 	VMCOH_OP_SHRINK,
+	VMCOH_OP_SERVER,	/* the server's INVALIDATE, or DETACH */
 };
 
 void vmcoh_invalidate(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
@@ -236,6 +332,8 @@ ssize_t vmcoh_write_iter(struct kiocb *iocb, struct iov_iter *from);
 
 /* ioctl.c */
 long vmcoh_ioctl(struct file *file, unsigned int cmd, unsigned long arg);
+bool vmcoh_reserved_zero(const __u64 *words, size_t n);
+bool vmcoh_range_valid(const struct vmcoh_range *req);
 u64 vmcoh_counter_read(struct vmcoh_dev *dev, enum vmcoh_counter counter);
 void vmcoh_read_stats(struct vmcoh_dev *dev, struct vmcoh_stats *stats);
 

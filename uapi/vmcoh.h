@@ -29,6 +29,7 @@
 #define VMCOH_FEATURE_SET_SIZE		_BITULL(2)	/* VMCOH_IOC_SET_SIZE */
 #define VMCOH_FEATURE_MAP_PRIVATE	_BITULL(3)	/* copy-on-write mappings */
 #define VMCOH_FEATURE_TEST_HOOKS	_BITULL(4)	/* loaded with test_hooks=1 */
+#define VMCOH_FEATURE_BACKING		_BITULL(5)	/* a server can back it */
 
 /*
  * vmcoh_info.unsafe: the deliberately broken protocol variant the module was
@@ -42,7 +43,9 @@
 #define VMCOH_UNSAFE_NO_EVEN_COWS	4	/* shrink leaves private copies mapped */
 #define VMCOH_UNSAFE_FREE_BEFORE_UNMAP	5	/* blocks freed (and poisoned) before the unmap */
 #define VMCOH_UNSAFE_WRITE_NO_INVALIDATE 6	/* write(2) filling a hole does not invalidate */
-#define VMCOH_NR_UNSAFE			7
+#define VMCOH_UNSAFE_LOAD_AFTER_INVALIDATE 7	/* a load invalidated in flight is installed */
+#define VMCOH_UNSAFE_INVALIDATE_WAITS_LOAD 8	/* invalidation waits for loads in flight */
+#define VMCOH_NR_UNSAFE			9
 
 /* What free_before_unmap fills a block with before it lets it go. */
 #define VMCOH_POISON_BYTE		0x6b
@@ -55,8 +58,13 @@ struct vmcoh_info {
 	__u64 max_object_size;	/* largest size SET_SIZE accepts */
 	__u64 features;		/* VMCOH_FEATURE_* */
 	__u64 unsafe;		/* VMCOH_UNSAFE_* */
-	__u64 reserved[1];
+	__u64 backing;		/* VMCOH_BACKING_* */
 };
+
+/* vmcoh_info.backing */
+#define VMCOH_BACKING_NONE		0	/* blocks live here; holes read 0 */
+#define VMCOH_BACKING_SERVED		1	/* a server is attached */
+#define VMCOH_BACKING_ORPHANED		2	/* its server died: loads fail */
 
 struct vmcoh_set_size {
 	__u64 size;		/* new size, block-aligned */
@@ -125,6 +133,7 @@ struct vmcoh_stats {
 #define VMCOH_HOLD_OP_WRITE		_BITULL(0)
 #define VMCOH_HOLD_OP_PUNCH		_BITULL(1)
 #define VMCOH_HOLD_OP_SHRINK		_BITULL(2)
+#define VMCOH_HOLD_OP_SERVER		_BITULL(3)	/* INVALIDATE, DETACH */
 
 /* vmcoh_hold.timeout_ms: 0 means the default; more than the max is -EINVAL */
 #define VMCOH_HOLD_TIMEOUT_DEFAULT_MS	10000
@@ -137,6 +146,85 @@ struct vmcoh_hold {
 	__u64 timeout_ms;	/* ARM: longest park; WAIT: longest wait */
 	__u64 flags;		/* must be 0 */
 	__u64 reserved[3];	/* must be 0 */
+};
+
+/*
+ * Backing store: a userspace server serves the object's blocks, as a ZEO
+ * server serves wendelin.core or a FUSE server a file.  The protocol:
+ *
+ *   ATTACH     on an open file of /dev/vmcoh makes that file the server's
+ *              channel.  -EBUSY if a server is attached, or if the object
+ *              is not backed yet and holds blocks (punch or shrink them
+ *              first).  An orphaned object keeps its resident blocks.
+ *   RECV       waits for a request and returns it; -EAGAIN at once with
+ *              VMCOH_RECV_NONBLOCK (poll() the file for POLLIN instead),
+ *              -EINTR on a signal.
+ *   REPLY      answers a LOAD: vmcoh_reply.data points at block_size
+ *              bytes, the block's contents; or error is non-zero and the
+ *              load fails (faults get SIGBUS, read(2) gets -EIO).  -ENOENT
+ *              if the id is unknown: the load timed out or was answered.
+ *   INVALIDATE says the server's copy of a range changed: when it returns,
+ *              no mapping, read(2) or later load shows the old contents.
+ *              It never waits for a load in flight; such a load is
+ *              discarded when it is answered, and loaded again.
+ *   DETACH     ends serving: in-flight loads fail, every resident block is
+ *              dropped, and the object reads as holes again.
+ *
+ * Closing the server's file without DETACH (the server died) orphans the
+ * object: loads in flight fail, later loads fail at once, resident blocks
+ * stay, and a new server may ATTACH.  A load not answered within the
+ * module parameter load_timeout_ms fails the same way.
+ *
+ * A backed object is read-only until stores are written back to the
+ * server: write(2) fails with -EROFS, a shared writable mmap() with
+ * -EACCES, a store through a shared mapping made before ATTACH raises
+ * SIGBUS, and PUNCH_HOLE fails with -EOPNOTSUPP.  Private mappings copy on
+ * write as usual.  SEEK_DATA/SEEK_HOLE see no holes in it.
+ *
+ * Only the server's file may RECV, REPLY, INVALIDATE and DETACH (-EPERM
+ * otherwise).  A fault or read(2) on a block that is not resident sends
+ * one LOAD however many tasks want it, and holds no lock of vmcoh while
+ * the server works: the server may fault, read and invalidate freely, but
+ * must not wait for its own loads.
+ */
+#define VMCOH_REQ_LOAD			1	/* send the block at offset */
+
+#define VMCOH_RECV_NONBLOCK		_BITULL(0)
+
+struct vmcoh_attach {
+	__u64 flags;		/* must be 0 */
+	__u64 reserved[3];	/* must be 0 */
+};
+
+struct vmcoh_request {
+	__u64 flags;		/* in: VMCOH_RECV_* */
+	__u64 id;		/* out: quote it in vmcoh_reply.id */
+	__u64 op;		/* out: VMCOH_REQ_* */
+	__u64 offset;		/* out: byte offset of the block */
+	__u64 length;		/* out: block_size */
+	__u64 reserved[3];	/* in: must be 0; out: 0 */
+};
+
+struct vmcoh_reply {
+	__u64 id;		/* from vmcoh_request.id */
+	__s64 error;		/* 0, or a negative errno: the load fails */
+	__u64 data;		/* user pointer to length bytes (error == 0) */
+	__u64 length;		/* block_size (error == 0), else 0 */
+	__u64 flags;		/* must be 0 */
+	__u64 reserved[3];	/* must be 0 */
+};
+
+/* Counters of the backing store since the module was loaded. */
+struct vmcoh_backing_stats {
+	__u64 loads;			/* LOAD requests sent */
+	__u64 loads_published;		/* loads whose block became resident */
+	__u64 loads_invalidated;	/* answered after an invalidation: dropped */
+	__u64 loads_failed;		/* error replies, timeouts, server gone */
+	__u64 load_waits;		/* waits for a load in flight */
+	__u64 load_timeouts;		/* loads failed by load_timeout_ms */
+	__u64 server_invalidations;	/* INVALIDATE calls */
+	__u64 attaches;
+	__u64 reserved[8];
 };
 
 #define VMCOH_IOC_MAGIC		0xC7
@@ -156,5 +244,13 @@ struct vmcoh_hold {
 #define VMCOH_IOC_HOLD_ARM	_IOW(VMCOH_IOC_MAGIC, 0x10, struct vmcoh_hold)
 #define VMCOH_IOC_HOLD_WAIT	_IOW(VMCOH_IOC_MAGIC, 0x11, struct vmcoh_hold)
 #define VMCOH_IOC_HOLD_RELEASE	_IOW(VMCOH_IOC_MAGIC, 0x12, struct vmcoh_hold)
+
+#define VMCOH_IOC_ATTACH	_IOW(VMCOH_IOC_MAGIC, 0x20, struct vmcoh_attach)
+#define VMCOH_IOC_DETACH	_IOW(VMCOH_IOC_MAGIC, 0x21, struct vmcoh_attach)
+#define VMCOH_IOC_RECV		_IOWR(VMCOH_IOC_MAGIC, 0x22, struct vmcoh_request)
+#define VMCOH_IOC_REPLY		_IOW(VMCOH_IOC_MAGIC, 0x23, struct vmcoh_reply)
+#define VMCOH_IOC_INVALIDATE	_IOW(VMCOH_IOC_MAGIC, 0x24, struct vmcoh_range)
+#define VMCOH_IOC_GET_BACKING_STATS \
+	_IOR(VMCOH_IOC_MAGIC, 0x25, struct vmcoh_backing_stats)
 
 #endif /* _UAPI_VMCOH_H */

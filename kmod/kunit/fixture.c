@@ -32,6 +32,7 @@ int vmcoh_test_dev_init(struct kunit *test)
 	address_space_init_once(&t->mapping);
 	t->dev.mapping = &t->mapping;
 	init_rwsem(&t->dev.io_rwsem);
+	vmcoh_backing_init(&t->dev.backing);
 	vmcoh_blockmap_init(&t->dev.map, VMCOH_TEST_PAGES << PAGE_SHIFT,
 			    VMCOH_TEST_PAGES);
 	test->priv = &t->dev;
@@ -47,6 +48,7 @@ void vmcoh_test_dev_exit(struct kunit *test)
 	/* Also checks that no test left an entry locked. */
 	vmcoh_blockmap_destroy(dev);
 	vmcoh_entries_destroy(&dev->entries);
+	vmcoh_backing_destroy(&dev->backing);
 	free_percpu(dev->counters);
 }
 

@@ -50,13 +50,14 @@ TEST_F(IoctlTest, GetInfoDescribesTheObject) {
   EXPECT_GE(i.max_object_size, i.size);
   EXPECT_GT(i.max_size, 0U);
   const std::uint64_t all = VMCOH_FEATURE_SEEK_HOLE | VMCOH_FEATURE_PUNCH_HOLE |
-                            VMCOH_FEATURE_SET_SIZE | VMCOH_FEATURE_MAP_PRIVATE;
+                            VMCOH_FEATURE_SET_SIZE | VMCOH_FEATURE_MAP_PRIVATE |
+                            VMCOH_FEATURE_BACKING;
   EXPECT_EQ(i.features & all, all);
   EXPECT_LT(i.unsafe, std::uint64_t{VMCOH_NR_UNSAFE});
   if ((i.features & VMCOH_FEATURE_TEST_HOOKS) == 0) {
     EXPECT_EQ(i.unsafe, std::uint64_t{VMCOH_UNSAFE_NONE}) << "unsafe variants need test_hooks=1";
   }
-  for (const std::uint64_t word : i.reserved) EXPECT_EQ(word, 0U);
+  EXPECT_EQ(i.backing, std::uint64_t{VMCOH_BACKING_NONE}) << "no server in this test";
 }
 
 TEST_F(IoctlTest, GetStatsZeroesItsReservedWords) {

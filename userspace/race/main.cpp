@@ -23,6 +23,7 @@
 #include <vmcoh/report.hpp>
 #include <vmcoh/rng.hpp>
 #include <vmcoh/target.hpp>
+#include <vmcoh/test_hooks.hpp>
 
 #include "race_report.hpp"
 #include "runner.hpp"
@@ -49,11 +50,8 @@ std::uint64_t seed_from_time() {
 
 // The module parameter unsafe=NAME that vmcoh_info.unsafe reports (uapi/vmcoh.h).
 std::string unsafe_name(std::uint64_t variant) {
-  static constexpr std::array<std::string_view, VMCOH_NR_UNSAFE> names = {
-      "none",         "lookup_before_lock", "unmap_before_remove", "no_size_recheck",
-      "no_even_cows", "free_before_unmap",  "write_no_invalidate",
-  };
-  return variant < names.size() ? std::string(names[variant]) : fmt::format("{}", variant);
+  return variant < VMCOH_NR_UNSAFE ? std::string(unsafe_variant_name(variant))
+                                   : fmt::format("{}", variant);
 }
 
 void list_scenarios() {

@@ -19,8 +19,15 @@ constexpr std::array<std::string_view, VMCOH_NR_HOLD_POINTS> kHoldPointNames = {
 };
 
 constexpr std::array<std::string_view, VMCOH_NR_UNSAFE> kUnsafeNames = {
-    "none",         "lookup_before_lock", "unmap_before_remove", "no_size_recheck",
-    "no_even_cows", "free_before_unmap",  "write_no_invalidate",
+    "none",
+    "lookup_before_lock",
+    "unmap_before_remove",
+    "no_size_recheck",
+    "no_even_cows",
+    "free_before_unmap",
+    "write_no_invalidate",
+    "load_after_invalidate",
+    "invalidate_waits_load",
 };
 
 vmcoh_hold hold_arg(std::uint64_t point, std::chrono::milliseconds timeout) {

@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Backed objects: blocks that live in a userspace server and are loaded on
+ * first access (wendelin.core's loadblk() from ZEO; the server's channel is
+ * server.c).
+ *
+ * A load is a state of the index's entry, not a lock.  The task that finds
+ * the block missing, under the entry lock, replaces the locked entry with a
+ * pointer to a struct vmcoh_load (LOADING) and queues a LOAD request; from
+ * then on nobody holds anything of vmcoh's for that index:
+ *
+ *   - every task that wants the index (faults, read(2), the starter too)
+ *     finds the load in the entry, takes a reference and waits for it to
+ *     end, then looks the index up again - so one LOAD is sent however many
+ *     tasks fault on the block, and loads of different indices proceed in
+ *     parallel and alongside other faults, I/O and invalidation;
+ *   - the server's answer is installed by vmcoh_load_finish(), under an
+ *     entry lock claimed from the load itself: the block is published only
+ *     if the entry still points at the load, and only after it holds all
+ *     the data, so no user address ever sees a half-loaded block;
+ *   - invalidation never waits for a load: it removes the entry
+ *     (LOADING_INVALIDATED, wendelin f49c11a3), so the answer, which may
+ *     predate the change that caused the invalidation, is dropped, and the
+ *     waiters load again.
+ *
+ * The server's INVALIDATE adds a step before those of invalidate.c: cancel
+ * the loads in the range (vmcoh_entries_cancel_loads()), then change the
+ * block map, then entries, page tables and blocks as usual.  An answer
+ * installed before the first step is taken out of the block map by the
+ * second; one that arrives after the first finds its entry gone; one being
+ * installed meanwhile holds the entry lock, which the first step waits for.
+ * Changing the block map first would let an answer land between the block
+ * map and the entries, and survive.
+ *
+ * Lock order: see vmcoh.h.  A task waits for a load holding no lock of
+ * vmcoh's.  vmcoh_load_finish() takes an entry lock (without waiting: no
+ * task can hold an entry that points at a load) and then blocks.xa_lock.
+ */
+
+#include <linux/module.h>
+#include <linux/slab.h>
+
+#include "hooks.h"
+#include "vmcoh.h"
+
+unsigned int vmcoh_load_timeout_ms = 30000;
+module_param_named(load_timeout_ms, vmcoh_load_timeout_ms, uint, 0644);
+MODULE_PARM_DESC(load_timeout_ms,
+		 "A load the server has not answered in this many ms fails: SIGBUS or -EIO (default 30000; 0 waits forever)");
+
+static void load_release(struct kref *ref)
+{
+	kfree(container_of(ref, struct vmcoh_load, ref));
+}
+
+void vmcoh_load_put(struct vmcoh_load *load)
+{
+	kref_put(&load->ref, load_release);
+}
+
+/**
+ * vmcoh_load_start - load the block of @index from the server
+ * @dev: the device, backed
+ * @index: the index whose entry lock the caller holds, its block missing
+ *
+ * On success the caller's entry lock has become the load: the caller holds
+ * no entry lock, and must pass the load to vmcoh_load_wait().  If the
+ * request cannot be sent (no server), the load has already failed, and the
+ * wait says so.
+ *
+ * Return: the load, with a reference for the caller; or ERR_PTR(-ENOMEM),
+ * and the caller still holds its entry lock.
+ */
+struct vmcoh_load *vmcoh_load_start(struct vmcoh_dev *dev, pgoff_t index)
+{
+	struct vmcoh_load *load = kzalloc(sizeof(*load), GFP_KERNEL);
+	int err;
+
+	if (!load)
+		return ERR_PTR(-ENOMEM);
+	kref_init(&load->ref);		/* the request's */
+	kref_get(&load->ref);		/* the caller's */
+	load->dev = dev;
+	load->index = index;
+	INIT_LIST_HEAD(&load->queued);
+	init_completion(&load->done);
+
+	/* In the entry before the server can see it, so it can answer. */
+	vmcoh_entry_start_load(&dev->entries, index, load);
+	err = vmcoh_server_submit(dev, load);
+	if (err)
+		vmcoh_load_finish(load, NULL, err);
+	return load;
+}
+
+/**
+ * vmcoh_load_wait - wait for @load to end, and drop the caller's reference
+ * @dev: the device
+ * @load: from vmcoh_load_start() or vmcoh_entry_grab()
+ *
+ * A load that outlives load_timeout_ms is failed for every waiter.
+ *
+ * Return: 0 if the caller should look the index up again (the block came
+ * in, or the load was invalidated and must be redone); -EIO if the load
+ * failed; -EINTR on a fatal signal.
+ */
+int vmcoh_load_wait(struct vmcoh_dev *dev, struct vmcoh_load *load)
+{
+	unsigned int ms = READ_ONCE(vmcoh_load_timeout_ms);
+	long timeout = ms ? msecs_to_jiffies(ms) : MAX_SCHEDULE_TIMEOUT;
+	long left;
+	int ret;
+
+	vmcoh_count(dev, VMCOH_LOAD_WAITS);
+	left = wait_for_completion_killable_timeout(&load->done, timeout);
+	if (!left) {
+		vmcoh_server_cancel(dev, load, -ETIMEDOUT);
+		/* Ours or not, the end of the load is now imminent. */
+		left = wait_for_completion_killable(&load->done) ? -EINTR : 1;
+	}
+	ret = left < 0 ? -EINTR : load->status;
+	vmcoh_load_put(load);
+	return ret;
+}
+
+/**
+ * vmcoh_load_finish - end @load, and drop the request's reference
+ * @load: a load the caller took out of the server's hands (answered,
+ *	  cancelled, or never sent)
+ * @block: on success, a block from vmcoh_block_new() with the contents
+ * @err: 0, or why the load failed
+ *
+ * The block becomes resident only if the entry still points at the load.
+ */
+void vmcoh_load_finish(struct vmcoh_load *load, struct page *block, int err)
+{
+	struct vmcoh_dev *dev = load->dev;
+	pgoff_t index = load->index;
+	struct page *published;
+	bool wanted;
+
+	if (err) {
+		wanted = vmcoh_entry_drop_load(&dev->entries, index, load);
+	} else {
+		wanted = vmcoh_entry_claim_load(&dev->entries, index, load);
+		/* unsafe=load_after_invalidate: the stale answer goes in. */
+		if (wanted ||
+		    vmcoh_unsafe(VMCOH_UNSAFE_LOAD_AFTER_INVALIDATE)) {
+			/*
+			 * Beyond a new EOF it fails (-ENXIO), and the waiters
+			 * find the index gone; nobody else publishes blocks
+			 * of a backed object, so it cannot be taken.
+			 */
+			published = vmcoh_block_publish(dev, index, block);
+			if (published == block) {
+				block = NULL;
+				vmcoh_count(dev, VMCOH_LOADS_PUBLISHED);
+			}
+		}
+		if (wanted)
+			vmcoh_entry_unlock(&dev->entries, index,
+					   VMCOH_ENTRY_EMPTY);
+	}
+	if (!wanted)
+		vmcoh_count(dev, VMCOH_LOADS_INVALIDATED);
+	else if (err)
+		vmcoh_count(dev, VMCOH_LOADS_FAILED);
+	if (block)
+		vmcoh_block_free(dev, block);
+
+	/* An invalidated load's waiters load again; they need not fail. */
+	load->status = wanted && err ? -EIO : 0;
+	complete_all(&load->done);
+	vmcoh_load_put(load);
+}
+
+/**
+ * vmcoh_load_block - make sure the block of @index is resident or coming
+ * @dev: the device, backed
+ * @index: a page index below EOF
+ * @loadp: returns the load to wait for
+ *
+ * For read(2) and write(2), which hold io_rwsem and must drop it before
+ * they wait (the server may need it to INVALIDATE).
+ *
+ * Return: 0 if the block is resident now; VMCOH_LOADING, with *@loadp
+ * to pass to vmcoh_load_wait(); or -ENOMEM.
+ */
+int vmcoh_load_block(struct vmcoh_dev *dev, pgoff_t index,
+		     struct vmcoh_load **loadp)
+{
+	struct vmcoh_load *load;
+	void *entry;
+	int ret;
+
+	ret = vmcoh_entry_grab(dev, index, &entry);
+	if (ret == VMCOH_LOADING)
+		*loadp = entry;
+	if (ret)
+		return ret;
+	if (vmcoh_block_lookup(&dev->map, index)) {
+		vmcoh_entry_unlock(&dev->entries, index, xa_to_value(entry));
+		return 0;
+	}
+	load = vmcoh_load_start(dev, index);
+	if (IS_ERR(load)) {
+		vmcoh_entry_unlock(&dev->entries, index, xa_to_value(entry));
+		return PTR_ERR(load);
+	}
+	*loadp = load;
+	return VMCOH_LOADING;
+}
+
+/* INVALIDATE and DETACH; see the top of this file for the order. */
+static void backing_invalidate(struct vmcoh_dev *dev, pgoff_t first,
+			       pgoff_t last)
+{
+	struct vmcoh_block_list list = { };
+
+	lockdep_assert_held_write(&dev->io_rwsem);
+	vmcoh_count(dev, VMCOH_SERVER_INVALIDATIONS);
+	vmcoh_entries_cancel_loads(dev, first, last);
+	vmcoh_blocks_remove(dev, first, last, &list);
+	vmcoh_invalidate(dev, first, last, VMCOH_OP_SERVER, &list);
+}
+
+/**
+ * vmcoh_backing_invalidate - the server's copy of a range changed
+ * @dev: the device
+ * @offset: page-aligned start
+ * @len: page-aligned length, non-zero; clipped at EOF
+ *
+ * When this returns, no mapping, read(2) or later load shows what the range
+ * held before the call.  Loads in flight are not waited for.
+ *
+ * Return: 0.
+ */
+int vmcoh_backing_invalidate(struct vmcoh_dev *dev, loff_t offset, loff_t len)
+{
+	loff_t end;
+
+	down_write(&dev->io_rwsem);
+	end = min(offset + len, vmcoh_size(dev));
+	if (offset < end)
+		backing_invalidate(dev, offset >> PAGE_SHIFT,
+				   (end >> PAGE_SHIFT) - 1);
+	up_write(&dev->io_rwsem);
+	return 0;
+}
+
+/* DETACH, with io_rwsem held: drop every resident block. */
+void vmcoh_backing_drop_all(struct vmcoh_dev *dev)
+{
+	backing_invalidate(dev, 0, ULONG_MAX);
+}

@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * KUnit: the LOADING states of backing.c.
+ *
+ * The device of the fixture plays the backed object with no server process:
+ * its channel is marked SERVED with a stand-in file, loads queue in
+ * backing.inflight, and each test answers them itself, taking them out of
+ * inflight as REPLY does (test_take()).
+ *
+ * Lock order: see vmcoh.h.  The test thread holds at most one entry lock,
+ * and never while it waits.
+ */
+
+#include "fixture.h"
+
+#define EMPTY	VMCOH_ENTRY_EMPTY
+#define ZERO	VMCOH_ENTRY_ZERO
+
+static int backing_test_init(struct kunit *test)
+{
+	struct vmcoh_dev *dev;
+	int err = vmcoh_test_dev_init(test);
+
+	if (err)
+		return err;
+	dev = test->priv;
+	dev->backing.state = VMCOH_BACKING_SERVED;
+	dev->backing.server = (struct file *)dev;	/* never dereferenced */
+	return 0;
+}
+
+/* Start a load of @index as a fault does: under its entry lock. */
+static struct vmcoh_load *test_start(struct kunit *test, pgoff_t index)
+{
+	struct vmcoh_dev *dev = test->priv;
+	struct vmcoh_load *load;
+	void *entry;
+
+	KUNIT_ASSERT_EQ(test, vmcoh_entry_grab(dev, index, &entry), 0);
+	load = vmcoh_load_start(dev, index);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, load);
+	return load;
+}
+
+/* Take @load out of the server's hands, as REPLY does before it answers. */
+static void test_take(struct kunit *test, struct vmcoh_load *load)
+{
+	struct vmcoh_dev *dev = test->priv;
+
+	xa_lock(&dev->backing.inflight);
+	KUNIT_ASSERT_PTR_EQ(test, __xa_erase(&dev->backing.inflight, load->id),
+			    (void *)load);
+	list_del_init(&load->queued);
+	xa_unlock(&dev->backing.inflight);
+}
+
+static u64 count(struct vmcoh_dev *dev, enum vmcoh_counter counter)
+{
+	return vmcoh_counter_read(dev, counter);
+}
+
+/*
+ * A load is a state of the entry: whoever grabs the index gets the load,
+ * not a lock; the answer becomes resident and the entry goes away.
+ */
+static void backing_answer_is_installed_and_shared(struct kunit *test)
+{
+	struct vmcoh_dev *dev = test->priv;
+	struct vmcoh_load *load = test_start(test, 3), *other;
+	struct page *block;
+	void *entry;
+
+	KUNIT_EXPECT_PTR_EQ(test, xa_load(&dev->entries.xa, 3), (void *)load);
+	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_LOADS), 1ULL);
+	KUNIT_EXPECT_EQ(test, vmcoh_entry_grab(dev, 3, &entry), VMCOH_LOADING);
+	other = entry;
+	KUNIT_EXPECT_PTR_EQ(test, other, load);
+
+	block = vmcoh_block_new(dev);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, block);
+	test_take(test, load);
+	vmcoh_load_finish(load, block, 0);
+	KUNIT_EXPECT_EQ(test, vmcoh_load_wait(dev, other), 0);
+	KUNIT_EXPECT_EQ(test, vmcoh_load_wait(dev, load), 0);
+	KUNIT_EXPECT_PTR_EQ(test, vmcoh_block_lookup(&dev->map, 3), block);
+	KUNIT_EXPECT_NULL(test, xa_load(&dev->entries.xa, 3));
+	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_LOADS_PUBLISHED), 1ULL);
+}
+
+/*
+ * Invalidation does not wait for a load (LOADING_INVALIDATED): it removes
+ * the entry, and the answer, however good, is dropped.
+ */
+static void backing_invalidated_answer_is_dropped(struct kunit *test)
+{
+	struct vmcoh_dev *dev = test->priv;
+	struct vmcoh_load *load = test_start(test, 5);
+	struct page *block = vmcoh_block_new(dev);
+
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, block);
+	KUNIT_EXPECT_EQ(test, vmcoh_entries_remove(dev, 0, ULONG_MAX), 0UL);
+	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_ENTRY_LOCK_WAITS), 0ULL);
+	KUNIT_EXPECT_NULL(test, xa_load(&dev->entries.xa, 5));
+
+	test_take(test, load);
+	vmcoh_load_finish(load, block, 0);
+	KUNIT_EXPECT_EQ(test, vmcoh_load_wait(dev, load), 0);
+	KUNIT_EXPECT_NULL(test, vmcoh_block_lookup(&dev->map, 5));
+	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_LOADS_INVALIDATED), 1ULL);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&dev->map.nr_blocks), 0L);
+}
+
+/* The server's INVALIDATE starts by cancelling loads, and only loads. */
+static void backing_cancel_loads_leaves_other_entries(struct kunit *test)
+{
+	struct vmcoh_dev *dev = test->priv;
+	struct vmcoh_load *load;
+
+	vmcoh_test_put_entry(test, dev, 1, 0);
+	vmcoh_test_put_entry(test, dev, 2, ZERO);
+	load = test_start(test, 4);
+	vmcoh_entries_cancel_loads(dev, 0, ULONG_MAX);
+	KUNIT_EXPECT_PTR_EQ(test, xa_load(&dev->entries.xa, 1), xa_mk_value(0));
+	KUNIT_EXPECT_EQ(test, vmcoh_test_entry(dev, 2), (unsigned long)ZERO);
+	KUNIT_EXPECT_NULL(test, xa_load(&dev->entries.xa, 4));
+
+	/* A timeout takes it from the server; it ends without an error. */
+	vmcoh_server_cancel(dev, load, -ETIMEDOUT);
+	KUNIT_EXPECT_EQ(test, vmcoh_load_wait(dev, load), 0);
+	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_LOAD_TIMEOUTS), 1ULL);
+	KUNIT_EXPECT_TRUE(test, xa_empty(&dev->backing.inflight));
+	vmcoh_entries_remove(dev, 0, ULONG_MAX);
+}
+
+/* A load that fails while wanted fails its waiters, and leaves no entry. */
+static void backing_failed_load_fails_its_waiters(struct kunit *test)
+{
+	struct vmcoh_dev *dev = test->priv;
+	struct vmcoh_load *load = test_start(test, 6);
+
+	vmcoh_server_cancel(dev, load, -ETIMEDOUT);
+	KUNIT_EXPECT_EQ(test, vmcoh_load_wait(dev, load), -EIO);
+	KUNIT_EXPECT_NULL(test, xa_load(&dev->entries.xa, 6));
+	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_LOADS_FAILED), 1ULL);
+
+	/* With no server, a load fails as soon as it starts. */
+	dev->backing.state = VMCOH_BACKING_ORPHANED;
+	load = test_start(test, 7);
+	KUNIT_EXPECT_EQ(test, vmcoh_load_wait(dev, load), -EIO);
+	KUNIT_EXPECT_NULL(test, xa_load(&dev->entries.xa, 7));
+	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_LOADS), 1ULL);
+}
+
+/* An answer for an index cut by a shrink meanwhile is not installed. */
+static void backing_answer_beyond_eof_is_dropped(struct kunit *test)
+{
+	struct vmcoh_dev *dev = test->priv;
+	struct vmcoh_load *load = test_start(test, 12);
+	struct vmcoh_block_list list = { };
+	struct page *block = vmcoh_block_new(dev);
+
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, block);
+	vmcoh_blockmap_set_size(dev, 8 << PAGE_SHIFT, &list);
+	test_take(test, load);
+	vmcoh_load_finish(load, block, 0);
+	KUNIT_EXPECT_EQ(test, vmcoh_load_wait(dev, load), 0);
+	KUNIT_EXPECT_NULL(test, vmcoh_block_lookup(&dev->map, 12));
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&dev->map.nr_blocks), 0L);
+}
+
+static struct kunit_case vmcoh_backing_cases[] = {
+	KUNIT_CASE(backing_answer_is_installed_and_shared),
+	KUNIT_CASE(backing_invalidated_answer_is_dropped),
+	KUNIT_CASE(backing_cancel_loads_leaves_other_entries),
+	KUNIT_CASE(backing_failed_load_fails_its_waiters),
+	KUNIT_CASE(backing_answer_beyond_eof_is_dropped),
+	{}
+};
+
+static struct kunit_suite vmcoh_backing_suite = {
+	.name = "vmcoh_backing",
+	.init = backing_test_init,
+	.exit = vmcoh_test_dev_exit,
+	.test_cases = vmcoh_backing_cases,
+};
+
+kunit_test_suite(vmcoh_backing_suite);

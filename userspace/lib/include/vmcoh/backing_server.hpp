@@ -1,0 +1,103 @@
+// BackingServer: a userspace backing store for /dev/vmcoh, the reference implementation of the
+// protocol in uapi/vmcoh.h ("Backing store"), and the harness's tool to control load timing.
+//
+// It keeps its copy of the object in memory, attaches to the device, and answers LOAD requests
+// from a thread of its own.  A test can hold the answers for one block (they are received but not
+// sent until released), make them fail, change its copy and INVALIDATE, or make the server die.
+//
+// Everything the serving thread touches is allocated up front: a fault of this process that
+// waits for a load may hold mmap_lock, and a serving thread that had to grow its heap would wait
+// for that fault, which waits for it.
+//
+// A minimal server, for users who write their own, is the loop in serve(): poll the device's fd
+// for POLLIN, VMCOH_IOC_RECV with VMCOH_RECV_NONBLOCK until EAGAIN, and VMCOH_IOC_REPLY with
+// block_size bytes of data (or an error) for each request.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <vmcoh.h>
+#include <vmcoh/fd.hpp>
+#include <vmcoh/stamp.hpp>
+
+namespace vmcoh {
+
+class BackingServer {
+ public:
+  // Opens `device`, ATTACHes (std::system_error on failure: EBUSY if another server is attached
+  // or the object holds blocks of its own) and starts serving.  Its copy has `blocks` blocks, all
+  // zero until set_block().
+  BackingServer(const std::filesystem::path& device, std::uint64_t blocks);
+  BackingServer(const BackingServer&) = delete;
+  BackingServer& operator=(const BackingServer&) = delete;
+  // Stops serving and DETACHes, unless it died.
+  ~BackingServer();
+
+  [[nodiscard]] int fd() const noexcept { return fd_.get(); }
+  [[nodiscard]] std::uint64_t blocks() const noexcept { return copy_.size(); }
+
+  // The server's copy of a block: what loads answered after this call return.
+  void set_block(std::uint64_t index, const PageImage& page);
+  [[nodiscard]] PageImage block(std::uint64_t index) const;
+  // VMCOH_IOC_INVALIDATE of [index, index + count) blocks.
+  void invalidate(std::uint64_t index, std::uint64_t count = 1) const;
+
+  // From now on, loads of `index` are received but not answered until release(index).  Each
+  // held load keeps the block as it was when received: a release answers with that copy, as a
+  // server would whose answer was on its way before its copy changed.
+  void hold(std::uint64_t index);
+  // Answers the held loads of `index` and stops holding it.
+  void release(std::uint64_t index);
+  // Loads of `index` are answered with `error` (a negative errno) until set back to 0.
+  void fail_loads(std::uint64_t index, int error);
+
+  // LOAD requests received for `index`, answered or not.
+  [[nodiscard]] std::uint64_t loads(std::uint64_t index) const;
+  // Waits until at least `count` loads of `index` were received; false on timeout.
+  bool wait_for_loads(std::uint64_t index, std::uint64_t count,
+                      std::chrono::milliseconds timeout) const;
+  // The most loads that were received and not yet answered at one time.
+  [[nodiscard]] std::uint64_t max_pending() const;
+  // REPLYs the kernel refused with ENOENT (the load had timed out or been failed).
+  [[nodiscard]] std::uint64_t stale_replies() const;
+
+  // Stops serving and closes the fd without DETACH: to the kernel, the server died.
+  void die();
+  // DETACH, stop serving and close.
+  void detach();
+
+ private:
+  struct Held {
+    std::uint64_t id = 0;
+    std::uint64_t index = 0;
+    PageImage page;
+  };
+
+  void serve();
+  void handle(const vmcoh_request& request);
+  void reply_locked(std::uint64_t id, const PageImage* page, int error);
+  void stop();
+
+  Fd fd_;
+  Fd wakeup_;  // an eventfd: stop() wakes the serving thread through it
+  mutable std::mutex mutex_;
+  mutable std::condition_variable changed_;
+  std::vector<PageImage> copy_;
+  std::vector<std::uint64_t> loads_;
+  std::vector<int> fail_;
+  std::vector<bool> held_blocks_;
+  std::vector<Held> held_;  // allocated up front; the first held_count_ are held now
+  std::size_t held_count_ = 0;
+  std::uint64_t pending_ = 0;
+  std::uint64_t max_pending_ = 0;
+  std::uint64_t stale_replies_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace vmcoh
