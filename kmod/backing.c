@@ -37,6 +37,7 @@
  * task can hold an entry that points at a load) and then blocks.xa_lock.
  */
 
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/slab.h>
 
@@ -62,6 +63,7 @@ void vmcoh_load_put(struct vmcoh_load *load)
  * vmcoh_load_start - load the block of @index from the server
  * @dev: the device, backed
  * @index: the index whose entry lock the caller holds, its block missing
+ * @flags: the entry's value before the caller locked it
  *
  * On success the caller's entry lock has become the load: the caller holds
  * no entry lock, and must pass the load to vmcoh_load_wait().  If the
@@ -71,13 +73,26 @@ void vmcoh_load_put(struct vmcoh_load *load)
  * Return: the load, with a reference for the caller; or ERR_PTR(-ENOMEM),
  * and the caller still holds its entry lock.
  */
-struct vmcoh_load *vmcoh_load_start(struct vmcoh_dev *dev, pgoff_t index)
+struct vmcoh_load *vmcoh_load_start(struct vmcoh_dev *dev, pgoff_t index,
+				    unsigned long flags)
 {
 	struct vmcoh_load *load = kzalloc(sizeof(*load), GFP_KERNEL);
 	int err;
 
 	if (!load)
 		return ERR_PTR(-ENOMEM);
+	/*
+	 * A load entry tracks no PTE, and invalidation unmaps only where it
+	 * removed an entry that does.  If this one may still back a PTE of
+	 * a block that is gone - another thread of the mm mapped it, and an
+	 * invalidation took the block and now waits for our lock - that PTE
+	 * must go before the entry stops tracking it, or it outlives every
+	 * invalidation to come.
+	 */
+	if (!(flags & VMCOH_ENTRY_EMPTY)) {
+		unmap_mapping_pages(dev->mapping, index, 1, false);
+		vmcoh_count(dev, VMCOH_RANGED_UNMAPS);
+	}
 	kref_init(&load->ref);		/* the request's */
 	kref_get(&load->ref);		/* the caller's */
 	load->dev = dev;
@@ -202,7 +217,7 @@ int vmcoh_load_block(struct vmcoh_dev *dev, pgoff_t index,
 		vmcoh_entry_unlock(&dev->entries, index, xa_to_value(entry));
 		return 0;
 	}
-	load = vmcoh_load_start(dev, index);
+	load = vmcoh_load_start(dev, index, xa_to_value(entry));
 	if (IS_ERR(load)) {
 		vmcoh_entry_unlock(&dev->entries, index, xa_to_value(entry));
 		return PTR_ERR(load);

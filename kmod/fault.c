@@ -267,7 +267,7 @@ retry:
 
 	/* Not resident in a backed object: our lock becomes the load. */
 	if (!page && vmcoh_backed(dev)) {
-		load = vmcoh_load_start(dev, index);
+		load = vmcoh_load_start(dev, index, flags);
 		if (IS_ERR(load)) {
 			ret = VM_FAULT_OOM;
 			goto unlock;

@@ -287,7 +287,8 @@ static inline bool vmcoh_backed(struct vmcoh_dev *dev)
 	return READ_ONCE(dev->backing.state) != VMCOH_BACKING_NONE;
 }
 
-struct vmcoh_load *vmcoh_load_start(struct vmcoh_dev *dev, pgoff_t index);
+struct vmcoh_load *vmcoh_load_start(struct vmcoh_dev *dev, pgoff_t index,
+				    unsigned long flags);
 int vmcoh_load_wait(struct vmcoh_dev *dev, struct vmcoh_load *load);
 void vmcoh_load_finish(struct vmcoh_load *load, struct page *block, int err);
 void vmcoh_load_put(struct vmcoh_load *load);

@@ -37,7 +37,7 @@ static struct vmcoh_load *test_start(struct kunit *test, pgoff_t index)
 	void *entry;
 
 	KUNIT_ASSERT_EQ(test, vmcoh_entry_grab(dev, index, &entry), 0);
-	load = vmcoh_load_start(dev, index);
+	load = vmcoh_load_start(dev, index, xa_to_value(entry));
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, load);
 	return load;
 }

@@ -9,17 +9,27 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstddef>
+#include <filesystem>
 #include <fstream>
 #include <future>
+#include <mutex>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include <vmcoh/backing_server.hpp>
 #include <vmcoh/error.hpp>
 #include <vmcoh/fd.hpp>
+#include <vmcoh/rng.hpp>
 #include <vmcoh/sigbus_probe.hpp>
+#include <vmcoh/test_hooks.hpp>
 
 #include "test_object.hpp"
 
@@ -63,6 +73,31 @@ struct ReadResult {
   PageImage page;
   int error = 0;
 };
+
+// Every task of this process with its kernel stack (we are root in the VM): what a test prints
+// when something that must not wait is stuck.
+std::string task_stacks() {
+  std::ostringstream out;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::ifstream stack(task.path() / "stack");
+    out << "task " << task.path().filename().string() << " (" << comm.rdbuf() << ")\n"
+        << stack.rdbuf();
+  }
+  return out.str();
+}
+
+// A mapped block read through the SIGBUS probe: nullopt if the load raised SIGBUS (a broken
+// protocol may fail a load the test expects to succeed; that must fail the test, not kill it).
+std::optional<PageImage> probed_block(const Mapping& map, std::uint64_t block) {
+  PageImage page;
+  if (probe_load(page.words.data(),
+                 reinterpret_cast<const volatile std::uint64_t*>(map.data() + block * kBlock),
+                 kWordsPerPage)) {
+    return std::nullopt;
+  }
+  return page;
+}
 
 ReadResult read_block(int fd, std::uint64_t block) {
   ReadResult result;
@@ -113,6 +148,7 @@ TEST_F(BackingTest, TasksWantingOneBlockShareOneLoad) {
   const Mapping shared = map(PROT_READ, MAP_SHARED);
   const vmcoh_backing_stats before = backing();
   std::vector<std::future<PageImage>> readers;
+  readers.reserve(4);
   for (int i = 0; i < 3; ++i) {
     readers.push_back(std::async(std::launch::async, [&] { return mapped_block(shared, 7); }));
   }
@@ -150,22 +186,145 @@ TEST_F(BackingTest, LoadsOfDifferentBlocksAreInFlightTogether) {
 TEST_F(BackingTest, ALoadInvalidatedInFlightIsDroppedAndRedone) {
   server().hold(12);
   const Mapping shared = map(PROT_READ, MAP_SHARED);
-  auto fault = std::async(std::launch::async, [&] { return mapped_block(shared, 12); });
-  auto read = std::async(std::launch::async, [&] { return pread_block(fd(), 12); });
+  auto fault = std::async(std::launch::async, [&] { return probed_block(shared, 12); });
+  auto read = std::async(std::launch::async, [&] { return read_block(fd(), 12).page; });
   ASSERT_TRUE(server().wait_for_loads(12, 1, kWait));
 
   server().set_block(12, block_stamp(12, 2));
   auto invalidate = std::async(std::launch::async, [&] { server().invalidate(12); });
   ASSERT_EQ(invalidate.wait_for(kWait), std::future_status::ready)
-      << "INVALIDATE must not wait for the load in flight";
+      << "INVALIDATE must not wait for the load in flight; stuck tasks:\n"
+      << task_stacks();
   invalidate.get();
 
   server().release(12);  // answers with generation 1: what the server had when asked
-  EXPECT_EQ(fault.get(), block_stamp(12, 2)) << "a stale answer was installed";
+  EXPECT_EQ(fault.get(), std::optional(block_stamp(12, 2))) << "a stale answer was installed";
   EXPECT_EQ(read.get(), block_stamp(12, 2));
   EXPECT_EQ(mapped_block(shared, 12), block_stamp(12, 2));
   EXPECT_EQ(server().loads(12), 2U);
   EXPECT_GE(backing().loads_invalidated, 1U);
+}
+
+// The same race under stress: the server changes blocks and invalidates them while readers fault
+// and read them.  Once INVALIDATE of generation g has returned, nothing may show an older one.
+TEST_F(BackingTest, StressNoReadSeesAGenerationOlderThanTheLastInvalidation) {
+  constexpr std::uint64_t kBlocks = 8;
+  constexpr std::uint64_t kInvalidations = 200000;
+  constexpr auto kStressTime = 10s;  // the debug kernels get through far fewer
+  constexpr int kReaders = 3;
+  std::array<std::atomic<std::uint64_t>, kBlocks> committed{};
+  for (auto& c : committed) c = 1;
+  std::atomic<bool> done{false};
+  std::atomic<std::uint64_t> samples{0};
+  std::atomic<std::uint64_t> violations{0};
+  std::mutex first_mutex;
+  std::string first;  // the first violation, described
+  const Mapping shared = map(PROT_READ, MAP_SHARED);
+
+  auto reader = [&](std::uint64_t seed) {
+    Rng rng(seed);
+    while (!done.load(std::memory_order_relaxed)) {
+      const std::uint64_t b = rng.below(kBlocks);
+      const std::uint64_t floor = committed[b].load();
+      std::uint64_t generation = 0;
+      const bool via_map = rng.chance(1, 2);
+      if (via_map) {
+        // One 8-byte load of the stamp's generation word: atomic, unlike a page copy.
+        const auto* word = reinterpret_cast<const volatile std::uint64_t*>(
+            shared.data() + b * kBlock + offsetof(StampHeader, generation));
+        if (probe_load(&generation, word, 1)) generation = 0;
+      } else {
+        const ReadResult r = read_block(fd(), b);
+        const Observation seen = classify(r.page, b * kBlock, kTestRunId);
+        generation = r.error == 0 && seen.content == Content::valid ? seen.header.generation : 0;
+      }
+      if (generation < floor && violations.fetch_add(1) == 0) {
+        const std::scoped_lock lock(first_mutex);
+        first = fmt::format("block {}: {} saw generation {} after INVALIDATE of {} returned", b,
+                            via_map ? "a mapped load" : "pread", generation, floor);
+      }
+      samples.fetch_add(1);
+    }
+  };
+  std::vector<std::thread> readers;
+  readers.reserve(kReaders);
+  for (int i = 0; i < kReaders; ++i) readers.emplace_back(reader, 0x5eed + i);
+
+  Rng rng(7);
+  std::array<std::uint64_t, kBlocks> generation{};
+  generation.fill(1);
+  const auto deadline = std::chrono::steady_clock::now() + kStressTime;
+  std::uint64_t invalidations = 0;
+  for (; invalidations < kInvalidations && violations.load() == 0 &&
+         std::chrono::steady_clock::now() < deadline;
+       ++invalidations) {
+    const std::uint64_t b = rng.below(kBlocks);
+    server().set_block(b, block_stamp(b, ++generation[b]));
+    server().invalidate(b);
+    committed[b].store(generation[b]);
+  }
+  done = true;
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(violations.load(), 0U) << "reads older than a completed INVALIDATE, in "
+                                   << samples.load() << " samples; the first: " << first;
+  EXPECT_GT(samples.load(), 0U);
+  RecordProperty("invalidations", std::to_string(invalidations));
+  RecordProperty("samples", std::to_string(samples.load()));
+  RecordProperty("loads_invalidated", std::to_string(backing().loads_invalidated));
+}
+
+// Needs test_hooks=1 (tests/guest/backing.sh runs it; the plain gtest run leaves it out).
+class BackingHoldTest : public BackingTest {
+ protected:
+  void SetUp() override {
+    BackingTest::SetUp();
+    if (IsSkipped()) return;
+    if ((info().features & VMCOH_FEATURE_TEST_HOOKS) == 0) GTEST_SKIP() << "needs test_hooks=1";
+  }
+};
+
+// What the stress scenario found: thread A maps block 9; thread B, in a fault on the same page
+// that started before A's, takes the entry lock just after an invalidation took the block but
+// before it removed the entries.  B finds no block and trades its lock for a load.  The entry no
+// longer tracks A's PTE, invalidation removes the load entry and unmaps nothing, and A's PTE
+// keeps showing the old block after INVALIDATE has returned - forever.  The fix: a load that
+// replaces an entry which may back a PTE unmaps the page first.
+TEST_F(BackingHoldTest, ALoadStartedOverAMappedEntryLeavesNoStalePte) {
+  constexpr std::uint64_t b = 9;
+  const Mapping shared = map(PROT_READ, MAP_SHARED);
+  std::atomic<int> step{0};
+  std::optional<PageImage> seen_by_b;
+  // Both threads exist before anything parks: creating one maps its stack, which would wait for
+  // the mmap_lock a parked fault holds.
+  std::thread thread_b([&] {
+    while (step.load() < 1) std::this_thread::yield();
+    seen_by_b = probed_block(shared, b);
+  });
+  std::thread invalidator([&] {
+    while (step.load() < 2) std::this_thread::yield();
+    server().invalidate(b);
+  });
+
+  HoldPoint fault_b(fd(), VMCOH_HOLD_FAULT_SIZE_CHECKED, b, 0, kWait);
+  step = 1;
+  ASSERT_TRUE(fault_b.wait_parked(kWait)) << "B's fault did not reach the hold point";
+  ASSERT_EQ(probed_block(shared, b), std::optional(block_stamp(b, 1))) << "A maps the block";
+
+  server().set_block(b, block_stamp(b, 2));
+  HoldPoint invalidation(fd(), VMCOH_HOLD_INVAL_MAP_CHANGED, b, VMCOH_HOLD_OP_SERVER, kWait);
+  step = 2;
+  ASSERT_TRUE(invalidation.wait_parked(kWait)) << "INVALIDATE did not take the block";
+  server().hold(b);  // B's load stays in flight while the invalidation goes on
+  fault_b.release();
+  ASSERT_TRUE(server().wait_for_loads(b, 2, kWait)) << "B did not start a load";
+  invalidation.release();
+  invalidator.join();
+
+  server().release(b);  // B's answer is dropped; B loads again
+  EXPECT_EQ(probed_block(shared, b), std::optional(block_stamp(b, 2)))
+      << "A's PTE survived the INVALIDATE";
+  thread_b.join();
+  EXPECT_EQ(seen_by_b, std::optional(block_stamp(b, 2)));
 }
 
 TEST_F(BackingTest, InvalidationReachesEveryMappingAndRead) {

@@ -76,7 +76,7 @@ void BackingServer::release(std::uint64_t index) {
   std::size_t kept = 0;
   for (std::size_t i = 0; i < held_count_; ++i) {
     if (held_[i].index == index) {
-      reply_locked(held_[i].id, &held_[i].page, 0);
+      send_reply(held_[i].id, &held_[i].page, 0);
       --pending_;
     } else {
       held_[kept++] = held_[i];
@@ -106,10 +106,7 @@ std::uint64_t BackingServer::max_pending() const {
   return max_pending_;
 }
 
-std::uint64_t BackingServer::stale_replies() const {
-  const std::scoped_lock lock(mutex_);
-  return stale_replies_;
-}
+std::uint64_t BackingServer::stale_replies() const { return stale_replies_.load(); }
 
 void BackingServer::die() {
   stop();
@@ -161,24 +158,32 @@ void BackingServer::serve() {
 }
 
 void BackingServer::handle(const vmcoh_request& request) {
-  const std::scoped_lock lock(mutex_);
   const std::uint64_t index = request.offset / kPageSize;
-  if (request.op != VMCOH_REQ_LOAD || index >= copy_.size()) {
-    reply_locked(request.id, nullptr, -ENXIO);
-    return;
+  int error = 0;
+  {
+    const std::scoped_lock lock(mutex_);
+    if (request.op != VMCOH_REQ_LOAD || index >= copy_.size()) {
+      error = -ENXIO;
+    } else {
+      ++loads_[index];
+      max_pending_ = std::max(max_pending_, ++pending_);
+      changed_.notify_all();
+      if (held_blocks_[index] && fail_[index] == 0 && held_count_ < held_.size()) {
+        held_[held_count_++] = Held{request.id, index, copy_[index]};
+        return;
+      }
+      error = fail_[index];
+      answer_ = copy_[index];
+    }
   }
-  ++loads_[index];
-  max_pending_ = std::max(max_pending_, ++pending_);
-  if (held_blocks_[index] && fail_[index] == 0 && held_count_ < held_.size()) {
-    held_[held_count_++] = Held{request.id, index, copy_[index]};
-  } else {
-    reply_locked(request.id, fail_[index] != 0 ? nullptr : &copy_[index], fail_[index]);
-    --pending_;
-  }
-  changed_.notify_all();
+  // Answered outside the lock, as a real server's answer travels while its copy may change:
+  // this is the window in which an INVALIDATE overtakes a load.
+  send_reply(request.id, error == 0 ? &answer_ : nullptr, error);
+  const std::scoped_lock lock(mutex_);
+  if (error != -ENXIO) --pending_;
 }
 
-void BackingServer::reply_locked(std::uint64_t id, const PageImage* page, int error) {
+void BackingServer::send_reply(std::uint64_t id, const PageImage* page, int error) {
   vmcoh_reply reply{};
   reply.id = id;
   reply.error = error;

@@ -14,6 +14,7 @@
 // block_size bytes of data (or an error) for each request.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -81,7 +82,8 @@ class BackingServer {
 
   void serve();
   void handle(const vmcoh_request& request);
-  void reply_locked(std::uint64_t id, const PageImage* page, int error);
+  // REPLY, counting one the kernel refused as stale.
+  void send_reply(std::uint64_t id, const PageImage* page, int error);
   void stop();
 
   Fd fd_;
@@ -89,6 +91,7 @@ class BackingServer {
   mutable std::mutex mutex_;
   mutable std::condition_variable changed_;
   std::vector<PageImage> copy_;
+  PageImage answer_;  // the serving thread's copy of what it is answering
   std::vector<std::uint64_t> loads_;
   std::vector<int> fail_;
   std::vector<bool> held_blocks_;
@@ -96,7 +99,7 @@ class BackingServer {
   std::size_t held_count_ = 0;
   std::uint64_t pending_ = 0;
   std::uint64_t max_pending_ = 0;
-  std::uint64_t stale_replies_ = 0;
+  std::atomic<std::uint64_t> stale_replies_{0};
   std::thread thread_;
 };
 

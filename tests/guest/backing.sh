@@ -1,0 +1,35 @@
+#!/bin/sh
+# Inside the VM: the load-vs-invalidate scenarios of the backed object, with
+# the safe module and with each unsafe variant of the load protocol, which
+# they must catch.  test_hooks=1 (the variants need it); load_timeout_ms
+# bounds the stall of invalidate_waits_load.
+# $1: directory for the JSON reports; $2: the module (default: ./vmcoh.ko).
+set -eu
+top=$(cd "$(dirname "$0")/../.." && pwd)
+out=$1
+module=${2:-$top/vmcoh.ko}
+gtest=$top/build/tests/gtest/vmcoh-gtest
+scenarios='BackingTest.ALoadInvalidatedInFlightIsDroppedAndRedone'
+scenarios="$scenarios:BackingTest.StressNoReadSeesAGenerationOlderThanTheLastInvalidation"
+status=0
+
+# run NAME FILTER [MODULE PARAMETER...]
+run() {
+	name=$1
+	filter=$2
+	shift 2
+	rm -f "$out/backing-$name.json"
+	insmod "$module" test_hooks=1 load_timeout_ms=12000 "$@"
+	rc=0
+	"$gtest" --gtest_filter="$filter" \
+		--gtest_output="json:$out/backing-$name.json" || rc=$?
+	echo "backing: $name: vmcoh-gtest exit $rc"
+	rmmod vmcoh || status=1
+}
+
+# The safe module also runs the interleavings driven by hold points.
+run safe "$scenarios:BackingHoldTest.*"
+for variant in load_after_invalidate invalidate_waits_load; do
+	run "$variant" "$scenarios" unsafe="$variant"
+done
+exit "$status"
