@@ -94,7 +94,7 @@ struct vmcoh_load *vmcoh_load_start(struct vmcoh_dev *dev, pgoff_t index,
 		vmcoh_count(dev, VMCOH_RANGED_UNMAPS);
 	}
 	kref_init(&load->ref);		/* the request's */
-	kref_get(&load->ref);		/* the caller's */
+	vmcoh_load_get(load);		/* the caller's */
 	load->dev = dev;
 	load->index = index;
 	INIT_LIST_HEAD(&load->queued);

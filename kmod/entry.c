@@ -240,7 +240,7 @@ retry:
 		if (entry_is_free(entry))
 			break;
 		if (entry_is_load(entry)) {
-			kref_get(&((struct vmcoh_load *)entry)->ref);
+			vmcoh_load_get(entry);
 			xas_unlock(&xas);
 #ifdef CONFIG_LOCKDEP
 			lock_map_release(&entry_lock_map);
@@ -455,7 +455,7 @@ static bool entry_wait_load(struct xa_state *xas, void *entry)
 	struct vmcoh_load *load = entry;
 	int err;
 
-	kref_get(&load->ref);
+	vmcoh_load_get(load);
 	xas_unlock(xas);
 	err = wait_for_completion_killable(&load->done);
 	vmcoh_load_put(load);

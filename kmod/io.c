@@ -48,6 +48,14 @@ static int io_lock(struct vmcoh_dev *dev, struct kiocb *iocb, bool write)
 	return 0;
 }
 
+static void io_unlock(struct vmcoh_dev *dev, bool write)
+{
+	if (write)
+		up_write(&dev->io_rwsem);
+	else
+		up_read(&dev->io_rwsem);
+}
+
 /*
  * Drop io_rwsem for what must not be waited for under it: faulting in
  * @len bytes of the user buffer after a short copy (@load NULL), or the
@@ -60,10 +68,7 @@ static int io_unlocked_wait(struct vmcoh_dev *dev, struct kiocb *iocb,
 {
 	int err = 0;
 
-	if (write)
-		up_write(&dev->io_rwsem);
-	else
-		up_read(&dev->io_rwsem);
+	io_unlock(dev, write);
 	if (load) {
 		err = vmcoh_load_wait(dev, load);
 	} else if (iocb->ki_flags & IOCB_NOWAIT) {
@@ -79,13 +84,14 @@ static int io_unlocked_wait(struct vmcoh_dev *dev, struct kiocb *iocb,
 }
 
 /*
- * The block of @index for I/O, with io_rwsem held; in a backed object, loaded
- * first.  Return the block, NULL for a hole, or an ERR_PTR: -EAGAIN if it
- * was loaded and the caller must look again (io_rwsem was dropped and taken
- * again), or another errno with io_rwsem dropped.
+ * The block of @index for read(2), with io_rwsem held shared; in a backed
+ * object, loaded first (write(2) never gets here: a backed object is
+ * read-only).  Return the block, NULL for a hole, or an ERR_PTR: -EAGAIN if
+ * it was loaded and the caller must look again (io_rwsem was dropped and
+ * taken again), or another errno with io_rwsem dropped.
  */
-static struct page *io_block(struct vmcoh_dev *dev, struct kiocb *iocb,
-			     bool write, pgoff_t index)
+static struct page *read_block(struct vmcoh_dev *dev, struct kiocb *iocb,
+			       pgoff_t index)
 {
 	struct page *block = vmcoh_block_lookup(&dev->map, index);
 	struct vmcoh_load *load;
@@ -97,11 +103,9 @@ static struct page *io_block(struct vmcoh_dev *dev, struct kiocb *iocb,
 	if (!err)
 		return ERR_PTR(-EAGAIN);
 	if (err == VMCOH_LOADING)
-		err = io_unlocked_wait(dev, iocb, write, NULL, 0, load);
-	else if (write)
-		up_write(&dev->io_rwsem);
+		err = io_unlocked_wait(dev, iocb, false, NULL, 0, load);
 	else
-		up_read(&dev->io_rwsem);
+		io_unlock(dev, false);
 	return ERR_PTR(err ? err : -EAGAIN);
 }
 
@@ -125,7 +129,7 @@ ssize_t vmcoh_read_iter(struct kiocb *iocb, struct iov_iter *to)
 		size_t copied;
 
 		len = min_t(loff_t, len, vmcoh_size(dev) - pos);
-		block = io_block(dev, iocb, false, pos >> PAGE_SHIFT);
+		block = read_block(dev, iocb, pos >> PAGE_SHIFT);
 		if (IS_ERR(block)) {
 			err = PTR_ERR(block);
 			if (err == -EAGAIN)

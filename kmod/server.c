@@ -174,19 +174,29 @@ __poll_t vmcoh_server_poll(struct file *file, struct poll_table_struct *pt)
 	return mask;
 }
 
-static long server_attach(struct file *file, void __user *arg)
+/* ATTACH and DETACH take a struct vmcoh_attach with nothing in it yet. */
+static long attach_arg(void __user *arg)
 {
-	struct vmcoh_dev *dev = file->private_data;
-	struct vmcoh_backing *backing = &dev->backing;
 	struct vmcoh_attach req;
-	unsigned int was;
-	long ret = 0;
 
 	if (copy_from_user(&req, arg, sizeof(req)))
 		return -EFAULT;
 	if (req.flags ||
 	    !vmcoh_reserved_zero(req.reserved, ARRAY_SIZE(req.reserved)))
 		return -EINVAL;
+	return 0;
+}
+
+static long server_attach(struct file *file, void __user *arg)
+{
+	struct vmcoh_dev *dev = file->private_data;
+	struct vmcoh_backing *backing = &dev->backing;
+	unsigned int was;
+	long ret;
+
+	ret = attach_arg(arg);
+	if (ret)
+		return ret;
 
 	/* io_rwsem: write(2) cannot add a block while we look. */
 	down_write(&dev->io_rwsem);
@@ -213,13 +223,10 @@ static long server_attach(struct file *file, void __user *arg)
 static long server_detach_ioctl(struct file *file, void __user *arg)
 {
 	struct vmcoh_dev *dev = file->private_data;
-	struct vmcoh_attach req;
+	long ret = attach_arg(arg);
 
-	if (copy_from_user(&req, arg, sizeof(req)))
-		return -EFAULT;
-	if (req.flags ||
-	    !vmcoh_reserved_zero(req.reserved, ARRAY_SIZE(req.reserved)))
-		return -EINVAL;
+	if (ret)
+		return ret;
 	if (!server_is(&dev->backing, file))
 		return -EPERM;
 	/* Orphaned meanwhile: loads fail rather than read as holes. */
@@ -252,7 +259,7 @@ static struct vmcoh_load *server_next(struct vmcoh_backing *backing,
 						struct vmcoh_load, queued);
 		if (load) {
 			list_del_init(&load->queued);
-			kref_get(&load->ref);
+			vmcoh_load_get(load);
 		}
 		xa_unlock(&backing->inflight);
 		if (load)

@@ -292,6 +292,13 @@ struct vmcoh_load *vmcoh_load_start(struct vmcoh_dev *dev, pgoff_t index,
 int vmcoh_load_wait(struct vmcoh_dev *dev, struct vmcoh_load *load);
 void vmcoh_load_finish(struct vmcoh_load *load, struct page *block, int err);
 void vmcoh_load_put(struct vmcoh_load *load);
+
+static inline struct vmcoh_load *vmcoh_load_get(struct vmcoh_load *load)
+{
+	kref_get(&load->ref);
+	return load;
+}
+
 int vmcoh_load_block(struct vmcoh_dev *dev, pgoff_t index,
 		     struct vmcoh_load **loadp);
 int vmcoh_backing_invalidate(struct vmcoh_dev *dev, loff_t offset,
