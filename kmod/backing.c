@@ -6,7 +6,7 @@
  *
  * A load is a state of the index's entry, not a lock.  The task that finds
  * the block missing, under the entry lock, replaces the locked entry with a
- * pointer to a struct vmcoh_load (LOADING) and queues a LOAD request; from
+ * pointer to a struct vmcoh_req (LOADING) and queues a LOAD request; from
  * then on nobody holds anything of vmcoh's for that index:
  *
  *   - every task that wants the index (faults, read(2), the starter too)
@@ -32,6 +32,9 @@
  * Changing the block map first would let an answer land between the block
  * map and the entries, and survive.
  *
+ * Dirty blocks (writeback.c) are the server's to discard: INVALIDATE drops
+ * them with the rest, the server's copy being newer.
+ *
  * Lock order: see vmcoh.h.  A task waits for a load holding no lock of
  * vmcoh's.  vmcoh_load_finish() takes an entry lock (without waiting: no
  * task can hold an entry that points at a load) and then blocks.xa_lock.
@@ -47,16 +50,56 @@
 unsigned int vmcoh_load_timeout_ms = 30000;
 module_param_named(load_timeout_ms, vmcoh_load_timeout_ms, uint, 0644);
 MODULE_PARM_DESC(load_timeout_ms,
-		 "A load the server has not answered in this many ms fails: SIGBUS or -EIO (default 30000; 0 waits forever)");
+		 "A load or store the server has not answered in this many ms fails: SIGBUS or -EIO (default 30000; 0 waits forever)");
 
-static void load_release(struct kref *ref)
+static void req_release(struct kref *ref)
 {
-	kfree(container_of(ref, struct vmcoh_load, ref));
+	struct vmcoh_req *req = container_of(ref, struct vmcoh_req, ref);
+
+	if (req->data)
+		__free_page(req->data);
+	if (req->block)
+		put_page(req->block);
+	kfree(req);
 }
 
-void vmcoh_load_put(struct vmcoh_load *load)
+void vmcoh_req_put(struct vmcoh_req *req)
 {
-	kref_put(&load->ref, load_release);
+	kref_put(&req->ref, req_release);
+}
+
+/**
+ * vmcoh_req_new - a request for the server, not yet sent
+ * @dev: the device
+ * @index: the block it is about
+ * @op: VMCOH_REQ_LOAD or VMCOH_REQ_STORE
+ *
+ * Return: the request, with the channel's reference and the caller's; or
+ * NULL for want of memory.
+ */
+struct vmcoh_req *vmcoh_req_new(struct vmcoh_dev *dev, pgoff_t index, u32 op)
+{
+	struct vmcoh_req *req = kzalloc(sizeof(*req), GFP_KERNEL);
+
+	if (!req)
+		return NULL;
+	kref_init(&req->ref);		/* the channel's */
+	vmcoh_req_get(req);		/* the caller's */
+	req->dev = dev;
+	req->index = index;
+	req->op = op;
+	INIT_LIST_HEAD(&req->queued);
+	init_completion(&req->done);
+	return req;
+}
+
+/* End @req as the server answered it, or failed it with @err. */
+void vmcoh_req_finish(struct vmcoh_req *req, struct page *block, int err)
+{
+	if (req->op == VMCOH_REQ_LOAD)
+		vmcoh_load_finish(req, block, err);
+	else
+		vmcoh_store_finish(req, err);
 }
 
 /**
@@ -66,17 +109,17 @@ void vmcoh_load_put(struct vmcoh_load *load)
  * @flags: the entry's value before the caller locked it
  *
  * On success the caller's entry lock has become the load: the caller holds
- * no entry lock, and must pass the load to vmcoh_load_wait().  If the
+ * no entry lock, and must pass the load to vmcoh_req_wait().  If the
  * request cannot be sent (no server), the load has already failed, and the
  * wait says so.
  *
  * Return: the load, with a reference for the caller; or ERR_PTR(-ENOMEM),
  * and the caller still holds its entry lock.
  */
-struct vmcoh_load *vmcoh_load_start(struct vmcoh_dev *dev, pgoff_t index,
-				    unsigned long flags)
+struct vmcoh_req *vmcoh_load_start(struct vmcoh_dev *dev, pgoff_t index,
+				   unsigned long flags)
 {
-	struct vmcoh_load *load = kzalloc(sizeof(*load), GFP_KERNEL);
+	struct vmcoh_req *load = vmcoh_req_new(dev, index, VMCOH_REQ_LOAD);
 	int err;
 
 	if (!load)
@@ -93,12 +136,6 @@ struct vmcoh_load *vmcoh_load_start(struct vmcoh_dev *dev, pgoff_t index,
 		unmap_mapping_pages(dev->mapping, index, 1, false);
 		vmcoh_count(dev, VMCOH_RANGED_UNMAPS);
 	}
-	kref_init(&load->ref);		/* the request's */
-	vmcoh_load_get(load);		/* the caller's */
-	load->dev = dev;
-	load->index = index;
-	INIT_LIST_HEAD(&load->queued);
-	init_completion(&load->done);
 
 	/* In the entry before the server can see it, so it can answer. */
 	vmcoh_entry_start_load(&dev->entries, index, load);
@@ -109,32 +146,34 @@ struct vmcoh_load *vmcoh_load_start(struct vmcoh_dev *dev, pgoff_t index,
 }
 
 /**
- * vmcoh_load_wait - wait for @load to end, and drop the caller's reference
+ * vmcoh_req_wait - wait for @req to end, and drop the caller's reference
  * @dev: the device
- * @load: from vmcoh_load_start() or vmcoh_entry_grab()
+ * @req: from vmcoh_load_start(), vmcoh_entry_grab() or writeback
  *
- * A load that outlives load_timeout_ms is failed for every waiter.
+ * A request that outlives load_timeout_ms is failed for every waiter.
  *
- * Return: 0 if the caller should look the index up again (the block came
- * in, or the load was invalidated and must be redone); -EIO if the load
- * failed; -EINTR on a fatal signal.
+ * Return: for a load, 0 if the caller should look the index up again (the
+ * block came in, or the load was invalidated and must be redone); for a
+ * store, 0 if the server kept it.  -EIO if it failed; -EINTR on a fatal
+ * signal.
  */
-int vmcoh_load_wait(struct vmcoh_dev *dev, struct vmcoh_load *load)
+int vmcoh_req_wait(struct vmcoh_dev *dev, struct vmcoh_req *req)
 {
 	unsigned int ms = READ_ONCE(vmcoh_load_timeout_ms);
 	long timeout = ms ? msecs_to_jiffies(ms) : MAX_SCHEDULE_TIMEOUT;
 	long left;
 	int ret;
 
-	vmcoh_count(dev, VMCOH_LOAD_WAITS);
-	left = wait_for_completion_killable_timeout(&load->done, timeout);
+	if (req->op == VMCOH_REQ_LOAD)
+		vmcoh_count(dev, VMCOH_LOAD_WAITS);
+	left = wait_for_completion_killable_timeout(&req->done, timeout);
 	if (!left) {
-		vmcoh_server_cancel(dev, load, -ETIMEDOUT);
-		/* Ours or not, the end of the load is now imminent. */
-		left = wait_for_completion_killable(&load->done) ? -EINTR : 1;
+		vmcoh_server_cancel(dev, req, -ETIMEDOUT);
+		/* Ours or not, the end of the request is now imminent. */
+		left = wait_for_completion_killable(&req->done) ? -EINTR : 1;
 	}
-	ret = left < 0 ? -EINTR : load->status;
-	vmcoh_load_put(load);
+	ret = left < 0 ? -EINTR : req->status;
+	vmcoh_req_put(req);
 	return ret;
 }
 
@@ -147,7 +186,7 @@ int vmcoh_load_wait(struct vmcoh_dev *dev, struct vmcoh_load *load)
  *
  * The block becomes resident only if the entry still points at the load.
  */
-void vmcoh_load_finish(struct vmcoh_load *load, struct page *block, int err)
+void vmcoh_load_finish(struct vmcoh_req *load, struct page *block, int err)
 {
 	struct vmcoh_dev *dev = load->dev;
 	pgoff_t index = load->index;
@@ -186,7 +225,7 @@ void vmcoh_load_finish(struct vmcoh_load *load, struct page *block, int err)
 	/* An invalidated load's waiters load again; they need not fail. */
 	load->status = wanted && err ? -EIO : 0;
 	complete_all(&load->done);
-	vmcoh_load_put(load);
+	vmcoh_req_put(load);
 }
 
 /**
@@ -199,12 +238,12 @@ void vmcoh_load_finish(struct vmcoh_load *load, struct page *block, int err)
  * they wait (the server may need it to INVALIDATE).
  *
  * Return: 0 if the block is resident now; VMCOH_LOADING, with *@loadp
- * to pass to vmcoh_load_wait(); or -ENOMEM.
+ * to pass to vmcoh_req_wait(); or -ENOMEM.
  */
 int vmcoh_load_block(struct vmcoh_dev *dev, pgoff_t index,
-		     struct vmcoh_load **loadp)
+		     struct vmcoh_req **loadp)
 {
-	struct vmcoh_load *load;
+	struct vmcoh_req *load;
 	void *entry;
 	int ret;
 
@@ -226,17 +265,26 @@ int vmcoh_load_block(struct vmcoh_dev *dev, pgoff_t index,
 	return VMCOH_LOADING;
 }
 
-/* INVALIDATE and DETACH; see the top of this file for the order. */
-static void backing_invalidate(struct vmcoh_dev *dev, pgoff_t first,
-			       pgoff_t last)
+/*
+ * INVALIDATE and DETACH; see the top of this file for the order.  With
+ * @keep_dirty, nothing is invalidated if a block is dirty once the loads
+ * are cancelled - by then no store that found the server writable is still
+ * marking its block (they hold entry locks, which the cancel waits for).
+ * Return: false if it kept the blocks.
+ */
+static bool backing_invalidate(struct vmcoh_dev *dev, pgoff_t first,
+			       pgoff_t last, bool keep_dirty)
 {
 	struct vmcoh_block_list list = { };
 
 	lockdep_assert_held_write(&dev->io_rwsem);
 	vmcoh_count(dev, VMCOH_SERVER_INVALIDATIONS);
 	vmcoh_entries_cancel_loads(dev, first, last);
+	if (keep_dirty && atomic_long_read(&dev->map.nr_dirty))
+		return false;
 	vmcoh_blocks_remove(dev, first, last, &list);
 	vmcoh_invalidate(dev, first, last, VMCOH_OP_SERVER, &list);
+	return true;
 }
 
 /**
@@ -258,13 +306,16 @@ int vmcoh_backing_invalidate(struct vmcoh_dev *dev, loff_t offset, loff_t len)
 	end = min(offset + len, vmcoh_size(dev));
 	if (offset < end)
 		backing_invalidate(dev, offset >> PAGE_SHIFT,
-				   (end >> PAGE_SHIFT) - 1);
+				   (end >> PAGE_SHIFT) - 1, false);
 	up_write(&dev->io_rwsem);
 	return 0;
 }
 
-/* DETACH, with io_rwsem held: drop every resident block. */
-void vmcoh_backing_drop_all(struct vmcoh_dev *dev)
+/*
+ * ATTACH and DETACH, with io_rwsem held: drop every resident block, unless
+ * one is dirty.  Return: false if the blocks were kept.
+ */
+bool vmcoh_backing_drop_all(struct vmcoh_dev *dev)
 {
-	backing_invalidate(dev, 0, ULONG_MAX);
+	return backing_invalidate(dev, 0, ULONG_MAX, true);
 }

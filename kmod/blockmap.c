@@ -13,6 +13,10 @@
  *     index's entry lock; vmcoh_block_publish() settles a race between them.
  *   - removing blocks and shrinking: punch and resize, under io_rwsem held
  *     exclusive, followed by invalidation before the blocks are freed.
+ *   - the DIRTY mark of a backed object's block: set by write(2) under
+ *     io_rwsem exclusive, or by a write fault under the entry lock; cleared
+ *     by writeback under both io_rwsem (shared) and the entry lock, so it
+ *     copies a block nobody is changing (writeback.c).
  * So a block looked up under io_rwsem (shared or exclusive), or under the
  * entry lock of its index, stays allocated until that lock is dropped:
  * invalidation frees blocks only after it has waited for the index's entry
@@ -35,6 +39,7 @@ void vmcoh_blockmap_init(struct vmcoh_blockmap *map, loff_t size,
 	map->size = size;
 	map->max_blocks = max_blocks;
 	atomic_long_set(&map->nr_blocks, 0);
+	atomic_long_set(&map->nr_dirty, 0);
 }
 
 /*
@@ -193,6 +198,8 @@ static void blocks_remove_locked(struct vmcoh_blockmap *map,
 	struct page *block;
 
 	xas_for_each(xas, block, last) {
+		if (xas_get_mark(xas, VMCOH_BLOCK_DIRTY))
+			atomic_long_dec(&map->nr_dirty);
 		xas_store(xas, NULL);
 		block_list_add(list, block);
 		if (++n % VMCOH_WALK_BATCH == 0 || need_resched())
@@ -246,6 +253,81 @@ void vmcoh_blocks_free(struct vmcoh_dev *dev, struct vmcoh_block_list *list)
 		cond_resched();
 	}
 	list->count = 0;
+}
+
+/**
+ * vmcoh_block_mark_dirty - @block, at @index, has contents the server lacks
+ * @dev: the device
+ * @index: page index
+ * @block: the block the caller found there, under io_rwsem exclusive or the
+ *	   entry lock of @index
+ *
+ * Return: false if @block is no longer the block of @index (an invalidation
+ * took it), true once it is marked.
+ */
+bool vmcoh_block_mark_dirty(struct vmcoh_dev *dev, pgoff_t index,
+			    struct page *block)
+{
+	struct vmcoh_blockmap *map = &dev->map;
+	XA_STATE(xas, &map->blocks, index);
+	bool present, dirtied = false;
+
+	xas_lock(&xas);
+	present = xas_load(&xas) == block;
+	if (present && !xas_get_mark(&xas, VMCOH_BLOCK_DIRTY)) {
+		xas_set_mark(&xas, VMCOH_BLOCK_DIRTY);
+		atomic_long_inc(&map->nr_dirty);
+		dirtied = true;
+	}
+	xas_unlock(&xas);
+	if (dirtied)
+		vmcoh_count(dev, VMCOH_BLOCKS_DIRTIED);
+	return present;
+}
+
+/**
+ * vmcoh_block_clear_dirty - take the DIRTY mark off the block of @index
+ * @map: the block map
+ * @index: page index
+ *
+ * Return: the block, if it was dirty; NULL if clean or absent.
+ */
+struct page *vmcoh_block_clear_dirty(struct vmcoh_blockmap *map,
+				     pgoff_t index)
+{
+	XA_STATE(xas, &map->blocks, index);
+	struct page *block;
+
+	xas_lock(&xas);
+	block = xas_load(&xas);
+	if (block && xas_get_mark(&xas, VMCOH_BLOCK_DIRTY)) {
+		xas_clear_mark(&xas, VMCOH_BLOCK_DIRTY);
+		atomic_long_dec(&map->nr_dirty);
+	} else {
+		block = NULL;
+	}
+	xas_unlock(&xas);
+	return block;
+}
+
+/**
+ * vmcoh_blocks_dirty - find the first dirty block in [*@index, @last]
+ * @map: the block map
+ * @index: where to start; returns the index found
+ * @last: last index to look at (inclusive)
+ *
+ * Return: true if one was found.
+ */
+bool vmcoh_blocks_dirty(struct vmcoh_blockmap *map, pgoff_t *index,
+			pgoff_t last)
+{
+	unsigned long i = *index;
+
+	if (!atomic_long_read(&map->nr_dirty) ||
+	    !xa_find(&map->blocks, &i, last, VMCOH_BLOCK_DIRTY))
+		return false;
+	*index = i;
+	return true;
 }
 
 /**

@@ -48,7 +48,7 @@ MODULE_PARM_DESC(test_hooks,
 static char *unsafe = "";
 module_param(unsafe, charp, 0444);
 MODULE_PARM_DESC(unsafe,
-		 "With test_hooks=1, run a broken protocol: lookup_before_lock, unmap_before_remove, no_size_recheck, no_even_cows, free_before_unmap, write_no_invalidate, load_after_invalidate or invalidate_waits_load");
+		 "With test_hooks=1, run a broken protocol: lookup_before_lock, unmap_before_remove, no_size_recheck, no_even_cows, free_before_unmap, write_no_invalidate, load_after_invalidate, invalidate_waits_load, drop_under_entry_lock or drop_skips_writeback");
 
 #define VMCOH_FS_MAGIC	0x766d636f	/* "vmco" */
 
@@ -92,6 +92,17 @@ static int vmcoh_release(struct inode *inode, struct file *file)
 	return 0;
 }
 
+/* Dirty blocks of a backed object go back to the server (writeback.c). */
+static int vmcoh_fsync(struct file *file, loff_t start, loff_t end,
+		       int datasync)
+{
+	struct vmcoh_dev *dev = file->private_data;
+
+	if (!vmcoh_backed(dev) || start > end)
+		return 0;
+	return vmcoh_writeback(dev, start >> PAGE_SHIFT, end >> PAGE_SHIFT);
+}
+
 static loff_t vmcoh_llseek(struct file *file, loff_t offset, int whence)
 {
 	struct vmcoh_dev *dev = file->private_data;
@@ -120,8 +131,9 @@ static int vmcoh_mmap(struct file *file, struct vm_area_struct *vma)
 {
 	struct vmcoh_dev *dev = file->private_data;
 
-	/* A backed object is read-only (see the uapi header). */
-	if (vmcoh_backed(dev) && (vma->vm_flags & VM_SHARED)) {
+	/* Without a writable server it is read-only (see the uapi header). */
+	if (vmcoh_backed(dev) && !vmcoh_writable(dev) &&
+	    (vma->vm_flags & VM_SHARED)) {
 		if (vma->vm_flags & VM_WRITE)
 			return -EACCES;
 		vm_flags_clear(vma, VM_MAYWRITE);
@@ -146,7 +158,7 @@ static const struct file_operations vmcoh_fops = {
 	.read_iter	= vmcoh_read_iter,
 	.write_iter	= vmcoh_write_iter,
 	.mmap		= vmcoh_mmap,
-	.fsync		= noop_fsync,
+	.fsync		= vmcoh_fsync,
 	.unlocked_ioctl	= vmcoh_ioctl,
 	.compat_ioctl	= compat_ptr_ioctl,
 };

@@ -16,7 +16,7 @@
  *
  * An entry with none of ZERO and EMPTY set means a block may be mapped.
  *
- * In a backed object an entry may instead point at a struct vmcoh_load:
+ * In a backed object an entry may instead point at a struct vmcoh_req:
  * the block is being loaded from the server (LOADING, see backing.c).  The
  * task that found the block missing under the entry lock trades the lock
  * for the load, so nobody holds the entry while the server works.  Others
@@ -220,8 +220,8 @@ static void entry_unlock_at(struct vmcoh_entries *entries,
  * Every successful grab must be paired with vmcoh_entry_unlock().
  *
  * If the block of @index is being loaded, nothing is locked: *@entryp is
- * the load, with a reference for the caller to pass to vmcoh_load_wait()
- * or vmcoh_load_put().
+ * the load, with a reference for the caller to pass to vmcoh_req_wait()
+ * or vmcoh_req_put().
  *
  * Return: 0, VMCOH_LOADING, or -ENOMEM if the xarray could not grow.
  */
@@ -240,7 +240,7 @@ retry:
 		if (entry_is_free(entry))
 			break;
 		if (entry_is_load(entry)) {
-			vmcoh_load_get(entry);
+			vmcoh_req_get(entry);
 			xas_unlock(&xas);
 #ifdef CONFIG_LOCKDEP
 			lock_map_release(&entry_lock_map);
@@ -296,7 +296,7 @@ void vmcoh_entry_unlock(struct vmcoh_entries *entries, pgoff_t index,
  * it instead.  The caller holds no entry lock afterwards.
  */
 void vmcoh_entry_start_load(struct vmcoh_entries *entries, pgoff_t index,
-			    struct vmcoh_load *load)
+			    struct vmcoh_req *load)
 {
 	XA_STATE(xas, &entries->xa, index);
 	void *old;
@@ -313,7 +313,7 @@ void vmcoh_entry_start_load(struct vmcoh_entries *entries, pgoff_t index,
 
 /* Store @with at @index if the entry there is @load; true if it was. */
 static bool entry_replace_load(struct vmcoh_entries *entries, pgoff_t index,
-			       struct vmcoh_load *load, void *with)
+			       struct vmcoh_req *load, void *with)
 {
 	XA_STATE(xas, &entries->xa, index);
 	bool replaced;
@@ -342,7 +342,7 @@ static bool entry_replace_load(struct vmcoh_entries *entries, pgoff_t index,
  * Return: true if the entry was @load's and is now locked by the caller.
  */
 bool vmcoh_entry_claim_load(struct vmcoh_entries *entries, pgoff_t index,
-			    struct vmcoh_load *load)
+			    struct vmcoh_req *load)
 {
 	bool claimed = entry_replace_load(entries, index, load,
 					  xa_mk_value(VMCOH_ENTRY_LOCKED |
@@ -364,7 +364,7 @@ bool vmcoh_entry_claim_load(struct vmcoh_entries *entries, pgoff_t index,
  * Return: true if it was; false if an invalidation had removed it.
  */
 bool vmcoh_entry_drop_load(struct vmcoh_entries *entries, pgoff_t index,
-			   struct vmcoh_load *load)
+			   struct vmcoh_req *load)
 {
 	return entry_replace_load(entries, index, load, NULL);
 }
@@ -452,13 +452,13 @@ void vmcoh_entries_unlock(struct vmcoh_entries *entries, pgoff_t first,
 static bool entry_wait_load(struct xa_state *xas, void *entry)
 	__must_hold(xas->xa->xa_lock)
 {
-	struct vmcoh_load *load = entry;
+	struct vmcoh_req *load = entry;
 	int err;
 
-	vmcoh_load_get(load);
+	vmcoh_req_get(load);
 	xas_unlock(xas);
 	err = wait_for_completion_killable(&load->done);
-	vmcoh_load_put(load);
+	vmcoh_req_put(load);
 	xas_reset(xas);
 	xas_lock(xas);
 	return !err;

@@ -50,6 +50,13 @@
  * and the PTE helper it is meant to use, do_set_pte(), is not exported to
  * modules.
  *
+ * Backed objects add two waits, each taken with the entry lock let go: for
+ * a load in flight (backing.c), and for a DROP of the index's range
+ * (writeback.c), which itself waits for entry locks.  ->page_mkwrite of a
+ * backed object marks the block dirty under the entry lock, so writeback,
+ * which clears the mark and write-protects under the same lock, sees every
+ * store.
+ *
  * Lock order: see vmcoh.h.  Here: mmap_lock or the VMA lock (held by the
  * core) -> entry lock -> i_mmap_rwsem (unmap_mapping_pages) -> PTL
  * (vm_insert_page); entry lock -> page lock (page_mkwrite).  Fault-around
@@ -164,6 +171,11 @@ static void fault_around(struct vm_fault *vmf, struct vmcoh_dev *dev)
 	locked = vmcoh_entries_trylock(dev, first, want, flags);
 	if (!locked)
 		return;
+	/* Being dropped: leave it to ->fault, which waits for the drop. */
+	if (vmcoh_drop_pending(dev, first, last)) {
+		vmcoh_entries_unlock(&dev->entries, first, locked, flags);
+		return;
+	}
 
 	/* The protocol's order, for every page: entry lock, block map, size. */
 	present = vmcoh_blocks_lookup_window(&dev->map, first, nr, blocks);
@@ -198,7 +210,7 @@ static void fault_around(struct vm_fault *vmf, struct vmcoh_dev *dev)
  * waits holding it, and tells its caller to look the index up again.
  */
 static vm_fault_t fault_wait_load(struct vm_fault *vmf, struct vmcoh_dev *dev,
-				  struct vmcoh_load *load, bool *again)
+				  struct vmcoh_req *load, bool *again)
 {
 	bool drop = fault_flag_allow_retry_first(vmf->flags) &&
 		    !(vmf->flags & FAULT_FLAG_RETRY_NOWAIT);
@@ -206,7 +218,7 @@ static vm_fault_t fault_wait_load(struct vm_fault *vmf, struct vmcoh_dev *dev,
 
 	if (drop)
 		vmcoh_release_fault_lock(vmf);
-	err = vmcoh_load_wait(dev, load);
+	err = vmcoh_req_wait(dev, load);
 	/* Having dropped the lock we must retry, even to fail. */
 	if (drop)
 		return VM_FAULT_RETRY;
@@ -214,6 +226,44 @@ static vm_fault_t fault_wait_load(struct vm_fault *vmf, struct vmcoh_dev *dev,
 		return fault_sigbus(dev);
 	*again = true;
 	return 0;
+}
+
+/*
+ * The same for a DROP of @vmf's index: the caller has let go of the entry
+ * lock, which the drop may be waiting for.
+ */
+static vm_fault_t fault_wait_drop(struct vm_fault *vmf, struct vmcoh_dev *dev,
+				  bool *again)
+{
+	bool drop = fault_flag_allow_retry_first(vmf->flags) &&
+		    !(vmf->flags & FAULT_FLAG_RETRY_NOWAIT);
+	int err;
+
+	if (drop)
+		vmcoh_release_fault_lock(vmf);
+	err = vmcoh_drop_wait(dev, vmf->pgoff);
+	if (drop)
+		return VM_FAULT_RETRY;
+	if (err)
+		return fault_sigbus(dev);
+	*again = true;
+	return 0;
+}
+
+/*
+ * Whether the entry lock of @index, which the caller holds, must be let go
+ * of to wait for a DROP.  unsafe=drop_under_entry_lock waits right here,
+ * holding it, as OCFS2 tasks waited for the cluster lock holding a page
+ * lock: the drop waits for the entry, and neither ever finishes.
+ */
+static bool fault_drop_pending(struct vmcoh_dev *dev, pgoff_t index)
+{
+	if (!vmcoh_drop_pending(dev, index, index))
+		return false;
+	if (!vmcoh_unsafe(VMCOH_UNSAFE_DROP_UNDER_ENTRY_LOCK))
+		return true;
+	vmcoh_drop_wait(dev, index);	/* killable: how the test recovers */
+	return false;
 }
 
 static vm_fault_t vmcoh_fault(struct vm_fault *vmf)
@@ -224,7 +274,7 @@ static vm_fault_t vmcoh_fault(struct vm_fault *vmf)
 		     (vma->vm_flags & VM_SHARED);
 	bool unlocked_lookup = vmcoh_unsafe(VMCOH_UNSAFE_LOOKUP_BEFORE_LOCK);
 	struct page *page = NULL, *stale = NULL;
-	struct vmcoh_load *load;
+	struct vmcoh_req *load;
 	pgoff_t index = vmf->pgoff;
 	bool again = false;
 	unsigned long flags;
@@ -254,6 +304,12 @@ retry:
 	}
 	flags = xa_to_value(entry);
 	vmcoh_hold_fault(dev, VMCOH_HOLD_FAULT_LOCKED, index);
+
+	if (fault_drop_pending(dev, index)) {
+		vmcoh_entry_unlock(&dev->entries, index, flags);
+		ret = fault_wait_drop(vmf, dev, &again);
+		goto out;
+	}
 
 	if (likely(!unlocked_lookup))
 		page = fault_lookup(dev, index);
@@ -333,23 +389,33 @@ static vm_fault_t vmcoh_page_mkwrite(struct vm_fault *vmf)
 	int err;
 
 	vmcoh_count(dev, VMCOH_MKWRITE_FAULTS);
-	/* Backed objects are read-only until stores reach the server. */
-	if (index >= vmcoh_size_pages(dev) || vmcoh_backed(dev))
+	/* Backed objects are read-only unless the server takes stores. */
+	if (index >= vmcoh_size_pages(dev) ||
+	    (vmcoh_backed(dev) && !vmcoh_writable(dev)))
 		return fault_sigbus(dev);
 
 	err = vmcoh_entry_grab(dev, index, &entry);
 	if (err == VMCOH_LOADING) {
 		/* Our page was invalidated: the store faults afresh. */
-		vmcoh_load_put(entry);
+		vmcoh_req_put(entry);
 		return VM_FAULT_NOPAGE;
 	}
 	if (err)
 		return vmf_error(err);
 	flags = xa_to_value(entry);
 
+	if (fault_drop_pending(dev, index)) {
+		vmcoh_entry_unlock(&dev->entries, index, flags);
+		/* The drop unmaps our page: the store faults afresh. */
+		vmcoh_drop_wait(dev, index);
+		return VM_FAULT_NOPAGE;
+	}
+
 	block = vmcoh_block_lookup(&dev->map, index);
 
-	if (index >= vmcoh_size_pages(dev)) {
+	/* Again under the lock: DETACH waits for it, then looks for dirt. */
+	if (index >= vmcoh_size_pages(dev) ||
+	    (vmcoh_backed(dev) && !vmcoh_writable(dev))) {
 		ret = fault_sigbus(dev);
 		goto unlock;
 	}
@@ -377,6 +443,10 @@ static vm_fault_t vmcoh_page_mkwrite(struct vm_fault *vmf)
 		 * and unmaps it once we unlock: the retried store faults
 		 * afresh.
 		 */
+		ret = VM_FAULT_NOPAGE;
+	} else if (vmcoh_backed(dev) &&
+		   !vmcoh_block_mark_dirty(dev, index, block)) {
+		/* An invalidation took it just now: as above. */
 		ret = VM_FAULT_NOPAGE;
 	} else {
 		/* The core needs the page locked to make the PTE writable. */

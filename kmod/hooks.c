@@ -39,6 +39,8 @@ static const char * const unsafe_names[VMCOH_NR_UNSAFE] = {
 	[VMCOH_UNSAFE_WRITE_NO_INVALIDATE]	= "write_no_invalidate",
 	[VMCOH_UNSAFE_LOAD_AFTER_INVALIDATE]	= "load_after_invalidate",
 	[VMCOH_UNSAFE_INVALIDATE_WAITS_LOAD]	= "invalidate_waits_load",
+	[VMCOH_UNSAFE_DROP_UNDER_ENTRY_LOCK]	= "drop_under_entry_lock",
+	[VMCOH_UNSAFE_DROP_SKIPS_WRITEBACK]	= "drop_skips_writeback",
 };
 
 enum hold_state {
@@ -133,7 +135,8 @@ static int hold_copy_in(struct vmcoh_hold *req, void __user *arg)
 	    req->timeout_ms > VMCOH_HOLD_TIMEOUT_MAX_MS)
 		return -EINVAL;
 	if (req->ops & ~(VMCOH_HOLD_OP_WRITE | VMCOH_HOLD_OP_PUNCH |
-			 VMCOH_HOLD_OP_SHRINK | VMCOH_HOLD_OP_SERVER))
+			 VMCOH_HOLD_OP_SHRINK | VMCOH_HOLD_OP_SERVER |
+			 VMCOH_HOLD_OP_DROP))
 		return -EINVAL;
 	if (req->ops && hold_is_fault_point(req->point))
 		return -EINVAL;

@@ -43,6 +43,15 @@ static __always_inline void vmcoh_hold_inval(struct vmcoh_dev *dev,
 		__vmcoh_hold(dev, point, first, last, BIT_ULL(op));
 }
 
+/* Park here if userspace armed DROP_STARTED for an index in range. */
+static __always_inline void vmcoh_hold_drop(struct vmcoh_dev *dev,
+					    pgoff_t first, pgoff_t last)
+{
+	if (static_branch_unlikely(&vmcoh_test_hooks))
+		__vmcoh_hold(dev, VMCOH_HOLD_DROP_STARTED, first, last,
+			     BIT_ULL(VMCOH_OP_DROP));
+}
+
 int vmcoh_hooks_init(bool enable, const char *unsafe);
 void vmcoh_hooks_exit(void);
 void vmcoh_hooks_flush_file(struct file *file, fl_owner_t id);

@@ -17,8 +17,11 @@
  * io_rwsem is held: user copies run with page faults disabled, and a copy
  * that comes up short drops io_rwsem, faults the user buffer in, and goes
  * on (the pattern of generic_perform_write()); a block that is not
- * resident is loaded with io_rwsem dropped, and looked up again.  A backed
- * object is read-only: write(2) fails with -EROFS.
+ * resident is loaded with io_rwsem dropped, and looked up again; so is an
+ * index being dropped (writeback.c) waited for.  write(2) into a backed
+ * object loads the block, copies, and marks it dirty, all under io_rwsem
+ * exclusive, which writeback's copy of the block excludes; without a
+ * writable server it fails with -EROFS.
  *
  * The object behaves like a block device at EOF: reads there return 0,
  * writes there fail with -ENOSPC, and a write crossing it is short.
@@ -64,13 +67,13 @@ static void io_unlock(struct vmcoh_dev *dev, bool write)
  */
 static int io_unlocked_wait(struct vmcoh_dev *dev, struct kiocb *iocb,
 			    bool write, struct iov_iter *iter, size_t len,
-			    struct vmcoh_load *load)
+			    struct vmcoh_req *load)
 {
 	int err = 0;
 
 	io_unlock(dev, write);
 	if (load) {
-		err = vmcoh_load_wait(dev, load);
+		err = vmcoh_req_wait(dev, load);
 	} else if (iocb->ki_flags & IOCB_NOWAIT) {
 		err = -EAGAIN;
 	} else {
@@ -84,29 +87,43 @@ static int io_unlocked_wait(struct vmcoh_dev *dev, struct kiocb *iocb,
 }
 
 /*
- * The block of @index for read(2), with io_rwsem held shared; in a backed
- * object, loaded first (write(2) never gets here: a backed object is
- * read-only).  Return the block, NULL for a hole, or an ERR_PTR: -EAGAIN if
- * it was loaded and the caller must look again (io_rwsem was dropped and
- * taken again), or another errno with io_rwsem dropped.
+ * The block of @index, with io_rwsem held (exclusive if @write).  In a
+ * backed object, a block that is not resident is loaded first, and an
+ * index being dropped waits for the drop: both with io_rwsem dropped, which
+ * the server and the drop may need.  Return 0 with *@blockp set (NULL: a
+ * hole); 1 if io_rwsem was dropped and taken again, and the caller must
+ * look again; or a negative errno, with io_rwsem dropped (-EAGAIN for
+ * IOCB_NOWAIT, which must not wait).
  */
-static struct page *read_block(struct vmcoh_dev *dev, struct kiocb *iocb,
-			       pgoff_t index)
+static int io_block(struct vmcoh_dev *dev, struct kiocb *iocb, pgoff_t index,
+		    bool write, struct page **blockp)
 {
-	struct page *block = vmcoh_block_lookup(&dev->map, index);
-	struct vmcoh_load *load;
+	struct vmcoh_req *load;
 	int err;
 
-	if (block || !vmcoh_backed(dev))
-		return block;
+	*blockp = vmcoh_block_lookup(&dev->map, index);
+	if (!vmcoh_backed(dev))
+		return 0;
+	if (vmcoh_drop_pending(dev, index, index)) {
+		io_unlock(dev, write);
+		if (iocb->ki_flags & IOCB_NOWAIT)
+			return -EAGAIN;
+		err = vmcoh_drop_wait(dev, index);
+		return err ? err : io_lock(dev, iocb, write) ?: 1;
+	}
+	if (*blockp)
+		return 0;
+	if (iocb->ki_flags & IOCB_NOWAIT) {
+		io_unlock(dev, write);
+		return -EAGAIN;
+	}
 	err = vmcoh_load_block(dev, index, &load);
 	if (!err)
-		return ERR_PTR(-EAGAIN);
+		return 1;
 	if (err == VMCOH_LOADING)
-		err = io_unlocked_wait(dev, iocb, false, NULL, 0, load);
-	else
-		io_unlock(dev, false);
-	return ERR_PTR(err ? err : -EAGAIN);
+		return io_unlocked_wait(dev, iocb, write, NULL, 0, load) ?: 1;
+	io_unlock(dev, write);
+	return err;
 }
 
 ssize_t vmcoh_read_iter(struct kiocb *iocb, struct iov_iter *to)
@@ -129,13 +146,11 @@ ssize_t vmcoh_read_iter(struct kiocb *iocb, struct iov_iter *to)
 		size_t copied;
 
 		len = min_t(loff_t, len, vmcoh_size(dev) - pos);
-		block = read_block(dev, iocb, pos >> PAGE_SHIFT);
-		if (IS_ERR(block)) {
-			err = PTR_ERR(block);
-			if (err == -EAGAIN)
-				continue;
+		err = io_block(dev, iocb, pos >> PAGE_SHIFT, false, &block);
+		if (err > 0)
+			continue;
+		if (err)
 			goto unlocked;
-		}
 		pagefault_disable();
 		if (block)
 			copied = copy_page_to_iter(block, off, len, to);
@@ -225,7 +240,7 @@ static void write_invalidate_filled(struct vmcoh_dev *dev, pgoff_t *first,
 static int write_check(struct vmcoh_dev *dev, loff_t pos,
 		       struct iov_iter *from)
 {
-	if (vmcoh_backed(dev))
+	if (vmcoh_backed(dev) && !vmcoh_writable(dev))
 		return -EROFS;
 	if (pos >= vmcoh_size(dev))
 		return -ENOSPC;
@@ -253,14 +268,24 @@ ssize_t vmcoh_write_iter(struct kiocb *iocb, struct iov_iter *from)
 		size_t off = offset_in_page(pos);
 		size_t len = min_t(size_t, PAGE_SIZE - off,
 				   iov_iter_count(from));
-		struct page *block = vmcoh_block_lookup(&dev->map, index);
 		bool filled = false;
+		struct page *block;
 		ssize_t copied;
 
+		err = io_block(dev, iocb, index, true, &block);
+		if (err > 0) {
+			err = write_check(dev, pos, from);
+			continue;
+		}
+		if (err)
+			goto unlocked;
 		if (block) {
 			pagefault_disable();
 			copied = copy_page_from_iter(block, off, len, from);
 			pagefault_enable();
+			/* A backed object's block is loaded: never a hole. */
+			if (copied && vmcoh_backed(dev))
+				vmcoh_block_mark_dirty(dev, index, block);
 		} else {
 			copied = write_fill_hole(dev, index, off, len, from,
 						 &filled);

@@ -88,6 +88,12 @@ static long ioctl_get_backing_stats(struct vmcoh_dev *dev, void __user *arg)
 		.server_invalidations =
 			vmcoh_counter_read(dev, VMCOH_SERVER_INVALIDATIONS),
 		.attaches = vmcoh_counter_read(dev, VMCOH_ATTACHES),
+		.blocks_dirtied = vmcoh_counter_read(dev, VMCOH_BLOCKS_DIRTIED),
+		.stores = vmcoh_counter_read(dev, VMCOH_STORES),
+		.stores_failed = vmcoh_counter_read(dev, VMCOH_STORES_FAILED),
+		.drops = vmcoh_counter_read(dev, VMCOH_DROPS),
+		.drop_waits = vmcoh_counter_read(dev, VMCOH_DROP_WAITS),
+		.blocks_dirty = atomic_long_read(&dev->map.nr_dirty),
 	};
 
 	return copy_to_user(arg, &stats, sizeof(stats)) ? -EFAULT : 0;
@@ -105,7 +111,8 @@ static long ioctl_get_info(struct vmcoh_dev *dev, void __user *arg)
 			    VMCOH_FEATURE_PUNCH_HOLE |
 			    VMCOH_FEATURE_SET_SIZE |
 			    VMCOH_FEATURE_MAP_PRIVATE |
-			    VMCOH_FEATURE_BACKING,
+			    VMCOH_FEATURE_BACKING |
+			    VMCOH_FEATURE_WRITEBACK,
 		.unsafe = vmcoh_unsafe_variant,
 		.backing = READ_ONCE(dev->backing.state),
 	};
@@ -173,6 +180,7 @@ long vmcoh_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	case VMCOH_IOC_RECV:
 	case VMCOH_IOC_REPLY:
 	case VMCOH_IOC_INVALIDATE:
+	case VMCOH_IOC_DROP:
 		return vmcoh_ioctl_server(file, cmd, uarg);
 	default:
 		return -ENOTTY;

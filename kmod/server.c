@@ -1,22 +1,24 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The server's channel (uapi/vmcoh.h, "Backing store"): ATTACH, RECV,
- * REPLY, INVALIDATE, DETACH, and what happens when the server dies.
+ * REPLY, INVALIDATE, DROP, DETACH, and what happens when the server dies.
  *
- * backing.inflight maps request ids to the loads not yet answered, and its
- * xa_lock is the channel's lock: it also protects the state, the server's
- * file and the queue of loads not yet received.  A load leaves inflight
- * exactly once - answered (REPLY), timed out (vmcoh_server_cancel()), or
- * failed because the server went away - and whoever takes it out finishes
- * it with vmcoh_load_finish(), outside the lock.
+ * backing.inflight maps request ids to the requests (LOADs and STOREs) not
+ * yet answered, and its xa_lock is the channel's lock: it also protects the
+ * state, the server's file and the queue of requests not yet received.  A
+ * request leaves inflight exactly once - answered (REPLY), timed out
+ * (vmcoh_server_cancel()), or failed because the server went away - and
+ * whoever takes it out finishes it with vmcoh_req_finish(), outside the
+ * lock.
  *
  * The server's file is the channel: closing it without DETACH means the
  * server died, which orphans the object (see the uapi header).
  *
  * Lock order: see vmcoh.h.  The channel's lock is a leaf spinlock.  REPLY
  * copies the answer from the server's memory holding nothing, and then
- * takes an entry lock to install it (backing.c).  ATTACH and DETACH take
- * io_rwsem exclusive.
+ * takes an entry lock to install it (backing.c); RECV copies a STORE's
+ * contents to the server holding nothing.  ATTACH and DETACH take io_rwsem
+ * exclusive; DROP is writeback.c's.
  */
 
 #include <linux/highmem.h>
@@ -33,11 +35,16 @@ void vmcoh_backing_init(struct vmcoh_backing *backing)
 	xa_init_flags(&backing->inflight, XA_FLAGS_ALLOC1);
 	backing->next_id = 0;
 	init_waitqueue_head(&backing->recv_wait);
+	backing->writable = false;
+	mutex_init(&backing->wb_mutex);
+	mutex_init(&backing->drop_mutex);
+	backing->dropping = false;
+	init_waitqueue_head(&backing->drop_wait);
 }
 
 void vmcoh_backing_destroy(struct vmcoh_backing *backing)
 {
-	/* The server's release failed every load, and no file is open. */
+	/* The server's release failed every request, and no file is open. */
 	WARN_ON_ONCE(!xa_empty(&backing->inflight));
 	xa_destroy(&backing->inflight);
 }
@@ -48,20 +55,24 @@ static bool server_is(struct vmcoh_backing *backing, struct file *file)
 }
 
 /**
- * vmcoh_server_submit - queue a LOAD for the server
+ * vmcoh_server_submit - queue a request for the server
  * @dev: the device
- * @load: a new load, already in its entry
+ * @load: a new request (a load already in its entry)
  *
- * Return: 0, or -EIO if no server is attached.
+ * Return: 0, or -EIO if no server is attached (or, for a STORE, no
+ * writable one), or -ENOMEM.
  */
-int vmcoh_server_submit(struct vmcoh_dev *dev, struct vmcoh_load *load)
+int vmcoh_server_submit(struct vmcoh_dev *dev, struct vmcoh_req *load)
 {
 	struct vmcoh_backing *backing = &dev->backing;
 	u32 id;
 	int err = -EIO;
 
+	bool store = load->op == VMCOH_REQ_STORE;
+
 	xa_lock(&backing->inflight);
-	if (backing->state == VMCOH_BACKING_SERVED) {
+	if (backing->state == VMCOH_BACKING_SERVED &&
+	    (!store || backing->writable)) {
 		/* May drop the lock to allocate: check the state again. */
 		err = __xa_alloc_cyclic(&backing->inflight, &id, load,
 					xa_limit_32b, &backing->next_id,
@@ -78,14 +89,14 @@ int vmcoh_server_submit(struct vmcoh_dev *dev, struct vmcoh_load *load)
 	xa_unlock(&backing->inflight);
 	if (err < 0)
 		return err == -ENOMEM ? err : -EIO;
-	vmcoh_count(dev, VMCOH_LOADS);
+	vmcoh_count(dev, store ? VMCOH_STORES : VMCOH_LOADS);
 	wake_up_interruptible(&backing->recv_wait);
 	return 0;
 }
 
 /* Take @load out of inflight if it is still there; under the lock. */
 static bool server_take_locked(struct vmcoh_backing *backing,
-			       struct vmcoh_load *load)
+			       struct vmcoh_req *load)
 {
 	if (!load->id || xa_load(&backing->inflight, load->id) != load)
 		return false;
@@ -97,10 +108,10 @@ static bool server_take_locked(struct vmcoh_backing *backing,
 /**
  * vmcoh_server_cancel - fail @load unless it has been answered
  * @dev: the device
- * @load: a load, referenced by the caller
+ * @load: a request, referenced by the caller
  * @err: why: -ETIMEDOUT
  */
-void vmcoh_server_cancel(struct vmcoh_dev *dev, struct vmcoh_load *load,
+void vmcoh_server_cancel(struct vmcoh_dev *dev, struct vmcoh_req *load,
 			 int err)
 {
 	struct vmcoh_backing *backing = &dev->backing;
@@ -111,19 +122,19 @@ void vmcoh_server_cancel(struct vmcoh_dev *dev, struct vmcoh_load *load,
 	xa_unlock(&backing->inflight);
 	if (taken) {
 		vmcoh_count(dev, VMCOH_LOAD_TIMEOUTS);
-		vmcoh_load_finish(load, NULL, err);
+		vmcoh_req_finish(load, NULL, err);
 	}
 }
 
 /*
  * The server is gone (closed its file, or DETACH): switch to @state and
- * fail every load it has not answered.
+ * fail every request it has not answered.
  */
 static void server_detach(struct vmcoh_dev *dev, unsigned int state)
 {
 	struct vmcoh_backing *backing = &dev->backing;
 	XA_STATE(xas, &backing->inflight, 0);
-	struct vmcoh_load *load, *next;
+	struct vmcoh_req *load, *next;
 	LIST_HEAD(failed);
 
 	xas_lock(&xas);
@@ -142,7 +153,7 @@ static void server_detach(struct vmcoh_dev *dev, unsigned int state)
 
 	list_for_each_entry_safe(load, next, &failed, queued) {
 		list_del_init(&load->queued);
-		vmcoh_load_finish(load, NULL, -EIO);
+		vmcoh_req_finish(load, NULL, -EIO);
 	}
 }
 
@@ -174,17 +185,17 @@ __poll_t vmcoh_server_poll(struct file *file, struct poll_table_struct *pt)
 	return mask;
 }
 
-/* ATTACH and DETACH take a struct vmcoh_attach with nothing in it yet. */
-static long attach_arg(void __user *arg)
+/* ATTACH and DETACH take a struct vmcoh_attach: its flags, or -errno. */
+static long attach_arg(void __user *arg, u64 valid)
 {
 	struct vmcoh_attach req;
 
 	if (copy_from_user(&req, arg, sizeof(req)))
 		return -EFAULT;
-	if (req.flags ||
+	if ((req.flags & ~valid) ||
 	    !vmcoh_reserved_zero(req.reserved, ARRAY_SIZE(req.reserved)))
 		return -EINVAL;
-	return 0;
+	return req.flags;
 }
 
 static long server_attach(struct file *file, void __user *arg)
@@ -192,11 +203,14 @@ static long server_attach(struct file *file, void __user *arg)
 	struct vmcoh_dev *dev = file->private_data;
 	struct vmcoh_backing *backing = &dev->backing;
 	unsigned int was;
+	bool writable;
 	long ret;
 
-	ret = attach_arg(arg);
-	if (ret)
+	ret = attach_arg(arg, VMCOH_ATTACH_WRITABLE);
+	if (ret < 0)
 		return ret;
+	writable = ret & VMCOH_ATTACH_WRITABLE;
+	ret = 0;
 
 	/* io_rwsem: write(2) cannot add a block while we look. */
 	down_write(&dev->io_rwsem);
@@ -204,9 +218,11 @@ static long server_attach(struct file *file, void __user *arg)
 	was = backing->state;
 	if (was == VMCOH_BACKING_SERVED ||
 	    (was == VMCOH_BACKING_NONE &&
-	     atomic_long_read(&dev->map.nr_blocks))) {
+	     atomic_long_read(&dev->map.nr_blocks)) ||
+	    (!writable && atomic_long_read(&dev->map.nr_dirty))) {
 		ret = -EBUSY;
 	} else {
+		WRITE_ONCE(backing->writable, writable);
 		WRITE_ONCE(backing->state, VMCOH_BACKING_SERVED);
 		WRITE_ONCE(backing->server, file);
 	}
@@ -223,7 +239,8 @@ static long server_attach(struct file *file, void __user *arg)
 static long server_detach_ioctl(struct file *file, void __user *arg)
 {
 	struct vmcoh_dev *dev = file->private_data;
-	long ret = attach_arg(arg);
+	long ret = attach_arg(arg, 0);
+	bool dropped;
 
 	if (ret)
 		return ret;
@@ -232,10 +249,11 @@ static long server_detach_ioctl(struct file *file, void __user *arg)
 	/* Orphaned meanwhile: loads fail rather than read as holes. */
 	server_detach(dev, VMCOH_BACKING_ORPHANED);
 	down_write(&dev->io_rwsem);
-	vmcoh_backing_drop_all(dev);
+	/* Dirty blocks stay, orphaned, for the next server (uapi header). */
+	dropped = vmcoh_backing_drop_all(dev);
 	/* Unless a new server attached before we took io_rwsem. */
 	xa_lock(&dev->backing.inflight);
-	if (dev->backing.state == VMCOH_BACKING_ORPHANED)
+	if (dropped && dev->backing.state == VMCOH_BACKING_ORPHANED)
 		WRITE_ONCE(dev->backing.state, VMCOH_BACKING_NONE);
 	xa_unlock(&dev->backing.inflight);
 	up_write(&dev->io_rwsem);
@@ -243,10 +261,10 @@ static long server_detach_ioctl(struct file *file, void __user *arg)
 }
 
 /* Wait for a request and take it off the queue, with a reference. */
-static struct vmcoh_load *server_next(struct vmcoh_backing *backing,
-				      struct file *file, bool nonblock)
+static struct vmcoh_req *server_next(struct vmcoh_backing *backing,
+				     struct file *file, bool nonblock)
 {
-	struct vmcoh_load *load;
+	struct vmcoh_req *load;
 	int err;
 
 	for (;;) {
@@ -256,10 +274,10 @@ static struct vmcoh_load *server_next(struct vmcoh_backing *backing,
 			return ERR_PTR(-EPERM);
 		}
 		load = list_first_entry_or_null(&backing->queue,
-						struct vmcoh_load, queued);
+						struct vmcoh_req, queued);
 		if (load) {
 			list_del_init(&load->queued);
-			vmcoh_load_get(load);
+			vmcoh_req_get(load);
 		}
 		xa_unlock(&backing->inflight);
 		if (load)
@@ -274,48 +292,85 @@ static struct vmcoh_load *server_next(struct vmcoh_backing *backing,
 	}
 }
 
+/* Copy a STORE's contents to the server's buffer; 0 or -EFAULT. */
+static int recv_store_data(struct vmcoh_req *store, u64 buf)
+{
+	void *src = kmap_local_page(store->data);
+	int err = copy_to_user(u64_to_user_ptr(buf), src, PAGE_SIZE) ?
+		  -EFAULT : 0;
+
+	kunmap_local(src);
+	return err;
+}
+
 static long server_recv(struct file *file, void __user *arg)
 {
 	struct vmcoh_dev *dev = file->private_data;
 	struct vmcoh_backing *backing = &dev->backing;
 	struct vmcoh_request req;
-	struct vmcoh_load *load;
+	struct vmcoh_req *r;
+	int err = 0;
 
 	if (copy_from_user(&req, arg, sizeof(req)))
 		return -EFAULT;
 	if ((req.flags & ~VMCOH_RECV_NONBLOCK) ||
 	    !vmcoh_reserved_zero(req.reserved, ARRAY_SIZE(req.reserved)))
 		return -EINVAL;
+	/* A writable server may be sent a STORE: it must take the data. */
+	if (READ_ONCE(backing->writable) && server_is(backing, file) &&
+	    !req.data)
+		return -EINVAL;
 
-	load = server_next(backing, file, req.flags & VMCOH_RECV_NONBLOCK);
-	if (IS_ERR(load))
-		return PTR_ERR(load);
-	req.id = load->id;
-	req.op = VMCOH_REQ_LOAD;
-	req.offset = (u64)load->index << PAGE_SHIFT;
+	r = server_next(backing, file, req.flags & VMCOH_RECV_NONBLOCK);
+	if (IS_ERR(r))
+		return PTR_ERR(r);
+	req.id = r->id;
+	req.op = r->op;
+	req.offset = (u64)r->index << PAGE_SHIFT;
 	req.length = PAGE_SIZE;
-	if (copy_to_user(arg, &req, sizeof(req))) {
+	if (r->op == VMCOH_REQ_STORE)
+		err = recv_store_data(r, req.data);
+	req.data = 0;
+	if (!err && copy_to_user(arg, &req, sizeof(req)))
+		err = -EFAULT;
+	if (err) {
 		/* Not delivered: back to the head of the queue, if pending. */
 		xa_lock(&backing->inflight);
-		if (xa_load(&backing->inflight, load->id) == load)
-			list_add(&load->queued, &backing->queue);
+		if (xa_load(&backing->inflight, r->id) == r)
+			list_add(&r->queued, &backing->queue);
 		xa_unlock(&backing->inflight);
-		vmcoh_load_put(load);
-		return -EFAULT;
 	}
-	vmcoh_load_put(load);
-	return 0;
+	vmcoh_req_put(r);
+	return err;
+}
+
+/* The block a LOAD's answer brings in, copied from the server's memory. */
+static struct page *reply_block(struct vmcoh_dev *dev, u64 data)
+{
+	struct page *block = vmcoh_block_new(dev);
+	void *dst;
+	int err;
+
+	if (IS_ERR(block))
+		return block;
+	dst = kmap_local_page(block);
+	err = copy_from_user(dst, u64_to_user_ptr(data), PAGE_SIZE);
+	kunmap_local(dst);
+	if (err) {
+		vmcoh_block_free(dev, block);
+		return ERR_PTR(-EFAULT);
+	}
+	return block;
 }
 
 static long server_reply(struct file *file, void __user *arg)
 {
 	struct vmcoh_dev *dev = file->private_data;
 	struct vmcoh_backing *backing = &dev->backing;
-	struct vmcoh_load *load;
 	struct vmcoh_reply req;
+	struct vmcoh_req *r;
 	struct page *block;
-	void *dst;
-	int err;
+	bool ok;
 
 	if (copy_from_user(&req, arg, sizeof(req)))
 		return -EFAULT;
@@ -325,7 +380,8 @@ static long server_reply(struct file *file, void __user *arg)
 	if (req.error && (req.error < -MAX_ERRNO || req.error > -1 ||
 			  req.data || req.length))
 		return -EINVAL;
-	if (!req.error && req.length != PAGE_SIZE)
+	/* A LOAD's answer is a whole block, a STORE's has none. */
+	if (!req.error && req.length != PAGE_SIZE && (req.length || req.data))
 		return -EINVAL;
 	if (req.id > U32_MAX)
 		return -ENOENT;
@@ -335,39 +391,33 @@ static long server_reply(struct file *file, void __user *arg)
 		xa_unlock(&backing->inflight);
 		return -EPERM;
 	}
-	load = xa_load(&backing->inflight, req.id);
+	r = xa_load(&backing->inflight, req.id);
+	ok = !r || req.error ||
+	     (r->op == VMCOH_REQ_LOAD) == (req.length == PAGE_SIZE);
 	/* Only what RECV delivered can be answered. */
-	if (!load || !list_empty(&load->queued) ||
-	    !server_take_locked(backing, load)) {
+	if (!r || !list_empty(&r->queued) || !ok ||
+	    !server_take_locked(backing, r)) {
 		xa_unlock(&backing->inflight);
-		return -ENOENT;
+		return ok ? -ENOENT : -EINVAL;
 	}
 	xa_unlock(&backing->inflight);
 
-	/* The load is ours to finish now, whatever happens. */
-	if (req.error) {
-		vmcoh_load_finish(load, NULL, -EIO);
+	/* The request is ours to finish now, whatever happens. */
+	if (req.error || r->op == VMCOH_REQ_STORE) {
+		vmcoh_req_finish(r, NULL, req.error ? -EIO : 0);
 		return 0;
 	}
-	block = vmcoh_block_new(dev);
+	block = reply_block(dev, req.data);
 	if (IS_ERR(block)) {
-		vmcoh_load_finish(load, NULL, PTR_ERR(block));
+		vmcoh_load_finish(r, NULL, PTR_ERR(block));
 		return PTR_ERR(block);
 	}
-	dst = kmap_local_page(block);
-	err = copy_from_user(dst, u64_to_user_ptr(req.data), PAGE_SIZE) ?
-	      -EFAULT : 0;
-	kunmap_local(dst);
-	if (err) {
-		vmcoh_block_free(dev, block);
-		vmcoh_load_finish(load, NULL, err);
-		return err;
-	}
-	vmcoh_load_finish(load, block, 0);
+	vmcoh_load_finish(r, block, 0);
 	return 0;
 }
 
-static long server_invalidate(struct file *file, void __user *arg)
+/* INVALIDATE and DROP take a range of the object. */
+static long server_range(struct file *file, void __user *arg, bool drop)
 {
 	struct vmcoh_dev *dev = file->private_data;
 	struct vmcoh_range req;
@@ -378,6 +428,8 @@ static long server_invalidate(struct file *file, void __user *arg)
 		return -EINVAL;
 	if (!server_is(&dev->backing, file))
 		return -EPERM;
+	if (drop)
+		return vmcoh_drop(dev, req.offset, req.length);
 	return vmcoh_backing_invalidate(dev, req.offset, req.length);
 }
 
@@ -393,7 +445,9 @@ long vmcoh_ioctl_server(struct file *file, unsigned int cmd, void __user *arg)
 	case VMCOH_IOC_REPLY:
 		return server_reply(file, arg);
 	case VMCOH_IOC_INVALIDATE:
-		return server_invalidate(file, arg);
+		return server_range(file, arg, false);
+	case VMCOH_IOC_DROP:
+		return server_range(file, arg, true);
 	default:
 		return -ENOTTY;
 	}

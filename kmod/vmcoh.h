@@ -17,6 +17,8 @@
  *   backing.c    backed objects: a block that is not resident is loaded
  *                from a userspace server, the load being a state of the
  *                index's entry (LOADING), not a lock anybody holds.
+ *   writeback.c  dirty blocks of a backed object: fsync's STOREs, and the
+ *                server's DROP of a range (a cluster lock given up).
  *   server.c     the server's channel: requests, replies, its death.
  *
  * Information flows block map -> entry -> page tables, so it is invalidated
@@ -26,6 +28,8 @@
  *
  * Lock order (outermost first), for every file of the module:
  *
+ *   backing.drop_mutex            (DROP: one at a time)
+ *   backing.wb_mutex              (fsync, DROP: one writeback at a time)
  *   vmcoh_dev.io_rwsem            (write(2), punch, resize, the server's
  *                                  INVALIDATE: exclusive; read(2): shared)
  *     mmap_lock / per-VMA lock    (taken by the fault core, or by
@@ -42,6 +46,12 @@
  * memory, or waits for another entry: faults never take io_rwsem, and
  * invalidation waits for entries without holding one.
  *
+ * A DROP in progress is the coherence lock of its range being given up
+ * (the OCFS2 cluster lock of the 2005 seed).  It waits for entry locks and
+ * io_rwsem, so nobody waits for it while holding either: a fault, write(2)
+ * or read(2) that finds its index being dropped lets go of its entry lock
+ * or io_rwsem first, waits, and starts over (writeback.c).
+ *
  * Waiting for the server (a load in flight) is outside all of it: a task
  * waits for a load holding no lock of vmcoh's - the fault path gives up its
  * entry lock for the LOADING state, read(2) drops io_rwsem, and user copies
@@ -57,6 +67,7 @@
 #include <linux/fs.h>
 #include <linux/kref.h>
 #include <linux/mm_types.h>
+#include <linux/mutex.h>
 #include <linux/percpu.h>
 #include <linux/rwsem.h>
 #include <linux/sched.h>
@@ -90,6 +101,11 @@ enum vmcoh_counter {
 	VMCOH_LOAD_TIMEOUTS,
 	VMCOH_SERVER_INVALIDATIONS,
 	VMCOH_ATTACHES,
+	VMCOH_BLOCKS_DIRTIED,
+	VMCOH_STORES,
+	VMCOH_STORES_FAILED,
+	VMCOH_DROPS,
+	VMCOH_DROP_WAITS,
 	VMCOH_NR_COUNTERS
 };
 
@@ -107,6 +123,7 @@ struct vmcoh_blockmap {
 	 */
 	loff_t size;
 	atomic_long_t nr_blocks;	/* live blocks, <= max_blocks */
+	atomic_long_t nr_dirty;		/* blocks marked VMCOH_BLOCK_DIRTY */
 	unsigned long max_blocks;
 };
 
@@ -117,28 +134,40 @@ struct vmcoh_entries {
 
 /*
  * The server channel of a backed object, see server.c.  inflight.xa_lock
- * protects all of it; state and server are also read locklessly.
+ * protects all of it, and the drop in progress (writeback.c); state,
+ * server, writable and dropping are also read locklessly.
  */
 struct vmcoh_backing {
-	struct xarray inflight;		/* request id -> load, till answered */
+	struct xarray inflight;		/* request id -> request, till answered */
 	unsigned int state;		/* VMCOH_BACKING_* */
+	bool writable;			/* the server takes STOREs */
 	struct file *server;		/* the attached server's file */
-	struct list_head queue;		/* loads not yet received */
+	struct list_head queue;		/* requests not yet received */
 	u32 next_id;
 	wait_queue_head_t recv_wait;	/* the server, for RECV and poll */
+	struct mutex wb_mutex;		/* one writeback at a time */
+	struct mutex drop_mutex;	/* one DROP at a time */
+	bool dropping;			/* a DROP of [drop_first, drop_last] */
+	pgoff_t drop_first, drop_last;
+	wait_queue_head_t drop_wait;	/* tasks waiting for the DROP to end */
 };
 
 /*
- * A load in flight: the entry of @index points at it (LOADING) until the
- * load ends or an invalidation removes the entry (LOADING_INVALIDATED).
- * One reference belongs to the request, one to each task waiting.
+ * A request to the server.  A LOAD: the entry of @index points at it
+ * (LOADING) until the load ends or an invalidation removes the entry
+ * (LOADING_INVALIDATED).  A STORE: @data is a copy of a dirty block, taken
+ * under its entry lock, for the server to keep.  One reference belongs to
+ * the channel till the request is answered, one to each task waiting.
  */
-struct vmcoh_load {
+struct vmcoh_req {
 	struct kref ref;
 	struct vmcoh_dev *dev;
 	pgoff_t index;
+	u32 op;				/* VMCOH_REQ_LOAD or VMCOH_REQ_STORE */
 	u32 id;				/* in backing.inflight while pending */
 	int status;			/* when done: 0 or -EIO */
+	struct page *data;		/* STORE: the contents, freed with it */
+	struct page *block;		/* STORE: the block copied, referenced */
 	struct list_head queued;	/* on backing.queue till received */
 	struct completion done;
 };
@@ -213,6 +242,8 @@ static inline void vmcoh_xas_relax(struct xa_state *xas)
 }
 
 /* blockmap.c */
+#define VMCOH_BLOCK_DIRTY	XA_MARK_0	/* not yet STOREd to the server */
+
 void vmcoh_blockmap_init(struct vmcoh_blockmap *map, loff_t size,
 			 unsigned long max_blocks);
 void vmcoh_blockmap_destroy(struct vmcoh_dev *dev);
@@ -231,6 +262,12 @@ void vmcoh_blockmap_set_size(struct vmcoh_dev *dev, loff_t size,
 			     struct vmcoh_block_list *list);
 void vmcoh_blocks_free(struct vmcoh_dev *dev, struct vmcoh_block_list *list);
 loff_t vmcoh_blockmap_seek(struct vmcoh_blockmap *map, loff_t pos, int whence);
+bool vmcoh_block_mark_dirty(struct vmcoh_dev *dev, pgoff_t index,
+			    struct page *block);
+struct page *vmcoh_block_clear_dirty(struct vmcoh_blockmap *map,
+				     pgoff_t index);
+bool vmcoh_blocks_dirty(struct vmcoh_blockmap *map, pgoff_t *index,
+			pgoff_t last);
 
 static inline loff_t vmcoh_size(struct vmcoh_dev *dev)
 {
@@ -252,11 +289,11 @@ int vmcoh_entries_init(struct vmcoh_entries *entries);
 void vmcoh_entries_destroy(struct vmcoh_entries *entries);
 int vmcoh_entry_grab(struct vmcoh_dev *dev, pgoff_t index, void **entryp);
 void vmcoh_entry_start_load(struct vmcoh_entries *entries, pgoff_t index,
-			    struct vmcoh_load *load);
+			    struct vmcoh_req *load);
 bool vmcoh_entry_claim_load(struct vmcoh_entries *entries, pgoff_t index,
-			    struct vmcoh_load *load);
+			    struct vmcoh_req *load);
 bool vmcoh_entry_drop_load(struct vmcoh_entries *entries, pgoff_t index,
-			   struct vmcoh_load *load);
+			   struct vmcoh_req *load);
 void vmcoh_entry_unlock(struct vmcoh_entries *entries, pgoff_t index,
 			unsigned long flags);
 unsigned long vmcoh_entries_remove(struct vmcoh_dev *dev, pgoff_t first,
@@ -287,29 +324,58 @@ static inline bool vmcoh_backed(struct vmcoh_dev *dev)
 	return READ_ONCE(dev->backing.state) != VMCOH_BACKING_NONE;
 }
 
-struct vmcoh_load *vmcoh_load_start(struct vmcoh_dev *dev, pgoff_t index,
-				    unsigned long flags);
-int vmcoh_load_wait(struct vmcoh_dev *dev, struct vmcoh_load *load);
-void vmcoh_load_finish(struct vmcoh_load *load, struct page *block, int err);
-void vmcoh_load_put(struct vmcoh_load *load);
-
-static inline struct vmcoh_load *vmcoh_load_get(struct vmcoh_load *load)
+static inline bool vmcoh_writable(struct vmcoh_dev *dev)
 {
-	kref_get(&load->ref);
-	return load;
+	return READ_ONCE(dev->backing.state) == VMCOH_BACKING_SERVED &&
+	       READ_ONCE(dev->backing.writable);
 }
 
+struct vmcoh_req *vmcoh_req_new(struct vmcoh_dev *dev, pgoff_t index,
+				u32 op);
+int vmcoh_req_wait(struct vmcoh_dev *dev, struct vmcoh_req *req);
+void vmcoh_req_finish(struct vmcoh_req *req, struct page *block, int err);
+void vmcoh_req_put(struct vmcoh_req *req);
+
+static inline struct vmcoh_req *vmcoh_req_get(struct vmcoh_req *req)
+{
+	kref_get(&req->ref);
+	return req;
+}
+
+struct vmcoh_req *vmcoh_load_start(struct vmcoh_dev *dev, pgoff_t index,
+				   unsigned long flags);
+void vmcoh_load_finish(struct vmcoh_req *load, struct page *block, int err);
+
 int vmcoh_load_block(struct vmcoh_dev *dev, pgoff_t index,
-		     struct vmcoh_load **loadp);
+		     struct vmcoh_req **loadp);
 int vmcoh_backing_invalidate(struct vmcoh_dev *dev, loff_t offset,
 			     loff_t len);
-void vmcoh_backing_drop_all(struct vmcoh_dev *dev);
+bool vmcoh_backing_drop_all(struct vmcoh_dev *dev);
+
+/* writeback.c */
+int vmcoh_writeback(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last);
+void vmcoh_store_finish(struct vmcoh_req *store, int err);
+int vmcoh_drop(struct vmcoh_dev *dev, loff_t offset, loff_t len);
+bool __vmcoh_drop_pending(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last);
+int vmcoh_drop_wait(struct vmcoh_dev *dev, pgoff_t index);
+
+/*
+ * Is a DROP in progress over any of [@first, @last]?  Asked under the entry
+ * lock of the index (or io_rwsem), after which it is exact: a DROP sets its
+ * range before it waits for entry locks and io_rwsem (see writeback.c).
+ */
+static inline bool vmcoh_drop_pending(struct vmcoh_dev *dev, pgoff_t first,
+				      pgoff_t last)
+{
+	return unlikely(READ_ONCE(dev->backing.dropping)) &&
+	       __vmcoh_drop_pending(dev, first, last);
+}
 
 /* server.c */
 void vmcoh_backing_init(struct vmcoh_backing *backing);
 void vmcoh_backing_destroy(struct vmcoh_backing *backing);
-int vmcoh_server_submit(struct vmcoh_dev *dev, struct vmcoh_load *load);
-void vmcoh_server_cancel(struct vmcoh_dev *dev, struct vmcoh_load *load,
+int vmcoh_server_submit(struct vmcoh_dev *dev, struct vmcoh_req *req);
+void vmcoh_server_cancel(struct vmcoh_dev *dev, struct vmcoh_req *req,
 			 int err);
 long vmcoh_ioctl_server(struct file *file, unsigned int cmd,
 			void __user *arg);
@@ -324,6 +390,7 @@ enum vmcoh_op {
 	VMCOH_OP_PUNCH,
 	VMCOH_OP_SHRINK,
 	VMCOH_OP_SERVER,	/* the server's INVALIDATE, or DETACH */
+	VMCOH_OP_DROP,		/* the server's DROP */
 };
 
 void vmcoh_invalidate(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,

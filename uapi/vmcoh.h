@@ -30,6 +30,7 @@
 #define VMCOH_FEATURE_MAP_PRIVATE	_BITULL(3)	/* copy-on-write mappings */
 #define VMCOH_FEATURE_TEST_HOOKS	_BITULL(4)	/* loaded with test_hooks=1 */
 #define VMCOH_FEATURE_BACKING		_BITULL(5)	/* a server can back it */
+#define VMCOH_FEATURE_WRITEBACK		_BITULL(6)	/* STORE, DROP, fsync */
 
 /*
  * vmcoh_info.unsafe: the deliberately broken protocol variant the module was
@@ -45,7 +46,9 @@
 #define VMCOH_UNSAFE_WRITE_NO_INVALIDATE 6	/* write(2) filling a hole does not invalidate */
 #define VMCOH_UNSAFE_LOAD_AFTER_INVALIDATE 7	/* a load invalidated in flight is installed */
 #define VMCOH_UNSAFE_INVALIDATE_WAITS_LOAD 8	/* invalidation waits for loads in flight */
-#define VMCOH_NR_UNSAFE			9
+#define VMCOH_UNSAFE_DROP_UNDER_ENTRY_LOCK 9	/* a fault waits for a drop, entry locked */
+#define VMCOH_UNSAFE_DROP_SKIPS_WRITEBACK 10	/* a drop invalidates dirty blocks unwritten */
+#define VMCOH_NR_UNSAFE			11
 
 /* What free_before_unmap fills a block with before it lets it go. */
 #define VMCOH_POISON_BYTE		0x6b
@@ -113,7 +116,9 @@ struct vmcoh_stats {
  * with io_rwsem held; @ops narrows them to some operations.  In the safe
  * protocol they come in the order MAP_CHANGED, ENTRIES_REMOVED,
  * BEFORE_UNMAP, BEFORE_FREE; the unsafe variants reorder them with the steps
- * they reorder.
+ * they reorder.  DROP_STARTED fires in a DROP covering @index once faults
+ * and I/O on the range wait for it, before anything is written back; it
+ * holds no lock.
  *
  * A point is one-shot: the first matching task parks and the point is
  * disarmed.  A park ends when released, after timeout_ms, when the process
@@ -127,13 +132,15 @@ struct vmcoh_stats {
 #define VMCOH_HOLD_INVAL_ENTRIES_REMOVED 5	/* entries removed */
 #define VMCOH_HOLD_INVAL_BEFORE_UNMAP	6	/* page tables not yet unmapped */
 #define VMCOH_HOLD_INVAL_BEFORE_FREE	7	/* unmapped, blocks not yet freed */
-#define VMCOH_NR_HOLD_POINTS		8
+#define VMCOH_HOLD_DROP_STARTED		8	/* a drop began: nothing written back yet */
+#define VMCOH_NR_HOLD_POINTS		9
 
 /* vmcoh_hold.ops, for invalidation points; 0 means any */
 #define VMCOH_HOLD_OP_WRITE		_BITULL(0)
 #define VMCOH_HOLD_OP_PUNCH		_BITULL(1)
 #define VMCOH_HOLD_OP_SHRINK		_BITULL(2)
 #define VMCOH_HOLD_OP_SERVER		_BITULL(3)	/* INVALIDATE, DETACH */
+#define VMCOH_HOLD_OP_DROP		_BITULL(4)	/* DROP */
 
 /* vmcoh_hold.timeout_ms: 0 means the default; more than the max is -EINVAL */
 #define VMCOH_HOLD_TIMEOUT_DEFAULT_MS	10000
@@ -156,43 +163,77 @@ struct vmcoh_hold {
  *              channel.  -EBUSY if a server is attached, or if the object
  *              is not backed yet and holds blocks (punch or shrink them
  *              first).  An orphaned object keeps its resident blocks.
+ *              With VMCOH_ATTACH_WRITABLE the server takes STOREs and the
+ *              object is writable; a read-only ATTACH of an object that
+ *              holds dirty blocks is -EBUSY.
  *   RECV       waits for a request and returns it; -EAGAIN at once with
  *              VMCOH_RECV_NONBLOCK (poll() the file for POLLIN instead),
- *              -EINTR on a signal.
- *   REPLY      answers a LOAD: vmcoh_reply.data points at block_size
- *              bytes, the block's contents; or error is non-zero and the
- *              load fails (faults get SIGBUS, read(2) gets -EIO).  -ENOENT
- *              if the id is unknown: the load timed out or was answered.
+ *              -EINTR on a signal.  A writable server passes in
+ *              vmcoh_request.data a buffer of block_size bytes, where a
+ *              STORE's contents are copied (-EINVAL without one).
+ *   REPLY      answers a request.  A LOAD: vmcoh_reply.data points at
+ *              block_size bytes, the block's contents; or error is non-zero
+ *              and the load fails (faults get SIGBUS, read(2) gets -EIO).
+ *              A STORE: data and length are 0, and error says whether the
+ *              server kept the contents; if not, the block stays dirty and
+ *              the fsync or DROP that sent it fails with -EIO.  -ENOENT if
+ *              the id is unknown: the request timed out or was answered.
  *   INVALIDATE says the server's copy of a range changed: when it returns,
  *              no mapping, read(2) or later load shows the old contents.
  *              It never waits for a load in flight; such a load is
- *              discarded when it is answered, and loaded again.
- *   DETACH     ends serving: in-flight loads fail, every resident block is
- *              dropped, and the object reads as holes again.
+ *              discarded when it is answered, and loaded again.  Dirty
+ *              blocks in the range are discarded too: the server's copy
+ *              wins (a server that wants them must DROP instead).
+ *   DROP       gives up the range, as a cluster node gives up its lock on
+ *              it for another node: dirty blocks are written back (STOREs),
+ *              then the range is invalidated - entries first, page tables
+ *              second - and DROP returns, which is the acknowledgment.
+ *              Meanwhile faults, read(2) and write(2) on the range wait,
+ *              and once it returns they load the blocks again.  The server
+ *              must answer the STOREs from another thread: DROP waits for
+ *              them.  -EIO if a STORE failed: the range then keeps its
+ *              blocks, dirty, and is not dropped.
+ *   DETACH     ends serving: in-flight requests fail, every resident block
+ *              is dropped, and the object reads as holes again - unless a
+ *              block is dirty: then the object keeps its blocks, ORPHANED,
+ *              as if the server had died (fsync or DROP first to avoid it).
+ *
+ * Dirty tracking: a store through a shared mapping (write notification,
+ * ->page_mkwrite) and write(2) mark the block dirty; write(2) loads a block
+ * that is not resident first.  fsync(2) on any file of the device writes
+ * the dirty blocks of its range back with STOREs, write-protects them
+ * again, and fails with -EIO if any STORE failed or no server is attached.
+ * Nothing written is lost unless the server INVALIDATEs it or the object
+ * shrinks over it: a dead server orphans the object with its dirty blocks,
+ * and a new writable server receives them at the next fsync.
  *
  * Closing the server's file without DETACH (the server died) orphans the
- * object: loads in flight fail, later loads fail at once, resident blocks
- * stay, and a new server may ATTACH.  A load not answered within the
- * module parameter load_timeout_ms fails the same way.
+ * object: requests in flight fail, later loads fail at once, resident
+ * blocks stay, and a new server may ATTACH.  A request not answered within
+ * the module parameter load_timeout_ms fails the same way.
  *
- * A backed object is read-only until stores are written back to the
- * server: write(2) fails with -EROFS, a shared writable mmap() with
- * -EACCES, a store through a shared mapping made before ATTACH raises
- * SIGBUS, and PUNCH_HOLE fails with -EOPNOTSUPP.  Private mappings copy on
- * write as usual.  SEEK_DATA/SEEK_HOLE see no holes in it.
+ * Without a writable server a backed object is read-only: write(2) fails
+ * with -EROFS, a shared writable mmap() with -EACCES, a store through a
+ * shared mapping made before raises SIGBUS.  PUNCH_HOLE fails with
+ * -EOPNOTSUPP on any backed object.  Private mappings copy on write as
+ * usual.  SEEK_DATA/SEEK_HOLE see no holes in it.
  *
- * Only the server's file may RECV, REPLY, INVALIDATE and DETACH (-EPERM
- * otherwise).  A fault or read(2) on a block that is not resident sends
- * one LOAD however many tasks want it, and holds no lock of vmcoh while
- * the server works: the server may fault, read and invalidate freely, but
- * must not wait for its own loads.
+ * Only the server's file may RECV, REPLY, INVALIDATE, DROP and DETACH
+ * (-EPERM otherwise).  A fault or read(2) on a block that is not resident
+ * sends one LOAD however many tasks want it, and holds no lock of vmcoh
+ * while the server works: the server may fault, read and invalidate
+ * freely, but must not wait for its own requests (fsync, or an access to
+ * a range it is dropping).
  */
 #define VMCOH_REQ_LOAD			1	/* send the block at offset */
+#define VMCOH_REQ_STORE			2	/* keep these contents of it */
+
+#define VMCOH_ATTACH_WRITABLE		_BITULL(0)	/* take STOREs */
 
 #define VMCOH_RECV_NONBLOCK		_BITULL(0)
 
 struct vmcoh_attach {
-	__u64 flags;		/* must be 0 */
+	__u64 flags;		/* ATTACH: VMCOH_ATTACH_*; DETACH: 0 */
 	__u64 reserved[3];	/* must be 0 */
 };
 
@@ -202,14 +243,15 @@ struct vmcoh_request {
 	__u64 op;		/* out: VMCOH_REQ_* */
 	__u64 offset;		/* out: byte offset of the block */
 	__u64 length;		/* out: block_size */
-	__u64 reserved[3];	/* in: must be 0; out: 0 */
+	__u64 data;		/* in: STORE buffer of block_size bytes */
+	__u64 reserved[2];	/* in: must be 0; out: 0 */
 };
 
 struct vmcoh_reply {
 	__u64 id;		/* from vmcoh_request.id */
-	__s64 error;		/* 0, or a negative errno: the load fails */
-	__u64 data;		/* user pointer to length bytes (error == 0) */
-	__u64 length;		/* block_size (error == 0), else 0 */
+	__s64 error;		/* 0, or a negative errno: the request fails */
+	__u64 data;		/* LOAD: user pointer to length bytes */
+	__u64 length;		/* LOAD: block_size (error == 0), else 0 */
 	__u64 flags;		/* must be 0 */
 	__u64 reserved[3];	/* must be 0 */
 };
@@ -221,10 +263,16 @@ struct vmcoh_backing_stats {
 	__u64 loads_invalidated;	/* answered after an invalidation: dropped */
 	__u64 loads_failed;		/* error replies, timeouts, server gone */
 	__u64 load_waits;		/* waits for a load in flight */
-	__u64 load_timeouts;		/* loads failed by load_timeout_ms */
+	__u64 load_timeouts;		/* requests failed by load_timeout_ms */
 	__u64 server_invalidations;	/* INVALIDATE calls */
 	__u64 attaches;
-	__u64 reserved[8];
+	__u64 blocks_dirtied;		/* clean blocks made dirty */
+	__u64 stores;			/* STORE requests sent */
+	__u64 stores_failed;		/* error replies, timeouts, server gone */
+	__u64 drops;			/* DROP calls */
+	__u64 drop_waits;		/* faults and I/O that waited for a DROP */
+	__u64 blocks_dirty;		/* dirty blocks now */
+	__u64 reserved[2];
 };
 
 #define VMCOH_IOC_MAGIC		0xC7
@@ -252,5 +300,6 @@ struct vmcoh_backing_stats {
 #define VMCOH_IOC_INVALIDATE	_IOW(VMCOH_IOC_MAGIC, 0x24, struct vmcoh_range)
 #define VMCOH_IOC_GET_BACKING_STATS \
 	_IOR(VMCOH_IOC_MAGIC, 0x25, struct vmcoh_backing_stats)
+#define VMCOH_IOC_DROP		_IOW(VMCOH_IOC_MAGIC, 0x26, struct vmcoh_range)
 
 #endif /* _UAPI_VMCOH_H */

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * KUnit: the LOADING states of backing.c.
+ * KUnit: the LOADING states of backing.c, and writeback.c's STOREs.
  *
  * The device of the fixture plays the backed object with no server process:
  * its channel is marked SERVED with a stand-in file, loads queue in
@@ -10,6 +10,8 @@
  * Lock order: see vmcoh.h.  The test thread holds at most one entry lock,
  * and never while it waits.
  */
+
+#include <linux/highmem.h>
 
 #include "fixture.h"
 
@@ -30,10 +32,10 @@ static int backing_test_init(struct kunit *test)
 }
 
 /* Start a load of @index as a fault does: under its entry lock. */
-static struct vmcoh_load *test_start(struct kunit *test, pgoff_t index)
+static struct vmcoh_req *test_start(struct kunit *test, pgoff_t index)
 {
 	struct vmcoh_dev *dev = test->priv;
-	struct vmcoh_load *load;
+	struct vmcoh_req *load;
 	void *entry;
 
 	KUNIT_ASSERT_EQ(test, vmcoh_entry_grab(dev, index, &entry), 0);
@@ -43,7 +45,7 @@ static struct vmcoh_load *test_start(struct kunit *test, pgoff_t index)
 }
 
 /* Take @load out of the server's hands, as REPLY does before it answers. */
-static void test_take(struct kunit *test, struct vmcoh_load *load)
+static void test_take(struct kunit *test, struct vmcoh_req *load)
 {
 	struct vmcoh_dev *dev = test->priv;
 
@@ -66,7 +68,7 @@ static u64 count(struct vmcoh_dev *dev, enum vmcoh_counter counter)
 static void backing_answer_is_installed_and_shared(struct kunit *test)
 {
 	struct vmcoh_dev *dev = test->priv;
-	struct vmcoh_load *load = test_start(test, 3), *other;
+	struct vmcoh_req *load = test_start(test, 3), *other;
 	struct page *block;
 	void *entry;
 
@@ -80,8 +82,8 @@ static void backing_answer_is_installed_and_shared(struct kunit *test)
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, block);
 	test_take(test, load);
 	vmcoh_load_finish(load, block, 0);
-	KUNIT_EXPECT_EQ(test, vmcoh_load_wait(dev, other), 0);
-	KUNIT_EXPECT_EQ(test, vmcoh_load_wait(dev, load), 0);
+	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, other), 0);
+	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load), 0);
 	KUNIT_EXPECT_PTR_EQ(test, vmcoh_block_lookup(&dev->map, 3), block);
 	KUNIT_EXPECT_NULL(test, xa_load(&dev->entries.xa, 3));
 	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_LOADS_PUBLISHED), 1ULL);
@@ -94,7 +96,7 @@ static void backing_answer_is_installed_and_shared(struct kunit *test)
 static void backing_invalidated_answer_is_dropped(struct kunit *test)
 {
 	struct vmcoh_dev *dev = test->priv;
-	struct vmcoh_load *load = test_start(test, 5);
+	struct vmcoh_req *load = test_start(test, 5);
 	struct page *block = vmcoh_block_new(dev);
 
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, block);
@@ -104,7 +106,7 @@ static void backing_invalidated_answer_is_dropped(struct kunit *test)
 
 	test_take(test, load);
 	vmcoh_load_finish(load, block, 0);
-	KUNIT_EXPECT_EQ(test, vmcoh_load_wait(dev, load), 0);
+	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load), 0);
 	KUNIT_EXPECT_NULL(test, vmcoh_block_lookup(&dev->map, 5));
 	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_LOADS_INVALIDATED), 1ULL);
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&dev->map.nr_blocks), 0L);
@@ -114,7 +116,7 @@ static void backing_invalidated_answer_is_dropped(struct kunit *test)
 static void backing_cancel_loads_leaves_other_entries(struct kunit *test)
 {
 	struct vmcoh_dev *dev = test->priv;
-	struct vmcoh_load *load;
+	struct vmcoh_req *load;
 
 	vmcoh_test_put_entry(test, dev, 1, 0);
 	vmcoh_test_put_entry(test, dev, 2, ZERO);
@@ -126,7 +128,7 @@ static void backing_cancel_loads_leaves_other_entries(struct kunit *test)
 
 	/* A timeout takes it from the server; it ends without an error. */
 	vmcoh_server_cancel(dev, load, -ETIMEDOUT);
-	KUNIT_EXPECT_EQ(test, vmcoh_load_wait(dev, load), 0);
+	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load), 0);
 	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_LOAD_TIMEOUTS), 1ULL);
 	KUNIT_EXPECT_TRUE(test, xa_empty(&dev->backing.inflight));
 	vmcoh_entries_remove(dev, 0, ULONG_MAX);
@@ -136,17 +138,17 @@ static void backing_cancel_loads_leaves_other_entries(struct kunit *test)
 static void backing_failed_load_fails_its_waiters(struct kunit *test)
 {
 	struct vmcoh_dev *dev = test->priv;
-	struct vmcoh_load *load = test_start(test, 6);
+	struct vmcoh_req *load = test_start(test, 6);
 
 	vmcoh_server_cancel(dev, load, -ETIMEDOUT);
-	KUNIT_EXPECT_EQ(test, vmcoh_load_wait(dev, load), -EIO);
+	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load), -EIO);
 	KUNIT_EXPECT_NULL(test, xa_load(&dev->entries.xa, 6));
 	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_LOADS_FAILED), 1ULL);
 
 	/* With no server, a load fails as soon as it starts. */
 	dev->backing.state = VMCOH_BACKING_ORPHANED;
 	load = test_start(test, 7);
-	KUNIT_EXPECT_EQ(test, vmcoh_load_wait(dev, load), -EIO);
+	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load), -EIO);
 	KUNIT_EXPECT_NULL(test, xa_load(&dev->entries.xa, 7));
 	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_LOADS), 1ULL);
 }
@@ -155,7 +157,7 @@ static void backing_failed_load_fails_its_waiters(struct kunit *test)
 static void backing_answer_beyond_eof_is_dropped(struct kunit *test)
 {
 	struct vmcoh_dev *dev = test->priv;
-	struct vmcoh_load *load = test_start(test, 12);
+	struct vmcoh_req *load = test_start(test, 12);
 	struct vmcoh_block_list list = { };
 	struct page *block = vmcoh_block_new(dev);
 
@@ -163,9 +165,87 @@ static void backing_answer_beyond_eof_is_dropped(struct kunit *test)
 	vmcoh_blockmap_set_size(dev, 8 << PAGE_SHIFT, &list);
 	test_take(test, load);
 	vmcoh_load_finish(load, block, 0);
-	KUNIT_EXPECT_EQ(test, vmcoh_load_wait(dev, load), 0);
+	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load), 0);
 	KUNIT_EXPECT_NULL(test, vmcoh_block_lookup(&dev->map, 12));
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&dev->map.nr_blocks), 0L);
+}
+
+static long test_op_writeback(struct vmcoh_test_worker *w)
+{
+	return vmcoh_writeback(w->dev, w->first, w->last);
+}
+
+/* A dirty block at @index holding @fill, and a writable server. */
+static struct page *test_dirty_block(struct kunit *test, pgoff_t index,
+				     int fill)
+{
+	struct vmcoh_dev *dev = test->priv;
+	struct page *block = vmcoh_block_new(dev);
+
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, block);
+	memset_page(block, 0, fill, PAGE_SIZE);
+	KUNIT_ASSERT_PTR_EQ(test, vmcoh_block_publish(dev, index, block), block);
+	KUNIT_ASSERT_TRUE(test, vmcoh_block_mark_dirty(dev, index, block));
+	dev->backing.writable = true;
+	return block;
+}
+
+/* The STORE writeback sent for @index, taken as REPLY takes it. */
+static struct vmcoh_req *test_take_store(struct kunit *test, pgoff_t index)
+{
+	struct vmcoh_dev *dev = test->priv;
+	struct vmcoh_req *store;
+	unsigned long id = 0;
+
+	KUNIT_ASSERT_TRUE(test, vmcoh_test_wait_counter(dev, VMCOH_STORES, 1));
+	store = xa_find(&dev->backing.inflight, &id, U32_MAX, XA_PRESENT);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, store);
+	KUNIT_EXPECT_EQ(test, store->op, (u32)VMCOH_REQ_STORE);
+	KUNIT_EXPECT_EQ(test, store->index, index);
+	test_take(test, store);
+	return store;
+}
+
+/*
+ * Writeback clears the mark before it copies, under the entry lock, and
+ * waits for the answer holding no entry lock: the block may be dirtied
+ * again meanwhile, and stays dirty.
+ */
+static void backing_writeback_copies_and_cleans(struct kunit *test)
+{
+	struct vmcoh_dev *dev = test->priv;
+	struct page *block = test_dirty_block(test, 6, 0x5a);
+	struct vmcoh_test_worker *w;
+	struct vmcoh_req *store;
+	u8 *data;
+
+	w = vmcoh_test_worker_start(test, dev, test_op_writeback, 0, 15, 0);
+	store = test_take_store(test, 6);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&dev->map.nr_dirty), 0L);
+	data = kmap_local_page(store->data);
+	KUNIT_EXPECT_EQ(test, data[0], 0x5a);
+	KUNIT_EXPECT_EQ(test, data[PAGE_SIZE - 1], 0x5a);
+	kunmap_local(data);
+	KUNIT_EXPECT_TRUE(test, vmcoh_block_mark_dirty(dev, 6, block));
+	KUNIT_EXPECT_FALSE(test, vmcoh_test_worker_done(w));
+
+	vmcoh_store_finish(store, 0);
+	KUNIT_EXPECT_EQ(test, vmcoh_test_worker_wait(test, w), 0L);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&dev->map.nr_dirty), 1L);
+}
+
+/* A STORE the server did not keep leaves its block dirty, and fails. */
+static void backing_failed_store_dirties_again(struct kunit *test)
+{
+	struct vmcoh_dev *dev = test->priv;
+	struct vmcoh_test_worker *w;
+
+	test_dirty_block(test, 2, 0x11);
+	w = vmcoh_test_worker_start(test, dev, test_op_writeback, 0, 15, 0);
+	vmcoh_store_finish(test_take_store(test, 2), -EIO);
+	KUNIT_EXPECT_EQ(test, vmcoh_test_worker_wait(test, w), (long)-EIO);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&dev->map.nr_dirty), 1L);
+	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_STORES_FAILED), 1ULL);
 }
 
 static struct kunit_case vmcoh_backing_cases[] = {
@@ -174,6 +254,8 @@ static struct kunit_case vmcoh_backing_cases[] = {
 	KUNIT_CASE(backing_cancel_loads_leaves_other_entries),
 	KUNIT_CASE(backing_failed_load_fails_its_waiters),
 	KUNIT_CASE(backing_answer_beyond_eof_is_dropped),
+	KUNIT_CASE(backing_writeback_copies_and_cleans),
+	KUNIT_CASE(backing_failed_store_dirties_again),
 	{}
 };
 

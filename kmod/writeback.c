@@ -1,0 +1,310 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Dirty blocks of a backed object: fsync's STOREs, and the server's DROP.
+ *
+ * Dirty tracking.  A block is dirty when its contents are newer than the
+ * server's copy.  write(2) marks it under io_rwsem exclusive once it has
+ * copied; a store through a shared mapping marks it in ->page_mkwrite under
+ * the entry lock, before the core makes the PTE writable (write
+ * notification: every PTE is installed read-only first).  The mark lives in
+ * the block map (VMCOH_BLOCK_DIRTY), so it outlives the index's entry.
+ *
+ * Writeback (fsync, and the first half of a DROP) sends each dirty block to
+ * the server in a STORE.  For each block, under io_rwsem shared (no
+ * write(2)) and the entry lock (no ->page_mkwrite):
+ *
+ *   1. clear the DIRTY mark;
+ *   2. unmap the index, which write-protects it again: the next store
+ *      through a mapping must pass ->page_mkwrite and mark it again;
+ *   3. copy the block into the STORE.
+ *
+ * Then both locks are dropped and the STORE is sent and waited for, so
+ * stores to the block go on meanwhile: they dirty it again, and the next
+ * writeback sends them.  What was written before step 2 is in the copy,
+ * what is written after it sets the mark.  A STORE that fails marks its
+ * block dirty again, if it is still the block of its index.  wb_mutex makes
+ * writebacks take turns: one that finds a block clean must not report it
+ * safe while the STORE that cleaned it is unanswered, and the STOREs of a
+ * block reach the server in the order of their copies.
+ *
+ * DROP gives up the range, as an OCFS2 node gives up its cluster lock
+ * (../shared/seeds/lkml-2005-ocfs2-page-lock-ordering.txt):
+ *
+ *   1. publish the range as dropping.  A fault, read(2) or write(2) that
+ *      finds its index in it - under its entry lock or io_rwsem - lets go
+ *      of that lock, waits for the drop to end, and starts over, loading
+ *      the block again; ->page_mkwrite cannot dirty a block in it;
+ *   2. write the range back;
+ *   3. with io_rwsem exclusive, cancel the range's loads, which waits for
+ *      each locked entry: a store that missed step 1 has marked its block
+ *      by now.  If a block is dirty, back to 2 (there are few: none can
+ *      start after step 1);
+ *   4. invalidate: blocks out of the map, entries, one ranged unmap, free;
+ *   5. end the drop, wake its waiters, and return - the acknowledgment.
+ *
+ * Steps 2 and 3 wait for entry locks and io_rwsem, so no task may wait for
+ * the drop holding either.  That is the seed's inversion: OCFS2's
+ * invalidation, holding the DLM lock, waits for page locks, whose holders
+ * wait for the DLM lock.  unsafe=drop_under_entry_lock makes a fault wait
+ * for the drop with its entry lock held, and deadlocks the same way;
+ * unsafe=drop_skips_writeback invalidates without steps 2 and 3, and loses
+ * what was written.
+ *
+ * Lock order: see vmcoh.h.  drop_mutex -> wb_mutex -> io_rwsem -> entry
+ * lock -> i_mmap_rwsem; the drop's range is under inflight.xa_lock.  STOREs
+ * are waited for holding only the mutexes: the server may fault, read(2)
+ * and INVALIDATE meanwhile, but must not fsync, nor touch a range it drops.
+ */
+
+#include <linux/highmem.h>
+#include <linux/mm.h>
+
+#include "hooks.h"
+#include "vmcoh.h"
+
+/* STOREs a writeback has in flight at once. */
+#define WB_BATCH	16
+
+/**
+ * vmcoh_store_finish - end @store, and drop the channel's reference
+ * @store: a STORE the caller took out of the server's hands
+ * @err: 0 if the server kept it, else why not
+ */
+void vmcoh_store_finish(struct vmcoh_req *store, int err)
+{
+	struct vmcoh_dev *dev = store->dev;
+
+	if (err) {
+		vmcoh_count(dev, VMCOH_STORES_FAILED);
+		/* Not kept: dirty again, unless an invalidation took it. */
+		vmcoh_block_mark_dirty(dev, store->index, store->block);
+	}
+	store->status = err ? -EIO : 0;
+	complete_all(&store->done);
+	vmcoh_req_put(store);
+}
+
+/*
+ * Steps 1 to 3 for the block of @index, with io_rwsem held shared, and send
+ * the STORE.  Return it (the caller's reference), NULL if the block is not
+ * dirty, or an ERR_PTR.
+ */
+static struct vmcoh_req *writeback_one(struct vmcoh_dev *dev, pgoff_t index)
+{
+	struct vmcoh_req *store = vmcoh_req_new(dev, index, VMCOH_REQ_STORE);
+	struct page *block = NULL;
+	void *entry;
+	int err;
+
+	if (!store)
+		return ERR_PTR(-ENOMEM);
+	store->data = alloc_page(GFP_KERNEL);
+	err = store->data ? vmcoh_entry_grab(dev, index, &entry) : -ENOMEM;
+	if (err == VMCOH_LOADING) {
+		/* Not resident, so not dirty: invalidated under our feet. */
+		vmcoh_req_put(entry);
+	} else if (!err) {
+		block = vmcoh_block_clear_dirty(&dev->map, index);
+		if (block) {
+			unmap_mapping_pages(dev->mapping, index, 1, false);
+			vmcoh_count(dev, VMCOH_RANGED_UNMAPS);
+			copy_highpage(store->data, block);
+			get_page(block);
+			store->block = block;
+		}
+		vmcoh_entry_unlock(&dev->entries, index, xa_to_value(entry));
+	}
+	if (!block) {
+		/* Never sent: both references are ours. */
+		vmcoh_req_put(store);
+		vmcoh_req_put(store);
+		return err < 0 ? ERR_PTR(err) : NULL;
+	}
+	err = vmcoh_server_submit(dev, store);
+	if (err)
+		vmcoh_store_finish(store, err);
+	return store;
+}
+
+/*
+ * Wait for @store and drop the caller's reference.  A fatal signal fails
+ * the STORE rather than leave it in flight: once wb_mutex is released,
+ * nothing may mark blocks dirty behind a drop's back.
+ */
+static int writeback_wait(struct vmcoh_dev *dev, struct vmcoh_req *store)
+{
+	int err;
+
+	vmcoh_req_get(store);
+	err = vmcoh_req_wait(dev, store);
+	if (err == -EINTR) {
+		vmcoh_server_cancel(dev, store, -EINTR);
+		wait_for_completion(&store->done);
+	}
+	vmcoh_req_put(store);
+	return err;
+}
+
+/* Write back the dirty blocks of [@first, @last], with wb_mutex held. */
+static int writeback_range(struct vmcoh_dev *dev, pgoff_t first,
+			   pgoff_t last)
+{
+	struct vmcoh_req *stores[WB_BATCH];
+	pgoff_t index = first;
+	unsigned int i, nr;
+	bool more = true;
+	int err = 0;
+
+	lockdep_assert_held(&dev->backing.wb_mutex);
+	while (more && !err) {
+		nr = 0;
+		down_read(&dev->io_rwsem);
+		while (nr < WB_BATCH &&
+		       (more = vmcoh_blocks_dirty(&dev->map, &index, last))) {
+			stores[nr] = writeback_one(dev, index);
+			if (IS_ERR(stores[nr])) {
+				err = PTR_ERR(stores[nr]);
+				break;
+			}
+			if (stores[nr])
+				nr++;
+			more = index++ != last;
+			if (!more)
+				break;
+		}
+		up_read(&dev->io_rwsem);
+		/* Every STORE is waited for, so none outlives wb_mutex. */
+		for (i = 0; i < nr; i++) {
+			int ret = writeback_wait(dev, stores[i]);
+
+			if (ret && !err)
+				err = ret;
+		}
+	}
+	return err;
+}
+
+/**
+ * vmcoh_writeback - write the dirty blocks of [@first, @last] back
+ * @dev: the device
+ * @first: first page index
+ * @last: last page index, inclusive
+ *
+ * When this returns 0, the server has kept everything written to the range
+ * before the call.
+ *
+ * Return: 0; -EIO if a STORE failed or no writable server is attached (the
+ * blocks stay dirty); -ENOMEM; -EINTR on a fatal signal.
+ */
+int vmcoh_writeback(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last)
+{
+	int err;
+
+	if (mutex_lock_killable(&dev->backing.wb_mutex))
+		return -EINTR;
+	err = writeback_range(dev, first, last);
+	mutex_unlock(&dev->backing.wb_mutex);
+	return err;
+}
+
+bool __vmcoh_drop_pending(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last)
+{
+	struct vmcoh_backing *backing = &dev->backing;
+	bool pending;
+
+	xa_lock(&backing->inflight);
+	pending = backing->dropping && first <= backing->drop_last &&
+		  last >= backing->drop_first;
+	xa_unlock(&backing->inflight);
+	return pending;
+}
+
+/**
+ * vmcoh_drop_wait - wait for the DROP over @index to end
+ * @dev: the device
+ * @index: an index that vmcoh_drop_pending() found being dropped
+ *
+ * The caller must hold no entry lock and not io_rwsem: the drop waits for
+ * them (unsafe=drop_under_entry_lock aside, which is the point of it).
+ *
+ * Return: 0, or -EINTR on a fatal signal.
+ */
+int vmcoh_drop_wait(struct vmcoh_dev *dev, pgoff_t index)
+{
+	vmcoh_count(dev, VMCOH_DROP_WAITS);
+	return wait_event_killable(dev->backing.drop_wait,
+				   !vmcoh_drop_pending(dev, index, index));
+}
+
+/* Step 1, and 5: publish the range, or end the drop. */
+static void drop_publish(struct vmcoh_dev *dev, bool dropping, pgoff_t first,
+			 pgoff_t last)
+{
+	struct vmcoh_backing *backing = &dev->backing;
+
+	xa_lock(&backing->inflight);
+	backing->drop_first = first;
+	backing->drop_last = last;
+	WRITE_ONCE(backing->dropping, dropping);
+	xa_unlock(&backing->inflight);
+	if (!dropping)
+		wake_up_all(&backing->drop_wait);
+}
+
+/* Steps 2 to 4, with wb_mutex held.  Return 0, or why the range is kept. */
+static int drop_range(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last)
+{
+	bool writeback = !vmcoh_unsafe(VMCOH_UNSAFE_DROP_SKIPS_WRITEBACK);
+	struct vmcoh_block_list list = { };
+	pgoff_t dirty;
+	int err;
+
+	for (;;) {
+		if (writeback) {
+			err = writeback_range(dev, first, last);
+			if (err)
+				return err;
+		}
+		down_write(&dev->io_rwsem);
+		vmcoh_entries_cancel_loads(dev, first, last);
+		dirty = first;
+		if (!writeback || !vmcoh_blocks_dirty(&dev->map, &dirty, last))
+			break;
+		up_write(&dev->io_rwsem);
+	}
+	vmcoh_blocks_remove(dev, first, last, &list);
+	vmcoh_invalidate(dev, first, last, VMCOH_OP_DROP, &list);
+	up_write(&dev->io_rwsem);
+	return 0;
+}
+
+/**
+ * vmcoh_drop - the server's DROP of a range (see the top of this file)
+ * @dev: the device
+ * @offset: page-aligned start
+ * @len: page-aligned length, non-zero
+ *
+ * Return: 0 once the range is written back and invalidated; -EIO if a
+ * STORE failed, and the range keeps its blocks; -EINTR on a fatal signal.
+ */
+int vmcoh_drop(struct vmcoh_dev *dev, loff_t offset, loff_t len)
+{
+	struct vmcoh_backing *backing = &dev->backing;
+	pgoff_t first = offset >> PAGE_SHIFT;
+	pgoff_t last = ((offset + len) >> PAGE_SHIFT) - 1;
+	int err;
+
+	if (mutex_lock_killable(&backing->drop_mutex))
+		return -EINTR;
+	vmcoh_count(dev, VMCOH_DROPS);
+	drop_publish(dev, true, first, last);
+	vmcoh_hold_drop(dev, first, last);
+	err = mutex_lock_killable(&backing->wb_mutex);
+	if (!err) {
+		err = drop_range(dev, first, last);
+		mutex_unlock(&backing->wb_mutex);
+	}
+	drop_publish(dev, false, 0, 0);
+	mutex_unlock(&backing->drop_mutex);
+	return err;
+}
