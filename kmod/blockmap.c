@@ -321,13 +321,18 @@ struct page *vmcoh_block_clear_dirty(struct vmcoh_blockmap *map,
 bool vmcoh_blocks_dirty(struct vmcoh_blockmap *map, pgoff_t *index,
 			pgoff_t last)
 {
-	unsigned long i = *index;
+	XA_STATE(xas, &map->blocks, *index);
+	struct page *block;
 
-	if (!atomic_long_read(&map->nr_dirty) ||
-	    !xa_find(&map->blocks, &i, last, VMCOH_BLOCK_DIRTY))
+	if (!atomic_long_read(&map->nr_dirty))
 		return false;
-	*index = i;
-	return true;
+	/* Under xa_lock: marks are set under it, not for lockless readers. */
+	xas_lock(&xas);
+	block = xas_find_marked(&xas, last, VMCOH_BLOCK_DIRTY);
+	xas_unlock(&xas);
+	if (block)
+		*index = xas.xa_index;
+	return block;
 }
 
 /**
