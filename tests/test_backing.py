@@ -1,15 +1,23 @@
-"""The backed object's load protocol catches its broken variants, in a VM.
+"""Backed objects catch the broken variants of their protocol, in a VM.
 
-tests/guest/backing.sh runs the load-vs-invalidate scenarios (one driven by
-the server's timing, one under stress) against the safe module and against
-each unsafe variant, and on the safe module an interleaving driven by hold
-points.  The safe module must pass both; each variant must fail
-the deterministic scenario with the failure that names its bug.  The stress
-scenario's verdict on the variants is reported, not required: whether
-stress alone hits the window is a matter of luck.
+tests/guest/backing.sh runs the scenarios of the two seeds about data that
+lives elsewhere against the safe module and against each unsafe variant:
+
+- load vs invalidate (wendelin.core): one scenario driven by the server's
+  timing, one under stress;
+- dirty data across a coherence-lock drop (OCFS2): one deterministic, one
+  under stress, and lock-drop-vs-fault, driven by hold points, whose unsafe
+  variant deadlocks and must be reported, with the stuck stacks, by the
+  scenario's watchdog instead of hanging the run.
+
+The safe module must pass all of them, and the interleavings driven by hold
+points too.  Each variant must fail its deterministic scenario with the
+failure that names its bug.  A stress scenario's verdict on a variant is
+reported, not required: whether stress alone hits the window is luck.
 """
 
 import json
+from typing import NamedTuple, Optional
 
 import pytest
 
@@ -17,27 +25,51 @@ from conftest import KERNELS, explain, module_for, vmrun
 
 pytestmark = pytest.mark.vm
 
-SCENARIO = "ALoadInvalidatedInFlightIsDroppedAndRedone"
-STRESS = "StressNoReadSeesAGenerationOlderThanTheLastInvalidation"
+LOAD = "ALoadInvalidatedInFlightIsDroppedAndRedone"
+LOAD_STRESS = "StressNoReadSeesAGenerationOlderThanTheLastInvalidation"
+DROP = "DirtyDataSurvivesADrop"
+DROP_STRESS = "StressNothingWrittenIsLostAcrossDropsAndFsyncs"
+DEADLOCK = "ADropDoesNotWaitForAFaultThatWaitsForIt"
 # Interleavings driven by hold points, run on the safe module only.
-HOLD = "ALoadStartedOverAMappedEntryLeavesNoStalePte"
-# Each variant, and what the scenario must say about it.
+HOLDS = {"ALoadStartedOverAMappedEntryLeavesNoStalePte", "AFaultDuringADropWaitsAndLoadsAgain"}
+
+
+class Variant(NamedTuple):
+    scenario: str
+    message: str          # what the scenario's failure must say
+    stress: Optional[str]  # the stress scenario it also runs, if any
+
+
 VARIANTS = {
-    "load_after_invalidate": "a stale answer was installed",
-    "invalidate_waits_load": "INVALIDATE must not wait for the load in flight",
+    "load_after_invalidate": Variant(LOAD, "a stale answer was installed", LOAD_STRESS),
+    "invalidate_waits_load": Variant(
+        LOAD, "INVALIDATE must not wait for the load in flight", LOAD_STRESS),
+    "drop_skips_writeback": Variant(
+        DROP, "the drop lost what was stored through mmap", DROP_STRESS),
+    "drop_under_entry_lock": Variant(
+        DEADLOCK, "deadlock: the DROP waits for an entry whose holder waits for the DROP", None),
 }
 
 
+class Result(NamedTuple):
+    failures: str
+    seconds: float
+    properties: dict
+
+
 def results(report):
-    """{test name: (failure messages, seconds)} of a gtest JSON report."""
+    """{test name: Result} of a gtest JSON report."""
     data = json.loads(report.read_text())
-    return {t["name"]: ("\n".join(f["failure"] for f in t.get("failures", [])),
-                        float(t["time"].rstrip("s")))
+    fixed = {"name", "file", "line", "status", "result", "timestamp", "time", "classname",
+             "failures"}
+    return {t["name"]: Result("\n".join(f["failure"] for f in t.get("failures", [])),
+                              float(t["time"].rstrip("s")),
+                              {k: v for k, v in t.items() if k not in fixed})
             for s in data["testsuites"] for t in s["testsuite"]}
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
-def test_unsafe_load_protocols_are_caught(built, results_dir, kernel):
+def test_unsafe_backing_protocols_are_caught(built, results_dir, kernel):
     module = module_for(kernel)
     assert module.exists(), f"{module} missing: make module-{kernel}"
     out = results_dir / f"backing-{kernel}"
@@ -47,16 +79,24 @@ def test_unsafe_load_protocols_are_caught(built, results_dir, kernel):
     assert proc.returncode == 0, explain(proc)
 
     safe = results(out / "backing-safe.json")
-    assert set(safe) == {SCENARIO, STRESS, HOLD}
-    for name, (failures, _) in safe.items():
-        assert not failures, f"safe module failed {name}:\n{failures}"
+    assert set(safe) == {LOAD, LOAD_STRESS, DROP, DROP_STRESS, DEADLOCK} | HOLDS
+    for name, result in safe.items():
+        assert not result.failures, f"safe module failed {name}:\n{result.failures}"
+        print(f"{kernel} safe: {name} passed in {result.seconds:.3f} s {result.properties}")
 
-    for variant, message in VARIANTS.items():
+    for variant, expected in VARIANTS.items():
         report = out / f"backing-{variant}.json"
         assert report.exists(), f"{variant}: no report; {explain(proc)}"
         found = results(report)
-        failures, seconds = found[SCENARIO]
-        assert message in failures, f"{variant} not caught:\n{failures or 'passed'}"
-        stress = "caught" if found[STRESS][0] else "not caught"
-        print(f"{kernel} {variant}: caught by {SCENARIO} in {seconds:.3f} s; "
-              f"stress {stress} ({found[STRESS][1]:.1f} s)")
+        caught = found[expected.scenario]
+        assert expected.message in caught.failures, \
+            f"{variant} not caught:\n{caught.failures or 'passed'}"
+        line = f"{kernel} {variant}: caught by {expected.scenario} in {caught.seconds:.3f} s"
+        if expected.stress:
+            stress = found[expected.stress]
+            verdict = "caught" if stress.failures else "not caught"
+            line += f"; stress {verdict} ({stress.seconds:.1f} s, {stress.properties})"
+        print(line)
+    # The deadlock is reported with the stacks of both sides.
+    deadlock = results(out / "backing-drop_under_entry_lock.json")[DEADLOCK].failures
+    assert "vmcoh_drop" in deadlock and "vmcoh_fault" in deadlock, deadlock

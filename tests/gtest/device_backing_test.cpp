@@ -31,104 +31,12 @@
 #include <vmcoh/sigbus_probe.hpp>
 #include <vmcoh/test_hooks.hpp>
 
-#include "test_object.hpp"
+#include "backing_fixture.hpp"
 
 namespace vmcoh::test {
 namespace {
 
 using namespace std::chrono_literals;
-
-constexpr auto kWait = 10s;  // for what must happen; a failure costs this much
-constexpr auto kStuck = 5s;  // an INVALIDATE that takes this long is waiting for something
-
-// The server's copy: block b holds its stamp at generation 1.
-void fill_server(BackingServer& server) {
-  for (std::uint64_t b = 0; b < server.blocks(); ++b) server.set_block(b, block_stamp(b, 1));
-}
-
-vmcoh_backing_stats backing_stats(int fd) {
-  vmcoh_backing_stats stats{};
-  check_syscall(::ioctl(fd, VMCOH_IOC_GET_BACKING_STATS, &stats), "VMCOH_IOC_GET_BACKING_STATS");
-  return stats;
-}
-
-// A module parameter set for the length of a test (we run as root in the VM).
-class ParameterOverride {
- public:
-  ParameterOverride(std::string name, const std::string& value)
-      : path_("/sys/module/vmcoh/parameters/" + std::move(name)) {
-    std::ifstream(path_) >> old_;
-    std::ofstream(path_) << value;
-  }
-  ParameterOverride(const ParameterOverride&) = delete;
-  ParameterOverride& operator=(const ParameterOverride&) = delete;
-  ~ParameterOverride() { std::ofstream(path_) << old_; }
-
- private:
-  std::string path_;
-  std::string old_;
-};
-
-// pread of one block: the page, or the errno.
-struct ReadResult {
-  PageImage page;
-  int error = 0;
-};
-
-// Every task of this process with its kernel stack (we are root in the VM): what a test prints
-// when something that must not wait is stuck.
-std::string task_stacks() {
-  std::ostringstream out;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-    std::ifstream comm(task.path() / "comm");
-    std::ifstream stack(task.path() / "stack");
-    out << "task " << task.path().filename().string() << " (" << comm.rdbuf() << ")\n"
-        << stack.rdbuf();
-  }
-  return out.str();
-}
-
-// A mapped block read through the SIGBUS probe: nullopt if the load raised SIGBUS (a broken
-// protocol may fail a load the test expects to succeed; that must fail the test, not kill it).
-std::optional<PageImage> probed_block(const Mapping& map, std::uint64_t block) {
-  PageImage page;
-  if (probe_load(page.words.data(),
-                 reinterpret_cast<const volatile std::uint64_t*>(map.data() + block * kBlock),
-                 kWordsPerPage)) {
-    return std::nullopt;
-  }
-  return page;
-}
-
-ReadResult read_block(int fd, std::uint64_t block) {
-  ReadResult result;
-  const ssize_t n = ::pread(fd, result.page.bytes(), kBlock, static_cast<off_t>(block * kBlock));
-  if (n < 0) result.error = errno;
-  return result;
-}
-
-class BackingTest : public DeviceTest {
- protected:
-  void SetUp() override {
-    DeviceTest::SetUp();
-    if (IsSkipped()) return;
-    install_sigbus_probe();
-    server_ = std::make_unique<BackingServer>(device_path(), kTestBlocks);
-    fill_server(*server_);
-  }
-
-  void TearDown() override {
-    server_.reset();
-    // A test that failed halfway may leave the object orphaned: bring it back to plain.
-    if (device_present() && info().backing != VMCOH_BACKING_NONE) BackingServer(device_path(), 0);
-    DeviceTest::TearDown();
-  }
-
-  [[nodiscard]] BackingServer& server() const { return *server_; }
-  [[nodiscard]] vmcoh_backing_stats backing() const { return backing_stats(fd()); }
-
-  std::unique_ptr<BackingServer> server_;
-};
 
 TEST_F(BackingTest, FaultsAndReadsLoadEachBlockOnceFromTheServer) {
   EXPECT_EQ(info().backing, VMCOH_BACKING_SERVED);
@@ -273,16 +181,6 @@ TEST_F(BackingTest, StressNoReadSeesAGenerationOlderThanTheLastInvalidation) {
   RecordProperty("samples", std::to_string(samples.load()));
   RecordProperty("loads_invalidated", std::to_string(backing().loads_invalidated));
 }
-
-// Needs test_hooks=1 (tests/guest/backing.sh runs it; the plain gtest run leaves it out).
-class BackingHoldTest : public BackingTest {
- protected:
-  void SetUp() override {
-    BackingTest::SetUp();
-    if (IsSkipped()) return;
-    if ((info().features & VMCOH_FEATURE_TEST_HOOKS) == 0) GTEST_SKIP() << "needs test_hooks=1";
-  }
-};
 
 // What the stress scenario found: thread A maps block 9; thread B, in a fault on the same page
 // that started before A's, takes the entry lock just after an invalidation took the block but

@@ -120,7 +120,7 @@ TEST_F(HoldPointTest, ArmRejectsOpsOnAFaultPoint) {
 
 TEST_F(HoldPointTest, ArmRejectsUnknownOps) {
   vmcoh_hold arg = hold_arg(VMCOH_HOLD_INVAL_MAP_CHANGED);
-  arg.ops = VMCOH_HOLD_OP_SERVER << 1;
+  arg.ops = VMCOH_HOLD_OP_DROP << 1;
   EXPECT_EQ(hold_errno(fd(), VMCOH_IOC_HOLD_ARM, arg), EINVAL);
 }
 

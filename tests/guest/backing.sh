@@ -1,16 +1,20 @@
 #!/bin/sh
-# Inside the VM: the load-vs-invalidate scenarios of the backed object, with
-# the safe module and with each unsafe variant of the load protocol, which
-# they must catch.  test_hooks=1 (the variants need it); load_timeout_ms
-# bounds the stall of invalidate_waits_load.
+# Inside the VM: the scenarios of backed objects - loads racing invalidation,
+# and dirty data across coherence-lock drops - with the safe module and with
+# each unsafe variant of the protocol, which they must catch.  test_hooks=1
+# (the variants and hold points need it); load_timeout_ms bounds the stall
+# of invalidate_waits_load.
 # $1: directory for the JSON reports; $2: the module (default: ./vmcoh.ko).
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 out=$1
 module=${2:-$top/vmcoh.ko}
 gtest=$top/build/tests/gtest/vmcoh-gtest
-scenarios='BackingTest.ALoadInvalidatedInFlightIsDroppedAndRedone'
-scenarios="$scenarios:BackingTest.StressNoReadSeesAGenerationOlderThanTheLastInvalidation"
+load='BackingTest.ALoadInvalidatedInFlightIsDroppedAndRedone'
+load="$load:BackingTest.StressNoReadSeesAGenerationOlderThanTheLastInvalidation"
+writeback='WritebackTest.DirtyDataSurvivesADrop'
+writeback="$writeback:WritebackTest.StressNothingWrittenIsLostAcrossDropsAndFsyncs"
+deadlock='WritebackHoldTest.ADropDoesNotWaitForAFaultThatWaitsForIt'
 status=0
 
 # run NAME FILTER [MODULE PARAMETER...]
@@ -28,8 +32,11 @@ run() {
 }
 
 # The safe module also runs the interleavings driven by hold points.
-run safe "$scenarios:BackingHoldTest.*"
+run safe "$load:$writeback:BackingHoldTest.*:WritebackHoldTest.*"
 for variant in load_after_invalidate invalidate_waits_load; do
-	run "$variant" "$scenarios" unsafe="$variant"
+	run "$variant" "$load" unsafe="$variant"
 done
+run drop_skips_writeback "$writeback" unsafe=drop_skips_writeback
+# Not under stress: with nobody to kill the faulting task, it would hang.
+run drop_under_entry_lock "$deadlock" unsafe=drop_under_entry_lock
 exit "$status"

@@ -10,7 +10,7 @@ gtest=$top/build/tests/gtest/vmcoh-gtest
 status=0
 
 insmod "$module"
-"$gtest" --gtest_filter='-CapTest.*:HoldPointTest.*:BackingHoldTest.*' --gtest_output="json:$out/gtest.json" ||
+"$gtest" --gtest_filter='-CapTest.*:HoldPointTest.*:BackingHoldTest.*:WritebackHoldTest.*' --gtest_output="json:$out/gtest.json" ||
 	status=$?
 rmmod vmcoh
 

@@ -24,15 +24,20 @@ constexpr std::size_t kMaxHeld = 64;
 
 }  // namespace
 
-BackingServer::BackingServer(const std::filesystem::path& device, std::uint64_t blocks)
+BackingServer::BackingServer(const std::filesystem::path& device, std::uint64_t blocks,
+                             Access access)
     : fd_(Fd::open(device, O_RDWR)),
       wakeup_(check_syscall(::eventfd(0, EFD_CLOEXEC), "eventfd")),
       copy_(blocks),
       loads_(blocks),
+      stores_(blocks),
       fail_(blocks),
+      fail_stores_(blocks),
+      writable_(access == Access::writable),
       held_blocks_(blocks),
       held_(kMaxHeld) {
   vmcoh_attach attach{};
+  if (writable_) attach.flags = VMCOH_ATTACH_WRITABLE;
   check_syscall(::ioctl(fd_.get(), VMCOH_IOC_ATTACH, &attach),
                 fmt::format("VMCOH_IOC_ATTACH {}", device.string()));
   thread_ = std::thread([this] { serve(); });
@@ -58,11 +63,20 @@ PageImage BackingServer::block(std::uint64_t index) const {
 }
 
 void BackingServer::invalidate(std::uint64_t index, std::uint64_t count) const {
+  range_ioctl(VMCOH_IOC_INVALIDATE, "VMCOH_IOC_INVALIDATE", index, count);
+}
+
+void BackingServer::drop(std::uint64_t index, std::uint64_t count) const {
+  range_ioctl(VMCOH_IOC_DROP, "VMCOH_IOC_DROP", index, count);
+}
+
+void BackingServer::range_ioctl(unsigned long request, std::string_view name, std::uint64_t index,
+                                std::uint64_t count) const {
   vmcoh_range range{};
   range.offset = index * kPageSize;
   range.length = count * kPageSize;
-  check_syscall(::ioctl(fd_.get(), VMCOH_IOC_INVALIDATE, &range),
-                fmt::format("VMCOH_IOC_INVALIDATE of blocks {}+{}", index, count));
+  check_syscall(::ioctl(fd_.get(), request, &range),
+                fmt::format("{} of blocks {}+{}", name, index, count));
 }
 
 void BackingServer::hold(std::uint64_t index) {
@@ -90,9 +104,19 @@ void BackingServer::fail_loads(std::uint64_t index, int error) {
   fail_.at(index) = error;
 }
 
+void BackingServer::fail_stores(std::uint64_t index, int error) {
+  const std::scoped_lock lock(mutex_);
+  fail_stores_.at(index) = error;
+}
+
 std::uint64_t BackingServer::loads(std::uint64_t index) const {
   const std::scoped_lock lock(mutex_);
   return loads_.at(index);
+}
+
+std::uint64_t BackingServer::stores(std::uint64_t index) const {
+  const std::scoped_lock lock(mutex_);
+  return stores_.at(index);
 }
 
 bool BackingServer::wait_for_loads(std::uint64_t index, std::uint64_t count,
@@ -148,6 +172,7 @@ void BackingServer::serve() {
     for (;;) {
       vmcoh_request request{};
       request.flags = VMCOH_RECV_NONBLOCK;
+      if (writable_) request.data = reinterpret_cast<std::uintptr_t>(stored_.bytes());
       if (::ioctl(fd_.get(), VMCOH_IOC_RECV, &request) < 0) {
         if (errno == EAGAIN || errno == EINTR) break;
         return;  // EPERM: no longer the server
@@ -160,6 +185,21 @@ void BackingServer::serve() {
 void BackingServer::handle(const vmcoh_request& request) {
   const std::uint64_t index = request.offset / kPageSize;
   int error = 0;
+  if (request.op == VMCOH_REQ_STORE) {
+    {
+      const std::scoped_lock lock(mutex_);
+      if (index >= copy_.size()) {
+        error = -ENXIO;
+      } else {
+        ++stores_[index];
+        error = fail_stores_[index];
+        if (error == 0) copy_[index] = stored_;
+        changed_.notify_all();
+      }
+    }
+    send_reply(request.id, nullptr, error);
+    return;
+  }
   {
     const std::scoped_lock lock(mutex_);
     if (request.op != VMCOH_REQ_LOAD || index >= copy_.size()) {

@@ -14,8 +14,9 @@ namespace vmcoh {
 namespace {
 
 constexpr std::array<std::string_view, VMCOH_NR_HOLD_POINTS> kHoldPointNames = {
-    "FAULT_SIZE_CHECKED", "FAULT_LOCKED",          "FAULT_LOOKED_UP",    "FAULT_BEFORE_PTE",
-    "INVAL_MAP_CHANGED",  "INVAL_ENTRIES_REMOVED", "INVAL_BEFORE_UNMAP", "INVAL_BEFORE_FREE",
+    "FAULT_SIZE_CHECKED", "FAULT_LOCKED",      "FAULT_LOOKED_UP",
+    "FAULT_BEFORE_PTE",   "INVAL_MAP_CHANGED", "INVAL_ENTRIES_REMOVED",
+    "INVAL_BEFORE_UNMAP", "INVAL_BEFORE_FREE", "DROP_STARTED",
 };
 
 constexpr std::array<std::string_view, VMCOH_NR_UNSAFE> kUnsafeNames = {
@@ -28,6 +29,8 @@ constexpr std::array<std::string_view, VMCOH_NR_UNSAFE> kUnsafeNames = {
     "write_no_invalidate",
     "load_after_invalidate",
     "invalidate_waits_load",
+    "drop_under_entry_lock",
+    "drop_skips_writeback",
 };
 
 vmcoh_hold hold_arg(std::uint64_t point, std::chrono::milliseconds timeout) {

@@ -2,16 +2,19 @@
 // protocol in uapi/vmcoh.h ("Backing store"), and the harness's tool to control load timing.
 //
 // It keeps its copy of the object in memory, attaches to the device, and answers LOAD requests
-// from a thread of its own.  A test can hold the answers for one block (they are received but not
-// sent until released), make them fail, change its copy and INVALIDATE, or make the server die.
+// from a thread of its own; a writable server also keeps what STORE requests bring.  A test can
+// hold the answers for one block (they are received but not sent until released), make loads or
+// stores fail, change its copy and INVALIDATE, DROP a range, or make the server die.
 //
 // Everything the serving thread touches is allocated up front: a fault of this process that
 // waits for a load may hold mmap_lock, and a serving thread that had to grow its heap would wait
 // for that fault, which waits for it.
 //
 // A minimal server, for users who write their own, is the loop in serve(): poll the device's fd
-// for POLLIN, VMCOH_IOC_RECV with VMCOH_RECV_NONBLOCK until EAGAIN, and VMCOH_IOC_REPLY with
-// block_size bytes of data (or an error) for each request.
+// for POLLIN, VMCOH_IOC_RECV with VMCOH_RECV_NONBLOCK until EAGAIN, and VMCOH_IOC_REPLY for each
+// request: block_size bytes of data (or an error) for a LOAD, just the error for a STORE, whose
+// contents RECV copied into the buffer it was given.  DROP is called from another thread than
+// the one that serves: it waits for the STOREs it sends.
 #pragma once
 
 #include <atomic>
@@ -20,6 +23,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <mutex>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -31,10 +35,13 @@ namespace vmcoh {
 
 class BackingServer {
  public:
+  enum class Access { read_only, writable };
+
   // Opens `device`, ATTACHes (std::system_error on failure: EBUSY if another server is attached
   // or the object holds blocks of its own) and starts serving.  Its copy has `blocks` blocks, all
-  // zero until set_block().
-  BackingServer(const std::filesystem::path& device, std::uint64_t blocks);
+  // zero until set_block().  A writable server takes STOREs, which makes the object writable.
+  BackingServer(const std::filesystem::path& device, std::uint64_t blocks,
+                Access access = Access::read_only);
   BackingServer(const BackingServer&) = delete;
   BackingServer& operator=(const BackingServer&) = delete;
   // Stops serving and DETACHes, unless it died.
@@ -48,6 +55,9 @@ class BackingServer {
   [[nodiscard]] PageImage block(std::uint64_t index) const;
   // VMCOH_IOC_INVALIDATE of [index, index + count) blocks.
   void invalidate(std::uint64_t index, std::uint64_t count = 1) const;
+  // VMCOH_IOC_DROP of [index, index + count) blocks: returns once they are written back and
+  // invalidated.  Not from the serving thread, which must answer the STOREs meanwhile.
+  void drop(std::uint64_t index, std::uint64_t count = 1) const;
 
   // From now on, loads of `index` are received but not answered until release(index).  Each
   // held load keeps the block as it was when received: a release answers with that copy, as a
@@ -57,9 +67,13 @@ class BackingServer {
   void release(std::uint64_t index);
   // Loads of `index` are answered with `error` (a negative errno) until set back to 0.
   void fail_loads(std::uint64_t index, int error);
+  // The same for STOREs of `index`: the server does not keep them.
+  void fail_stores(std::uint64_t index, int error);
 
   // LOAD requests received for `index`, answered or not.
   [[nodiscard]] std::uint64_t loads(std::uint64_t index) const;
+  // STORE requests received for `index`, kept or not.
+  [[nodiscard]] std::uint64_t stores(std::uint64_t index) const;
   // Waits until at least `count` loads of `index` were received; false on timeout.
   bool wait_for_loads(std::uint64_t index, std::uint64_t count,
                       std::chrono::milliseconds timeout) const;
@@ -80,6 +94,9 @@ class BackingServer {
     PageImage page;
   };
 
+  // INVALIDATE or DROP of [index, index + count) blocks.
+  void range_ioctl(unsigned long request, std::string_view name, std::uint64_t index,
+                   std::uint64_t count) const;
   void serve();
   void handle(const vmcoh_request& request);
   // REPLY, counting one the kernel refused as stale.
@@ -92,8 +109,12 @@ class BackingServer {
   mutable std::condition_variable changed_;
   std::vector<PageImage> copy_;
   PageImage answer_;  // the serving thread's copy of what it is answering
+  PageImage stored_;  // where RECV copies a STORE's contents
   std::vector<std::uint64_t> loads_;
+  std::vector<std::uint64_t> stores_;
   std::vector<int> fail_;
+  std::vector<int> fail_stores_;
+  bool writable_;
   std::vector<bool> held_blocks_;
   std::vector<Held> held_;  // allocated up front; the first held_count_ are held now
   std::size_t held_count_ = 0;

@@ -1,0 +1,89 @@
+#include "backing_fixture.hpp"
+
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <vmcoh/error.hpp>
+#include <vmcoh/sigbus_probe.hpp>
+#include <vmcoh/target.hpp>
+
+namespace vmcoh::test {
+
+void fill_server(BackingServer& server) {
+  for (std::uint64_t b = 0; b < server.blocks(); ++b) server.set_block(b, block_stamp(b, 1));
+}
+
+vmcoh_backing_stats backing_stats(int fd) {
+  vmcoh_backing_stats stats{};
+  check_syscall(::ioctl(fd, VMCOH_IOC_GET_BACKING_STATS, &stats), "VMCOH_IOC_GET_BACKING_STATS");
+  return stats;
+}
+
+ParameterOverride::ParameterOverride(std::string name, const std::string& value)
+    : path_("/sys/module/vmcoh/parameters/" + std::move(name)) {
+  std::ifstream(path_) >> old_;
+  std::ofstream(path_) << value;
+}
+
+ParameterOverride::~ParameterOverride() { std::ofstream(path_) << old_; }
+
+ReadResult read_block(int fd, std::uint64_t block) {
+  ReadResult result;
+  const ssize_t n = ::pread(fd, result.page.bytes(), kBlock, static_cast<off_t>(block * kBlock));
+  if (n < 0) result.error = errno;
+  return result;
+}
+
+std::string task_stacks(const std::string& pid) {
+  std::ostringstream out;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/" + pid + "/task")) {
+    std::string comm;
+    std::getline(std::ifstream(task.path() / "comm"), comm);
+    std::ifstream stack(task.path() / "stack");
+    out << "task " << task.path().filename().string() << " (" << comm << ")\n" << stack.rdbuf();
+  }
+  return out.str();
+}
+
+std::optional<PageImage> probed_block(const Mapping& map, std::uint64_t block) {
+  PageImage page;
+  if (probe_load(page.words.data(),
+                 reinterpret_cast<const volatile std::uint64_t*>(map.data() + block * kBlock),
+                 kWordsPerPage)) {
+    return std::nullopt;
+  }
+  return page;
+}
+
+void BackingTest::set_up(BackingServer::Access access) {
+  DeviceTest::SetUp();
+  if (IsSkipped()) return;
+  install_sigbus_probe();
+  server_ = std::make_unique<BackingServer>(device_path(), kTestBlocks, access);
+  fill_server(*server_);
+}
+
+void BackingTest::TearDown() {
+  server_.reset();
+  if (device_present() && info().backing != VMCOH_BACKING_NONE) {
+    // A test that failed halfway, or left dirty blocks to a dead server, leaves the object
+    // orphaned: shrinking discards every block, dirty or not; then it is brought back to plain.
+    device::set_size(fd(), 0);
+    BackingServer(device_path(), 0);
+  }
+  DeviceTest::TearDown();
+}
+
+void BackingHoldTest::SetUp() {
+  BackingTest::SetUp();
+  if (IsSkipped()) return;
+  if ((info().features & VMCOH_FEATURE_TEST_HOOKS) == 0) GTEST_SKIP() << "needs test_hooks=1";
+}
+
+}  // namespace vmcoh::test

@@ -1,0 +1,74 @@
+// The fixture of the backed-object tests (device_backing_test.cpp, device_writeback_test.cpp):
+// a BackingServer attached to /dev/vmcoh, serving stamped blocks, and the helpers the scenarios
+// share.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <vmcoh/backing_server.hpp>
+#include <vmcoh/mapping.hpp>
+#include <vmcoh/stamp.hpp>
+
+#include "test_object.hpp"
+
+namespace vmcoh::test {
+
+inline constexpr auto kWait = std::chrono::seconds(10);  // for what must happen; failing costs it
+inline constexpr auto kStuck = std::chrono::seconds(5);  // a call this slow waits for something
+
+// The server's copy: block b holds its stamp at generation 1.
+void fill_server(BackingServer& server);
+
+vmcoh_backing_stats backing_stats(int fd);
+
+// A module parameter set for the length of a test (we run as root in the VM).
+class ParameterOverride {
+ public:
+  ParameterOverride(std::string name, const std::string& value);
+  ParameterOverride(const ParameterOverride&) = delete;
+  ParameterOverride& operator=(const ParameterOverride&) = delete;
+  ~ParameterOverride();
+
+ private:
+  std::string path_;
+  std::string old_;
+};
+
+// pread of one block: the page, or the errno.
+struct ReadResult {
+  PageImage page;
+  int error = 0;
+};
+ReadResult read_block(int fd, std::uint64_t block);
+
+// The tasks of process `pid` (or of this one), each with its kernel stack (we are root in the
+// VM): what a test prints when something that must not wait is stuck.
+std::string task_stacks(const std::string& pid = "self");
+
+// A mapped block read through the SIGBUS probe: nullopt if the load raised SIGBUS (a broken
+// protocol may fail a load the test expects to succeed; that must fail the test, not kill it).
+std::optional<PageImage> probed_block(const Mapping& map, std::uint64_t block);
+
+class BackingTest : public DeviceTest {
+ protected:
+  void SetUp() override { set_up(BackingServer::Access::read_only); }
+  void TearDown() override;
+  void set_up(BackingServer::Access access);
+
+  [[nodiscard]] BackingServer& server() const { return *server_; }
+  [[nodiscard]] vmcoh_backing_stats backing() const { return backing_stats(fd()); }
+
+  std::unique_ptr<BackingServer> server_;
+};
+
+// Needs test_hooks=1 (tests/guest/backing.sh runs it; the plain gtest run leaves it out).
+class BackingHoldTest : public BackingTest {
+ protected:
+  void SetUp() override;
+};
+
+}  // namespace vmcoh::test
