@@ -243,6 +243,20 @@ def test_kernel_panic_gives_251(tmp_path):
 
 
 @pytest.mark.vm
+def test_panic_during_boot_is_booted_again_then_gives_251(tmp_path):
+    """A panic before the command started is retried (TCG boot flakes); a
+    kernel that can never boot still fails, after BOOT_ATTEMPTS boots."""
+    log = tmp_path / "boot.log"
+    r = run(tmp_path, "true", opts=["--append", "rdinit=/nonexistent", "--log", str(log)])
+    assert r.returncode == 251, r.stderr
+    assert r.stderr.count("booting again") == vmrun.BOOT_ATTEMPTS - 1
+    assert f"during boot, {vmrun.BOOT_ATTEMPTS} boot(s)" in r.stderr
+    for attempt in range(1, vmrun.BOOT_ATTEMPTS):
+        assert "Kernel panic" in (tmp_path / f"boot.boot{attempt}.log").read_text()
+    assert "Kernel panic" in log.read_text()
+
+
+@pytest.mark.vm
 def test_warning_from_a_module_is_a_splat_250(tmp_path, splat_module):
     r = run(tmp_path, "insmod", splat_module.name, opts=["--rwdir", str(splat_module.parent)],
             cwd=splat_module.parent)
