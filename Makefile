@@ -74,7 +74,7 @@ run: deps all
 	$(VMRUN) -- tools/guest/run-harness $(RACE_ARGS)
 
 check: deps lint all $(addprefix module-,$(filter-out 6.1,$(KERNELS)))
-	VMCOH_KERNELS="$(KERNELS)" $(PYTHON) -m pytest tests $(PYTEST_ARGS)
+	VMCOH_KERNELS="$(KERNELS)" $(PYTHON) -m pytest tests --durations=25 $(PYTEST_ARGS)
 
 # How fast the race harness catches each unsafe variant (about an hour; not in CI):
 # build/stress-matrix.md, spliced into README.md.  E.g. MATRIX_ARGS='--seeds 1..3 --cap 30'.
