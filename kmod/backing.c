@@ -191,7 +191,7 @@ void vmcoh_load_finish(struct vmcoh_req *load, struct page *block, int err)
 	struct vmcoh_dev *dev = load->dev;
 	pgoff_t index = load->index;
 	struct page *published;
-	bool wanted;
+	bool wanted, ours;
 
 	if (err) {
 		wanted = vmcoh_entry_drop_load(&dev->entries, index, load);
@@ -203,11 +203,16 @@ void vmcoh_load_finish(struct vmcoh_req *load, struct page *block, int err)
 			/*
 			 * Beyond a new EOF it fails (-ENXIO), and the waiters
 			 * find the index gone; nobody else publishes blocks
-			 * of a backed object, so it cannot be taken.
+			 * of a backed object, so it cannot be taken.  If the
+			 * window has no range for it (-ENOSPC: the region's
+			 * was reclaimed, emptied, and taken), the waiters
+			 * load again, as after an invalidation.
 			 */
-			published = vmcoh_block_publish(dev, index, block);
-			if (published == block) {
-				block = NULL;
+			published = vmcoh_block_publish(dev, index, block,
+							&ours);
+			if (ours) {
+				if (published == block)
+					block = NULL;
 				vmcoh_count(dev, VMCOH_LOADS_PUBLISHED);
 			}
 		}
@@ -238,7 +243,8 @@ void vmcoh_load_finish(struct vmcoh_req *load, struct page *block, int err)
  * they wait (the server may need it to INVALIDATE).
  *
  * Return: 0 if the block is resident now; VMCOH_LOADING, with *@loadp
- * to pass to vmcoh_req_wait(); or -ENOMEM.
+ * to pass to vmcoh_req_wait(); -ENOSPC if the window has no range for it;
+ * or -ENOMEM.
  */
 int vmcoh_load_block(struct vmcoh_dev *dev, pgoff_t index,
 		     struct vmcoh_req **loadp)
@@ -255,6 +261,15 @@ int vmcoh_load_block(struct vmcoh_dev *dev, pgoff_t index,
 	if (vmcoh_block_lookup(&dev->map, index)) {
 		vmcoh_entry_unlock(&dev->entries, index, xa_to_value(entry));
 		return 0;
+	}
+	/* The caller reclaims a range, holding nothing, and comes back. */
+	if (vmcoh_window_enabled(dev)) {
+		ret = vmcoh_window_reserve(dev, index);
+		if (ret) {
+			vmcoh_entry_unlock(&dev->entries, index,
+					   xa_to_value(entry));
+			return ret;
+		}
 	}
 	load = vmcoh_load_start(dev, index, xa_to_value(entry));
 	if (IS_ERR(load)) {

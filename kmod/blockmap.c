@@ -27,6 +27,7 @@
  */
 
 #include <linux/gfp.h>
+#include <linux/highmem.h>
 #include <linux/mm.h>
 #include <linux/sched.h>
 
@@ -112,6 +113,10 @@ struct page *vmcoh_block_new(struct vmcoh_dev *dev)
 	struct vmcoh_blockmap *map = &dev->map;
 	struct page *block;
 
+	/* The window bounds blocks: this is only their contents, in transit. */
+	if (vmcoh_window_enabled(dev))
+		return alloc_page(GFP_HIGHUSER | __GFP_ZERO) ?:
+		       ERR_PTR(-ENOMEM);
 	if (atomic_long_inc_return(&map->nr_blocks) > map->max_blocks) {
 		atomic_long_dec(&map->nr_blocks);
 		return ERR_PTR(-ENOSPC);
@@ -132,29 +137,37 @@ struct page *vmcoh_block_new(struct vmcoh_dev *dev)
  */
 void vmcoh_block_free(struct vmcoh_dev *dev, struct page *block)
 {
+	/* Window blocks are freed by vmcoh_blocks_free() only. */
+	if (vmcoh_window_enabled(dev)) {
+		if (!WARN_ON_ONCE(PageCompound(block)))
+			put_page(block);
+		return;
+	}
 	put_page(block);
 	atomic_long_dec(&dev->map.nr_blocks);
 	vmcoh_count(dev, VMCOH_BLOCKS_FREED);
 }
 
 /**
- * vmcoh_block_publish - make @block back @index, unless it is taken
- * @dev: the device
+ * vmcoh_block_store - store @block at @index if it is a hole below EOF
+ * @map: the block map
  * @index: page index
- * @block: a block from vmcoh_block_new()
+ * @block: the page to store
+ * @fill: write @block's contents first, under the lock, where the index is
+ *	  seen to be a hole: a copy of @src, or zeros if @src is NULL
+ * @src: see @fill
  *
  * The size check and the store happen under blocks.xa_lock, the lock a
  * shrink holds while it lowers the size: a block is never published beyond
  * an EOF that a shrink has already set, so the shrink cannot miss it.
  *
- * Return: @block; or the block some other task published first (the caller
- * discards its own); or ERR_PTR(-ENXIO) if @index is beyond EOF, or
+ * Return: @block; the block already there; or ERR_PTR(-ENXIO) beyond EOF,
  * ERR_PTR(-ENOMEM).
  */
-struct page *vmcoh_block_publish(struct vmcoh_dev *dev, pgoff_t index,
-				 struct page *block)
+struct page *vmcoh_block_store(struct vmcoh_blockmap *map, pgoff_t index,
+			       struct page *block, bool fill,
+			       struct page *src)
 {
-	struct vmcoh_blockmap *map = &dev->map;
 	XA_STATE(xas, &map->blocks, index);
 	struct page *cur;
 
@@ -165,15 +178,45 @@ struct page *vmcoh_block_publish(struct vmcoh_dev *dev, pgoff_t index,
 		} else {
 			cur = xas_load(&xas);
 			if (!cur) {
+				if (fill && src)
+					copy_highpage(block, src);
+				else if (fill)
+					clear_highpage(block);
 				xas_store(&xas, block);
-				cur = block;
+				cur = xas_error(&xas) ? NULL : block;
 			}
 		}
 		xas_unlock(&xas);
 	} while (xas_nomem(&xas, GFP_KERNEL));
 
-	if (xas_error(&xas))
-		return ERR_PTR(xas_error(&xas));
+	return cur ?: ERR_PTR(xas_error(&xas));
+}
+
+/**
+ * vmcoh_block_publish - make @block back @index, unless it is taken
+ * @dev: the device
+ * @index: page index
+ * @block: a block from vmcoh_block_new()
+ * @ours: set if @block's contents went in
+ *
+ * See vmcoh_block_store().  With a window, the contents are copied into
+ * the index's page of its range (window.c); the caller frees @block in any
+ * case.
+ *
+ * Return: the block of @index: @block (or its window copy) if *@ours, else
+ * the block some other task published first (the caller discards its
+ * own); or ERR_PTR(-ENXIO) if @index is beyond EOF, ERR_PTR(-ENOSPC) if
+ * the window has no free range, or ERR_PTR(-ENOMEM).
+ */
+struct page *vmcoh_block_publish(struct vmcoh_dev *dev, pgoff_t index,
+				 struct page *block, bool *ours)
+{
+	struct page *cur;
+
+	if (vmcoh_window_enabled(dev))
+		return vmcoh_window_publish(dev, index, block, ours);
+	cur = vmcoh_block_store(&dev->map, index, block, false, NULL);
+	*ours = cur == block;
 	return cur;
 }
 
@@ -189,19 +232,25 @@ static void block_list_add(struct vmcoh_block_list *list, struct page *block)
  * with io_rwsem held exclusive.  The blocks may still be mapped: the caller
  * must invalidate the range before it frees them.
  */
-static void blocks_remove_locked(struct vmcoh_blockmap *map,
+static void blocks_remove_locked(struct vmcoh_dev *dev,
 				 struct xa_state *xas, pgoff_t last,
 				 struct vmcoh_block_list *list)
-	__must_hold(map->blocks.xa_lock)
+	__must_hold(dev->map.blocks.xa_lock)
 {
+	bool window = vmcoh_window_enabled(dev);
 	unsigned long n = 0;
 	struct page *block;
 
 	xas_for_each(xas, block, last) {
+		pgoff_t index = xas->xa_index;
+
 		if (xas_get_mark(xas, VMCOH_BLOCK_DIRTY))
-			atomic_long_dec(&map->nr_dirty);
+			atomic_long_dec(&dev->map.nr_dirty);
 		xas_store(xas, NULL);
-		block_list_add(list, block);
+		if (window)
+			vmcoh_window_block_removed(dev, index, list);
+		else
+			block_list_add(list, block);
 		if (++n % VMCOH_WALK_BATCH == 0 || need_resched())
 			vmcoh_xas_relax(xas);
 	}
@@ -213,7 +262,7 @@ void vmcoh_blocks_remove(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
 	XA_STATE(xas, &dev->map.blocks, first);
 
 	xas_lock(&xas);
-	blocks_remove_locked(&dev->map, &xas, last, list);
+	blocks_remove_locked(dev, &xas, last, list);
 	xas_unlock(&xas);
 }
 
@@ -237,7 +286,7 @@ void vmcoh_blockmap_set_size(struct vmcoh_dev *dev, loff_t size,
 	xas_lock(&xas);
 	WRITE_ONCE(map->size, size);
 	if (shrink)
-		blocks_remove_locked(map, &xas, ULONG_MAX, list);
+		blocks_remove_locked(dev, &xas, ULONG_MAX, list);
 	xas_unlock(&xas);
 }
 
@@ -252,6 +301,8 @@ void vmcoh_blocks_free(struct vmcoh_dev *dev, struct vmcoh_block_list *list)
 		vmcoh_block_free(dev, block);
 		cond_resched();
 	}
+	if (list->ranges)
+		vmcoh_window_blocks_free(dev, list);
 	list->count = 0;
 }
 

@@ -48,7 +48,7 @@ MODULE_PARM_DESC(test_hooks,
 static char *unsafe = "";
 module_param(unsafe, charp, 0444);
 MODULE_PARM_DESC(unsafe,
-		 "With test_hooks=1, run a broken protocol: lookup_before_lock, unmap_before_remove, no_size_recheck, no_even_cows, free_before_unmap, write_no_invalidate, load_after_invalidate, invalidate_waits_load, drop_under_entry_lock or drop_skips_writeback");
+		 "With test_hooks=1, run a broken protocol: lookup_before_lock, unmap_before_remove, no_size_recheck, no_even_cows, free_before_unmap, write_no_invalidate, load_after_invalidate, invalidate_waits_load, drop_under_entry_lock, drop_skips_writeback or reclaim_in_fault");
 
 #define VMCOH_FS_MAGIC	0x766d636f	/* "vmco" */
 
@@ -227,9 +227,17 @@ static int __init vmcoh_init(void)
 	vmcoh.counters = alloc_percpu(struct vmcoh_counters);
 	if (!vmcoh.counters)
 		goto err_entries;
+	err = vmcoh_window_init(&vmcoh);
+	if (err)
+		goto err_counters;
+	/* The window bounds blocks instead. */
+	if (vmcoh_window_enabled(&vmcoh))
+		vmcoh.map.max_blocks = (unsigned long)vmcoh.window.nr_ranges
+				       << (21 - PAGE_SHIFT);
+	err = -ENOMEM;
 	vmcoh.zero_page = alloc_page(GFP_KERNEL | __GFP_ZERO);
 	if (!vmcoh.zero_page)
-		goto err_counters;
+		goto err_window;
 	err = vmcoh_mapping_init();
 	if (err)
 		goto err_zero_page;
@@ -242,6 +250,9 @@ err_mapping:
 	vmcoh_mapping_exit();
 err_zero_page:
 	put_page(vmcoh.zero_page);
+err_window:
+	vmcoh_window_stop(&vmcoh);
+	vmcoh_window_destroy(&vmcoh);
 err_counters:
 	free_percpu(vmcoh.counters);
 err_entries:
@@ -257,7 +268,9 @@ static void __exit vmcoh_exit(void)
 	misc_deregister(&vmcoh_misc);
 	/* Every file and VMA is gone: open files pin the module. */
 	vmcoh_mapping_exit();
+	vmcoh_window_stop(&vmcoh);
 	vmcoh_blockmap_destroy(&vmcoh);
+	vmcoh_window_destroy(&vmcoh);
 	vmcoh_entries_destroy(&vmcoh.entries);
 	vmcoh_backing_destroy(&vmcoh.backing);
 	put_page(vmcoh.zero_page);

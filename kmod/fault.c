@@ -81,13 +81,17 @@ static vm_fault_t fault_sigbus(struct vmcoh_dev *dev)
 static struct page *fault_alloc_block(struct vmcoh_dev *dev, pgoff_t index)
 {
 	struct page *new, *block;
+	bool ours;
 
+	/* A window's page is zeroed as it is published. */
+	if (vmcoh_window_enabled(dev))
+		return vmcoh_window_publish(dev, index, NULL, &ours);
 	new = vmcoh_block_new(dev);
 	if (IS_ERR(new))
 		return new;
 	/* write(2) does not take entry locks: it may have got here first. */
-	block = vmcoh_block_publish(dev, index, new);
-	if (block != new)
+	block = vmcoh_block_publish(dev, index, new, &ours);
+	if (!ours)
 		vmcoh_block_free(dev, new);
 	return block;
 }
@@ -201,16 +205,25 @@ static void fault_around(struct vm_fault *vmf, struct vmcoh_dev *dev)
 	vmcoh_count_add(dev, VMCOH_FAULT_AROUND_MAPS, mapped);
 }
 
+/* What a fault waits for, holding no entry lock. */
+enum fault_wait_for {
+	FAULT_WAIT_LOAD,	/* the load of its block */
+	FAULT_WAIT_DROP,	/* the end of a DROP of its index */
+	FAULT_WAIT_RANGE,	/* a free range of the window */
+};
+
 /*
- * Wait for the load of @vmf's block, which the caller holds a reference
- * to and no entry lock for.  The first attempt of a fault that may be
+ * Wait for @what, with the caller's entry lock let go of: a drop or a
+ * reclaim may be waiting for it.  @load, for FAULT_WAIT_LOAD, is the load,
+ * whose reference this drops.  The first attempt of a fault that may be
  * retried gives up mmap_lock (or the VMA lock) meanwhile, as
  * filemap_fault() does for I/O, so the server can still mmap and munmap in
  * the faulting mm, and retries the fault from the start.  Otherwise it
  * waits holding it, and tells its caller to look the index up again.
  */
-static vm_fault_t fault_wait_load(struct vm_fault *vmf, struct vmcoh_dev *dev,
-				  struct vmcoh_req *load, bool *again)
+static vm_fault_t fault_wait(struct vm_fault *vmf, struct vmcoh_dev *dev,
+			     enum fault_wait_for what, struct vmcoh_req *load,
+			     bool *again)
 {
 	bool drop = fault_flag_allow_retry_first(vmf->flags) &&
 		    !(vmf->flags & FAULT_FLAG_RETRY_NOWAIT);
@@ -218,7 +231,17 @@ static vm_fault_t fault_wait_load(struct vm_fault *vmf, struct vmcoh_dev *dev,
 
 	if (drop)
 		vmcoh_release_fault_lock(vmf);
-	err = vmcoh_req_wait(dev, load);
+	switch (what) {
+	case FAULT_WAIT_LOAD:
+		err = vmcoh_req_wait(dev, load);
+		break;
+	case FAULT_WAIT_DROP:
+		err = vmcoh_drop_wait(dev, vmf->pgoff);
+		break;
+	default:
+		err = vmcoh_window_wait(dev);
+		break;
+	}
 	/* Having dropped the lock we must retry, even to fail. */
 	if (drop)
 		return VM_FAULT_RETRY;
@@ -229,25 +252,21 @@ static vm_fault_t fault_wait_load(struct vm_fault *vmf, struct vmcoh_dev *dev,
 }
 
 /*
- * The same for a DROP of @vmf's index: the caller has let go of the entry
- * lock, which the drop may be waiting for.
+ * Make sure the region of @index, whose entry lock the caller holds, has a
+ * range of the window before its block is loaded.  Never reclaim here: the
+ * reclaim takes io_rwsem and waits for entry locks, and an invalidation
+ * holding io_rwsem may be waiting for ours.  unsafe=reclaim_in_fault does,
+ * as fuse DAX once did (the 2020 seed), and deadlocks with it.  Return
+ * false if the caller must let go of its entry lock and wait.
  */
-static vm_fault_t fault_wait_drop(struct vm_fault *vmf, struct vmcoh_dev *dev,
-				  bool *again)
+static bool fault_reserve_range(struct vmcoh_dev *dev, pgoff_t index)
 {
-	bool drop = fault_flag_allow_retry_first(vmf->flags) &&
-		    !(vmf->flags & FAULT_FLAG_RETRY_NOWAIT);
-	int err;
-
-	if (drop)
-		vmcoh_release_fault_lock(vmf);
-	err = vmcoh_drop_wait(dev, vmf->pgoff);
-	if (drop)
-		return VM_FAULT_RETRY;
-	if (err)
-		return fault_sigbus(dev);
-	*again = true;
-	return 0;
+	if (!vmcoh_window_enabled(dev) || !vmcoh_window_reserve(dev, index))
+		return true;
+	if (!vmcoh_unsafe(VMCOH_UNSAFE_RECLAIM_IN_FAULT))
+		return false;
+	vmcoh_window_reclaim_in_fault(dev, index);
+	return !vmcoh_window_reserve(dev, index);
 }
 
 /*
@@ -295,7 +314,7 @@ retry:
 
 	err = vmcoh_entry_grab(dev, index, &entry);
 	if (err == VMCOH_LOADING) {
-		ret = fault_wait_load(vmf, dev, entry, &again);
+		ret = fault_wait(vmf, dev, FAULT_WAIT_LOAD, entry, &again);
 		goto out;
 	}
 	if (err) {
@@ -307,7 +326,7 @@ retry:
 
 	if (fault_drop_pending(dev, index)) {
 		vmcoh_entry_unlock(&dev->entries, index, flags);
-		ret = fault_wait_drop(vmf, dev, &again);
+		ret = fault_wait(vmf, dev, FAULT_WAIT_DROP, NULL, &again);
 		goto out;
 	}
 
@@ -323,12 +342,17 @@ retry:
 
 	/* Not resident in a backed object: our lock becomes the load. */
 	if (!page && vmcoh_backed(dev)) {
+		if (!fault_reserve_range(dev, index)) {
+			vmcoh_entry_unlock(&dev->entries, index, flags);
+			ret = fault_wait(vmf, dev, FAULT_WAIT_RANGE, NULL, &again);
+			goto out;
+		}
 		load = vmcoh_load_start(dev, index, flags);
 		if (IS_ERR(load)) {
 			ret = VM_FAULT_OOM;
 			goto unlock;
 		}
-		ret = fault_wait_load(vmf, dev, load, &again);
+		ret = fault_wait(vmf, dev, FAULT_WAIT_LOAD, load, &again);
 		goto out;
 	}
 

@@ -41,6 +41,7 @@ static const char * const unsafe_names[VMCOH_NR_UNSAFE] = {
 	[VMCOH_UNSAFE_INVALIDATE_WAITS_LOAD]	= "invalidate_waits_load",
 	[VMCOH_UNSAFE_DROP_UNDER_ENTRY_LOCK]	= "drop_under_entry_lock",
 	[VMCOH_UNSAFE_DROP_SKIPS_WRITEBACK]	= "drop_skips_writeback",
+	[VMCOH_UNSAFE_RECLAIM_IN_FAULT]		= "reclaim_in_fault",
 };
 
 enum hold_state {
@@ -136,7 +137,7 @@ static int hold_copy_in(struct vmcoh_hold *req, void __user *arg)
 		return -EINVAL;
 	if (req->ops & ~(VMCOH_HOLD_OP_WRITE | VMCOH_HOLD_OP_PUNCH |
 			 VMCOH_HOLD_OP_SHRINK | VMCOH_HOLD_OP_SERVER |
-			 VMCOH_HOLD_OP_DROP))
+			 VMCOH_HOLD_OP_DROP | VMCOH_HOLD_OP_RECLAIM))
 		return -EINVAL;
 	if (req->ops && hold_is_fault_point(req->point))
 		return -EINVAL;

@@ -45,11 +45,12 @@ static __always_inline void vmcoh_hold_inval(struct vmcoh_dev *dev,
 
 /* Park here if userspace armed DROP_STARTED for an index in range. */
 static __always_inline void vmcoh_hold_drop(struct vmcoh_dev *dev,
-					    pgoff_t first, pgoff_t last)
+					    pgoff_t first, pgoff_t last,
+					    enum vmcoh_op op)
 {
 	if (static_branch_unlikely(&vmcoh_test_hooks))
 		__vmcoh_hold(dev, VMCOH_HOLD_DROP_STARTED, first, last,
-			     BIT_ULL(VMCOH_OP_DROP));
+			     BIT_ULL(op));
 }
 
 int vmcoh_hooks_init(bool enable, const char *unsafe);

@@ -21,7 +21,9 @@
  * index being dropped (writeback.c) waited for.  write(2) into a backed
  * object loads the block, copies, and marks it dirty, all under io_rwsem
  * exclusive, which writeback's copy of the block excludes; without a
- * writable server it fails with -EROFS.
+ * writable server it fails with -EROFS.  When the window (window.c) has no
+ * free range for a block to load, read(2) and write(2) drop io_rwsem and
+ * reclaim one inline, of another region, before they look again.
  *
  * The object behaves like a block device at EOF: reads there return 0,
  * writes there fail with -ENOSPC, and a write crossing it is short.
@@ -123,6 +125,11 @@ static int io_block(struct vmcoh_dev *dev, struct kiocb *iocb, pgoff_t index,
 	if (err == VMCOH_LOADING)
 		return io_unlocked_wait(dev, iocb, write, NULL, 0, load) ?: 1;
 	io_unlock(dev, write);
+	/* The window is full: reclaim a range, holding nothing. */
+	if (err == -ENOSPC && vmcoh_window_enabled(dev)) {
+		err = vmcoh_window_reclaim_inline(dev, index);
+		return err ? err : io_lock(dev, iocb, write) ?: 1;
+	}
 	return err;
 }
 
@@ -191,6 +198,7 @@ static ssize_t write_fill_hole(struct vmcoh_dev *dev, pgoff_t index,
 {
 	struct page *new, *block;
 	size_t copied;
+	bool ours;
 
 	new = vmcoh_block_new(dev);
 	if (IS_ERR(new))
@@ -202,12 +210,12 @@ static ssize_t write_fill_hole(struct vmcoh_dev *dev, pgoff_t index,
 		vmcoh_block_free(dev, new);
 		return 0;
 	}
-	block = vmcoh_block_publish(dev, index, new);
+	block = vmcoh_block_publish(dev, index, new, &ours);
 	if (IS_ERR(block)) {
 		vmcoh_block_free(dev, new);
 		return PTR_ERR(block);
 	}
-	if (block != new) {
+	if (!ours) {
 		/*
 		 * A write fault allocated the block meanwhile, under its
 		 * entry lock, and replaced the zero page itself.
@@ -216,6 +224,9 @@ static ssize_t write_fill_hole(struct vmcoh_dev *dev, pgoff_t index,
 		vmcoh_block_free(dev, new);
 		return copied;
 	}
+	/* With a window, the contents went into the range: a copy. */
+	if (block != new)
+		vmcoh_block_free(dev, new);
 	*filled = true;
 	return copied;
 }

@@ -99,6 +99,16 @@ static long ioctl_get_backing_stats(struct vmcoh_dev *dev, void __user *arg)
 	return copy_to_user(arg, &stats, sizeof(stats)) ? -EFAULT : 0;
 }
 
+static long ioctl_get_window_stats(struct vmcoh_dev *dev, void __user *arg)
+{
+	struct vmcoh_window_stats stats;
+
+	if (!vmcoh_window_enabled(dev))
+		return -ENODEV;
+	vmcoh_window_read_stats(dev, &stats);
+	return copy_to_user(arg, &stats, sizeof(stats)) ? -EFAULT : 0;
+}
+
 static long ioctl_get_info(struct vmcoh_dev *dev, void __user *arg)
 {
 	struct vmcoh_info info = {
@@ -119,6 +129,8 @@ static long ioctl_get_info(struct vmcoh_dev *dev, void __user *arg)
 
 	if (static_branch_unlikely(&vmcoh_test_hooks))
 		info.features |= VMCOH_FEATURE_TEST_HOOKS;
+	if (vmcoh_window_enabled(dev))
+		info.features |= VMCOH_FEATURE_WINDOW;
 
 	return copy_to_user(arg, &info, sizeof(info)) ? -EFAULT : 0;
 }
@@ -175,6 +187,8 @@ long vmcoh_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return vmcoh_ioctl_hold(file, cmd, uarg);
 	case VMCOH_IOC_GET_BACKING_STATS:
 		return ioctl_get_backing_stats(dev, uarg);
+	case VMCOH_IOC_GET_WINDOW_STATS:
+		return ioctl_get_window_stats(dev, uarg);
 	case VMCOH_IOC_ATTACH:
 	case VMCOH_IOC_DETACH:
 	case VMCOH_IOC_RECV:

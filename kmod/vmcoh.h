@@ -20,6 +20,8 @@
  *   writeback.c  dirty blocks of a backed object: fsync's STOREs, and the
  *                server's DROP of a range (a cluster lock given up).
  *   server.c     the server's channel: requests, replies, its death.
+ *   window.c     window_mb: blocks live in a bounded pool of 2 MiB ranges,
+ *                reclaimed from backed objects (a DROP of the region).
  *
  * Information flows block map -> entry -> page tables, so it is invalidated
  * in the same order (Jan Kara, linux-mm 2017-04): once the entries of a range
@@ -41,6 +43,7 @@
  *       entries.xa_lock           (spinlock, never held across sleeps)
  *       blocks.xa_lock            (spinlock, never held across sleeps)
  *       backing.inflight.xa_lock  (spinlock: the server channel)
+ *       window.regions.xa_lock    (spinlock: the pool of ranges)
  *
  * No path holds an entry lock while it takes io_rwsem, faults on user
  * memory, or waits for another entry: faults never take io_rwsem, and
@@ -106,6 +109,12 @@ enum vmcoh_counter {
 	VMCOH_STORES_FAILED,
 	VMCOH_DROPS,
 	VMCOH_DROP_WAITS,
+	VMCOH_RECLAIMS_INLINE,
+	VMCOH_RECLAIMS_BACKGROUND,
+	VMCOH_RECLAIMS_SHRINKER,
+	VMCOH_RECLAIMS_FAILED,
+	VMCOH_RANGE_WAITS,
+	VMCOH_RANGE_WAIT_TIMEOUTS,
 	VMCOH_NR_COUNTERS
 };
 
@@ -172,6 +181,36 @@ struct vmcoh_req {
 	struct completion done;
 };
 
+/* A 2 MiB range of the window, see window.c. */
+struct vmcoh_window_range {
+	struct page *head;		/* order-9 compound; NULL: given back */
+	pgoff_t region;			/* owner (index >> 9), while busy */
+	unsigned int nr_blocks;		/* published blocks of the region */
+	bool reclaiming;
+	struct list_head lru;		/* window.free, or window.busy */
+	/* Blocks out of the map, not yet freed (io_rwsem exclusive). */
+	DECLARE_BITMAP(freeing, 512);
+	struct vmcoh_window_range *freeing_next;	/* on a vmcoh_block_list */
+};
+
+/* The pool; regions.xa_lock protects the rest, see window.c. */
+struct vmcoh_window {
+	unsigned int nr_ranges;		/* 0: no window */
+	struct vmcoh_window_range *ranges;
+	struct xarray regions;		/* region -> its range */
+	struct list_head free;		/* ranges without a region */
+	struct list_head busy;		/* owned ranges, least recent first */
+	unsigned int nr_free;		/* also read locklessly */
+	unsigned int nr_populated_free;	/* free ones with memory */
+	unsigned long shrink_target;	/* ranges the shrinker asked for */
+	atomic_t waiters;		/* faults waiting for a free range */
+	wait_queue_head_t free_wait;	/* faults waiting for a free range */
+	struct work_struct work;	/* the reclaim worker */
+	struct shrinker *shrinker;
+};
+
+#define VMCOH_WINDOW_MAX_MB	65536
+
 struct vmcoh_dev {
 	struct vmcoh_blockmap map;
 	struct vmcoh_entries entries;
@@ -180,6 +219,7 @@ struct vmcoh_dev {
 	struct page *zero_page;		/* what holes map; never written */
 	unsigned int fault_around;	/* pages a read fault maps, see fault.c */
 	struct vmcoh_backing backing;
+	struct vmcoh_window window;
 	struct vmcoh_counters __percpu *counters;
 };
 
@@ -206,6 +246,7 @@ static inline void vmcoh_count(struct vmcoh_dev *dev,
 struct vmcoh_block_list {
 	struct page *head;
 	unsigned long count;
+	struct vmcoh_window_range *ranges;	/* window blocks: window.c */
 };
 
 /*
@@ -241,6 +282,16 @@ static inline void vmcoh_xas_relax(struct xa_state *xas)
 	xas_set(xas, next);
 }
 
+/* Which operation an invalidation serves (its bit in vmcoh_hold.ops). */
+enum vmcoh_op {
+	VMCOH_OP_WRITE,
+	VMCOH_OP_PUNCH,
+	VMCOH_OP_SHRINK,
+	VMCOH_OP_SERVER,	/* the server's INVALIDATE, or DETACH */
+	VMCOH_OP_DROP,		/* the server's DROP */
+	VMCOH_OP_RECLAIM,	/* the window's reclaim of a range */
+};
+
 /* blockmap.c */
 #define VMCOH_BLOCK_DIRTY	XA_MARK_0	/* not yet STOREd to the server */
 
@@ -253,8 +304,11 @@ unsigned long vmcoh_blocks_lookup_window(struct vmcoh_blockmap *map,
 					 struct page **blocks);
 struct page *vmcoh_block_get(struct vmcoh_blockmap *map, pgoff_t index);
 struct page *vmcoh_block_new(struct vmcoh_dev *dev);
+struct page *vmcoh_block_store(struct vmcoh_blockmap *map, pgoff_t index,
+			       struct page *block, bool fill,
+			       struct page *src);
 struct page *vmcoh_block_publish(struct vmcoh_dev *dev, pgoff_t index,
-				 struct page *block);
+				 struct page *block, bool *ours);
 void vmcoh_block_free(struct vmcoh_dev *dev, struct page *block);
 void vmcoh_blocks_remove(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
 			 struct vmcoh_block_list *list);
@@ -356,6 +410,8 @@ bool vmcoh_backing_drop_all(struct vmcoh_dev *dev);
 int vmcoh_writeback(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last);
 void vmcoh_store_finish(struct vmcoh_req *store, int err);
 int vmcoh_drop(struct vmcoh_dev *dev, loff_t offset, loff_t len);
+int vmcoh_drop_range(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
+		     enum vmcoh_op op);
 bool __vmcoh_drop_pending(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last);
 int vmcoh_drop_wait(struct vmcoh_dev *dev, pgoff_t index);
 
@@ -383,16 +439,6 @@ void vmcoh_server_release(struct file *file);
 __poll_t vmcoh_server_poll(struct file *file, struct poll_table_struct *pt);
 
 /* invalidate.c */
-
-/* Which operation an invalidation serves (its bit in vmcoh_hold.ops). */
-enum vmcoh_op {
-	VMCOH_OP_WRITE,
-	VMCOH_OP_PUNCH,
-	VMCOH_OP_SHRINK,
-	VMCOH_OP_SERVER,	/* the server's INVALIDATE, or DETACH */
-	VMCOH_OP_DROP,		/* the server's DROP */
-};
-
 void vmcoh_invalidate(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
 		      enum vmcoh_op op, struct vmcoh_block_list *blocks);
 int vmcoh_punch_hole(struct vmcoh_dev *dev, loff_t offset, loff_t len);
@@ -411,6 +457,28 @@ bool vmcoh_reserved_zero(const __u64 *words, size_t n);
 bool vmcoh_range_valid(const struct vmcoh_range *req);
 u64 vmcoh_counter_read(struct vmcoh_dev *dev, enum vmcoh_counter counter);
 void vmcoh_read_stats(struct vmcoh_dev *dev, struct vmcoh_stats *stats);
+
+/* window.c */
+static inline bool vmcoh_window_enabled(struct vmcoh_dev *dev)
+{
+	return dev->window.nr_ranges;
+}
+
+int vmcoh_window_init(struct vmcoh_dev *dev);
+void vmcoh_window_stop(struct vmcoh_dev *dev);
+void vmcoh_window_destroy(struct vmcoh_dev *dev);
+int vmcoh_window_reserve(struct vmcoh_dev *dev, pgoff_t index);
+struct page *vmcoh_window_publish(struct vmcoh_dev *dev, pgoff_t index,
+				  struct page *src, bool *ours);
+void vmcoh_window_block_removed(struct vmcoh_dev *dev, pgoff_t index,
+				struct vmcoh_block_list *list);
+void vmcoh_window_blocks_free(struct vmcoh_dev *dev,
+			      struct vmcoh_block_list *list);
+int vmcoh_window_reclaim_inline(struct vmcoh_dev *dev, pgoff_t index);
+int vmcoh_window_reclaim_in_fault(struct vmcoh_dev *dev, pgoff_t index);
+int vmcoh_window_wait(struct vmcoh_dev *dev);
+void vmcoh_window_read_stats(struct vmcoh_dev *dev,
+			     struct vmcoh_window_stats *stats);
 
 /* device.c */
 #define VMCOH_MAX_OBJECT_SIZE	BIT_ULL(40)	/* 1 TiB of (sparse) object */

@@ -51,7 +51,8 @@
  * what was written.
  *
  * Lock order: see vmcoh.h.  drop_mutex -> wb_mutex -> io_rwsem -> entry
- * lock -> i_mmap_rwsem; the drop's range is under inflight.xa_lock.  STOREs
+ * lock -> i_mmap_rwsem; the drop's range is under inflight.xa_lock.  The
+ * window's reclaim of a range (window.c) is a drop too, by the kernel.  STOREs
  * are waited for holding only the mutexes: the server may fault, read(2)
  * and INVALIDATE meanwhile, but must not fsync, nor touch a range it drops.
  */
@@ -158,7 +159,8 @@ static int writeback_range(struct vmcoh_dev *dev, pgoff_t first,
 	lockdep_assert_held(&dev->backing.wb_mutex);
 	while (more && !err) {
 		nr = 0;
-		down_read(&dev->io_rwsem);
+		if (down_read_killable(&dev->io_rwsem))
+			return -EINTR;
 		while (nr < WB_BATCH &&
 		       (more = vmcoh_blocks_dirty(&dev->map, &index, last))) {
 			stores[nr] = writeback_one(dev, index);
@@ -251,8 +253,13 @@ static void drop_publish(struct vmcoh_dev *dev, bool dropping, pgoff_t first,
 		wake_up_all(&backing->drop_wait);
 }
 
-/* Steps 2 to 4, with wb_mutex held.  Return 0, or why the range is kept. */
-static int drop_range(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last)
+/*
+ * Steps 2 to 4, with wb_mutex held.  Return 0, or why the range is kept:
+ * a reclaim keeps it (-EAGAIN) if the object lost its server meanwhile,
+ * since its blocks would then be the only copy.
+ */
+static int drop_range(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
+		      enum vmcoh_op op)
 {
 	bool writeback = !vmcoh_unsafe(VMCOH_UNSAFE_DROP_SKIPS_WRITEBACK);
 	struct vmcoh_block_list list = { };
@@ -265,7 +272,12 @@ static int drop_range(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last)
 			if (err)
 				return err;
 		}
-		down_write(&dev->io_rwsem);
+		if (down_write_killable(&dev->io_rwsem))
+			return -EINTR;
+		if (op == VMCOH_OP_RECLAIM && !vmcoh_backed(dev)) {
+			up_write(&dev->io_rwsem);
+			return -EAGAIN;
+		}
 		vmcoh_entries_cancel_loads(dev, first, last);
 		dirty = first;
 		if (!writeback || !vmcoh_blocks_dirty(&dev->map, &dirty, last))
@@ -273,38 +285,55 @@ static int drop_range(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last)
 		up_write(&dev->io_rwsem);
 	}
 	vmcoh_blocks_remove(dev, first, last, &list);
-	vmcoh_invalidate(dev, first, last, VMCOH_OP_DROP, &list);
+	vmcoh_invalidate(dev, first, last, op, &list);
 	up_write(&dev->io_rwsem);
 	return 0;
 }
 
 /**
- * vmcoh_drop - the server's DROP of a range (see the top of this file)
+ * vmcoh_drop_range - give up [@first, @last] (see the top of this file)
  * @dev: the device
- * @offset: page-aligned start
- * @len: page-aligned length, non-zero
+ * @first: first page index
+ * @last: last page index, inclusive
+ * @op: VMCOH_OP_DROP for the server's DROP, VMCOH_OP_RECLAIM for the
+ *	window's reclaim of a range (window.c)
  *
  * Return: 0 once the range is written back and invalidated; -EIO if a
- * STORE failed, and the range keeps its blocks; -EINTR on a fatal signal.
+ * STORE failed, and the range keeps its blocks; -EAGAIN if a reclaim found
+ * the object without a server; -EINTR on a fatal signal.
  */
-int vmcoh_drop(struct vmcoh_dev *dev, loff_t offset, loff_t len)
+int vmcoh_drop_range(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
+		     enum vmcoh_op op)
 {
 	struct vmcoh_backing *backing = &dev->backing;
-	pgoff_t first = offset >> PAGE_SHIFT;
-	pgoff_t last = ((offset + len) >> PAGE_SHIFT) - 1;
 	int err;
 
 	if (mutex_lock_killable(&backing->drop_mutex))
 		return -EINTR;
-	vmcoh_count(dev, VMCOH_DROPS);
 	drop_publish(dev, true, first, last);
-	vmcoh_hold_drop(dev, first, last);
+	vmcoh_hold_drop(dev, first, last, op);
 	err = mutex_lock_killable(&backing->wb_mutex);
 	if (!err) {
-		err = drop_range(dev, first, last);
+		err = drop_range(dev, first, last, op);
 		mutex_unlock(&backing->wb_mutex);
 	}
 	drop_publish(dev, false, 0, 0);
 	mutex_unlock(&backing->drop_mutex);
 	return err;
+}
+
+/**
+ * vmcoh_drop - the server's DROP of a range
+ * @dev: the device
+ * @offset: page-aligned start
+ * @len: page-aligned length, non-zero
+ *
+ * Return: as vmcoh_drop_range().
+ */
+int vmcoh_drop(struct vmcoh_dev *dev, loff_t offset, loff_t len)
+{
+	vmcoh_count(dev, VMCOH_DROPS);
+	return vmcoh_drop_range(dev, offset >> PAGE_SHIFT,
+				((offset + len) >> PAGE_SHIFT) - 1,
+				VMCOH_OP_DROP);
 }

@@ -31,6 +31,7 @@
 #define VMCOH_FEATURE_TEST_HOOKS	_BITULL(4)	/* loaded with test_hooks=1 */
 #define VMCOH_FEATURE_BACKING		_BITULL(5)	/* a server can back it */
 #define VMCOH_FEATURE_WRITEBACK		_BITULL(6)	/* STORE, DROP, fsync */
+#define VMCOH_FEATURE_WINDOW		_BITULL(7)	/* loaded with window_mb > 0 */
 
 /*
  * vmcoh_info.unsafe: the deliberately broken protocol variant the module was
@@ -48,7 +49,8 @@
 #define VMCOH_UNSAFE_INVALIDATE_WAITS_LOAD 8	/* invalidation waits for loads in flight */
 #define VMCOH_UNSAFE_DROP_UNDER_ENTRY_LOCK 9	/* a fault waits for a drop, entry locked */
 #define VMCOH_UNSAFE_DROP_SKIPS_WRITEBACK 10	/* a drop invalidates dirty blocks unwritten */
-#define VMCOH_NR_UNSAFE			11
+#define VMCOH_UNSAFE_RECLAIM_IN_FAULT	11	/* a fault reclaims a range, entry locked */
+#define VMCOH_NR_UNSAFE			12
 
 /* What free_before_unmap fills a block with before it lets it go. */
 #define VMCOH_POISON_BYTE		0x6b
@@ -116,9 +118,9 @@ struct vmcoh_stats {
  * with io_rwsem held; @ops narrows them to some operations.  In the safe
  * protocol they come in the order MAP_CHANGED, ENTRIES_REMOVED,
  * BEFORE_UNMAP, BEFORE_FREE; the unsafe variants reorder them with the steps
- * they reorder.  DROP_STARTED fires in a DROP covering @index once faults
- * and I/O on the range wait for it, before anything is written back; it
- * holds no lock.
+ * they reorder.  DROP_STARTED fires in a DROP (or a window reclaim, which is
+ * one) covering @index once faults and I/O on the range wait for it, before
+ * anything is written back; it holds no lock.
  *
  * A point is one-shot: the first matching task parks and the point is
  * disarmed.  A park ends when released, after timeout_ms, when the process
@@ -141,6 +143,7 @@ struct vmcoh_stats {
 #define VMCOH_HOLD_OP_SHRINK		_BITULL(2)
 #define VMCOH_HOLD_OP_SERVER		_BITULL(3)	/* INVALIDATE, DETACH */
 #define VMCOH_HOLD_OP_DROP		_BITULL(4)	/* DROP */
+#define VMCOH_HOLD_OP_RECLAIM		_BITULL(5)	/* the window's reclaim */
 
 /* vmcoh_hold.timeout_ms: 0 means the default; more than the max is -EINVAL */
 #define VMCOH_HOLD_TIMEOUT_DEFAULT_MS	10000
@@ -275,6 +278,35 @@ struct vmcoh_backing_stats {
 	__u64 reserved[2];
 };
 
+/*
+ * The window (module parameter window_mb > 0, VMCOH_FEATURE_WINDOW): resident
+ * blocks live in 2 MiB ranges (VMCOH_RANGE_SIZE) from a fixed pool, one
+ * aligned 2 MiB region of the object per range; block i of a region is page
+ * i of its range.  When the pool is empty, a backed object's ranges are
+ * reclaimed - written back, invalidated, returned to the pool - by a
+ * background worker (which keeps a reserve), the shrinker (which asks the
+ * worker), or read(2)/write(2) inline; a fault waits for a free range and
+ * never reclaims.  An object without a server cannot give ranges back: once
+ * the pool is empty its writes fail with -ENOSPC and its write faults with
+ * SIGBUS, as at the max_mb cap.
+ */
+#define VMCOH_RANGE_SIZE		(2ULL << 20)
+
+struct vmcoh_window_stats {
+	__u64 ranges;			/* in the pool: window_mb / 2 */
+	__u64 ranges_free;		/* now */
+	__u64 ranges_busy;		/* owned by a region now */
+	__u64 reserve;			/* free ranges the worker keeps */
+	__u64 reclaims_inline;		/* by read(2) and write(2) */
+	__u64 reclaims_background;	/* by the worker, for its reserve */
+	__u64 reclaims_shrinker;	/* by the worker, for the shrinker */
+	__u64 reclaims_failed;		/* victims kept: pinned, or a STORE failed */
+	__u64 range_waits;		/* faults that waited for a free range */
+	__u64 range_wait_timeouts;	/* ... and gave up (SIGBUS) */
+	__u64 ranges_populated;		/* with memory: busy, or free and kept */
+	__u64 reserved[5];
+};
+
 #define VMCOH_IOC_MAGIC		0xC7
 
 #define VMCOH_IOC_GET_INFO	_IOR(VMCOH_IOC_MAGIC, 0x00, struct vmcoh_info)
@@ -301,5 +333,9 @@ struct vmcoh_backing_stats {
 #define VMCOH_IOC_GET_BACKING_STATS \
 	_IOR(VMCOH_IOC_MAGIC, 0x25, struct vmcoh_backing_stats)
 #define VMCOH_IOC_DROP		_IOW(VMCOH_IOC_MAGIC, 0x26, struct vmcoh_range)
+
+/* -ENODEV if the module was loaded without a window (window_mb=0). */
+#define VMCOH_IOC_GET_WINDOW_STATS \
+	_IOR(VMCOH_IOC_MAGIC, 0x27, struct vmcoh_window_stats)
 
 #endif /* _UAPI_VMCOH_H */

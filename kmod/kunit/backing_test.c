@@ -181,10 +181,12 @@ static struct page *test_dirty_block(struct kunit *test, pgoff_t index,
 {
 	struct vmcoh_dev *dev = test->priv;
 	struct page *block = vmcoh_block_new(dev);
+	bool ours;
 
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, block);
 	memset_page(block, 0, fill, PAGE_SIZE);
-	KUNIT_ASSERT_PTR_EQ(test, vmcoh_block_publish(dev, index, block), block);
+	KUNIT_ASSERT_PTR_EQ(test, vmcoh_block_publish(dev, index, block, &ours),
+			    block);
 	KUNIT_ASSERT_TRUE(test, vmcoh_block_mark_dirty(dev, index, block));
 	dev->backing.writable = true;
 	return block;

@@ -70,9 +70,12 @@ static void blockmap_publish_first_wins(struct kunit *test)
 	struct vmcoh_dev *dev = test->priv;
 	struct page *first = vmcoh_test_add_block(test, dev, 3, 0x11);
 	struct page *second = vmcoh_block_new(dev);
+	bool ours;
 
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, second);
-	KUNIT_EXPECT_PTR_EQ(test, vmcoh_block_publish(dev, 3, second), first);
+	KUNIT_EXPECT_PTR_EQ(test, vmcoh_block_publish(dev, 3, second, &ours),
+			    first);
+	KUNIT_EXPECT_FALSE(test, ours);
 	KUNIT_EXPECT_PTR_EQ(test, vmcoh_block_lookup(&dev->map, 3), first);
 	vmcoh_block_free(dev, second);
 	KUNIT_EXPECT_NULL(test, vmcoh_block_lookup(&dev->map, 2));
@@ -83,9 +86,10 @@ static void blockmap_publish_beyond_eof_fails(struct kunit *test)
 {
 	struct vmcoh_dev *dev = test->priv;
 	struct page *block = vmcoh_block_new(dev);
+	bool ours;
 
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, block);
-	KUNIT_EXPECT_PTR_EQ(test, vmcoh_block_publish(dev, 16, block),
+	KUNIT_EXPECT_PTR_EQ(test, vmcoh_block_publish(dev, 16, block, &ours),
 			    ERR_PTR(-ENXIO));
 	KUNIT_EXPECT_NULL(test, vmcoh_block_lookup(&dev->map, 16));
 	vmcoh_block_free(dev, block);

@@ -166,10 +166,11 @@ struct page *vmcoh_test_add_block(struct kunit *test, struct vmcoh_dev *dev,
 				  pgoff_t index, u8 fill)
 {
 	struct page *block = vmcoh_block_new(dev);
+	bool ours;
 
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, block);
 	memset_page(block, 0, fill, PAGE_SIZE);
-	KUNIT_ASSERT_PTR_EQ(test, vmcoh_block_publish(dev, index, block),
+	KUNIT_ASSERT_PTR_EQ(test, vmcoh_block_publish(dev, index, block, &ours),
 			    block);
 	return block;
 }

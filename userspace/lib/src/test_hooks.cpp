@@ -31,6 +31,7 @@ constexpr std::array<std::string_view, VMCOH_NR_UNSAFE> kUnsafeNames = {
     "invalidate_waits_load",
     "drop_under_entry_lock",
     "drop_skips_writeback",
+    "reclaim_in_fault",
 };
 
 vmcoh_hold hold_arg(std::uint64_t point, std::chrono::milliseconds timeout) {

@@ -1,0 +1,766 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The window: a bounded pool of 2 MiB ranges that resident blocks live in,
+ * as in the DAX window of virtiofs
+ * (../shared/seeds/lkml-2020-virtiofs-dax-range-reclaim.txt).
+ *
+ * With window_mb > 0 the pool has window_mb / 2 ranges.  A range is one
+ * compound page of order 9, so that a 2 MiB mapping of it is possible and
+ * GUP through any mapping of it works.  It belongs to one aligned 2 MiB
+ * region of the object at a time, and block i of the region is page i of
+ * the range: there is no other placement to track.
+ *
+ * Taking a range.  A region takes a free range when one of its blocks is
+ * first published (vmcoh_window_publish()), or earlier, before a load is
+ * sent (vmcoh_window_reserve()), so that the server's answer finds it.  A
+ * free range whose memory the shrinker gave back is allocated again then.
+ *
+ * An index always has the same page, so its contents are written into it
+ * (copied, or zeroed) only at publication, under the block map's lock,
+ * where the index is seen to be a hole: two tasks publishing the same
+ * index never both write the page, the loser finds the winner's block.
+ * Freeing a block writes nothing, because the page may be published again
+ * before the invalidation that removed it gets to free it: faults and
+ * loads publish without io_rwsem, right after the entries are gone.  A
+ * stale PTE that still maps the page until the unmap sees the index's
+ * newer contents, never another index's.
+ *
+ * Giving it back.  A range returns to the pool when its region has no
+ * block left and the pool holds the only reference to its pages (no PTE
+ * maps a block, no GUP pin holds one): after a punch, shrink or
+ * invalidation freed its last block, or after a reclaim.  A pinned range
+ * stays with its region, empty, until a later
+ * reclaim finds it idle: a pin never reaches memory another region uses.
+ *
+ * Reclaiming a range of a backed object is a DROP of its region
+ * (writeback.c): faults and I/O on the region wait, dirty blocks are
+ * written back, loads are cancelled, then block map, entries, one ranged
+ * unmap, and the blocks are freed; then the range goes back to the pool
+ * and the waiters for a free range are woken.  Who reclaims:
+ *
+ *   - the worker, to keep window_reserve ranges free, and for the
+ *     shrinker, which only asks: a shrinker runs in the allocations of
+ *     tasks that may hold entry locks or wait for the server itself;
+ *   - read(2) and write(2), inline, holding nothing of vmcoh's: they drop
+ *     io_rwsem first, and reclaim a range other than the one they need;
+ *   - never a fault.  A fault holds its entry lock, and mmap_lock or the
+ *     VMA lock; a reclaim takes io_rwsem, which ranks above both, and waits
+ *     for entry locks.  A fault that finds the pool empty lets go of its
+ *     entry lock (and of mmap_lock when it may retry), waits for a free
+ *     range, and starts over - what fuse DAX settled on in the seed's
+ *     thread.  unsafe=reclaim_in_fault reclaims right there: a server
+ *     INVALIDATE that holds io_rwsem and waits for the fault's entry lock
+ *     then deadlocks with it.
+ *
+ * An object without a server cannot give its blocks back.  Its ranges
+ * return to the pool only when their blocks are punched or truncated; once
+ * the pool is empty, writes fail with -ENOSPC and write faults with
+ * SIGBUS, as at the max_mb cap.
+ *
+ * Lock order: see vmcoh.h.  regions.xa_lock is the window's lock (the
+ * pool's lists and counts, each range's owner and block count); it is a
+ * leaf, never held across a sleep nor together with another xa_lock.  A
+ * reclaim takes drop_mutex, wb_mutex, io_rwsem and entry locks (a DROP),
+ * holding none of its own.
+ */
+
+#include <linux/highmem.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/sched/signal.h>
+#include <linux/shrinker.h>
+#include <linux/slab.h>
+#include <linux/workqueue.h>
+
+#include "hooks.h"
+#include "vmcoh.h"
+
+#define RANGE_ORDER	(21 - PAGE_SHIFT)
+#define RANGE_PAGES	BIT(RANGE_ORDER)
+
+static unsigned int window_mb;
+module_param(window_mb, uint, 0444);
+MODULE_PARM_DESC(window_mb,
+		 "Bound resident blocks to this many MiB of 2 MiB ranges, reclaimed from backed objects when they run out (default 0: no window, max_mb caps blocks)");
+
+static int window_reserve = -1;
+module_param(window_reserve, int, 0644);
+MODULE_PARM_DESC(window_reserve,
+		 "Free ranges the reclaim worker keeps; -1 for an eighth of the window, at least 1 (default -1)");
+
+/* The one device: the shrinker's callbacks find it here. */
+static struct vmcoh_dev *window_dev;
+
+static inline pgoff_t range_region(pgoff_t index)
+{
+	return index >> RANGE_ORDER;
+}
+
+static struct page *range_alloc(void)
+{
+	return alloc_pages(GFP_HIGHUSER | __GFP_COMP | __GFP_ZERO |
+			   __GFP_NORETRY | __GFP_NOWARN, RANGE_ORDER);
+}
+
+/* Idle: nothing but the pool holds the range's pages. */
+static bool range_idle(struct vmcoh_window_range *range)
+{
+	return page_count(range->head) == 1;
+}
+
+static void window_wake(struct vmcoh_window *w)
+{
+	wake_up_all(&w->free_wait);
+}
+
+/*
+ * Give @range back to the pool if its region has no block left and nothing
+ * else holds its pages.  Called with the window's lock held.
+ */
+static bool range_release_locked(struct vmcoh_window *w,
+				 struct vmcoh_window_range *range)
+	__must_hold(&w->regions.xa_lock)
+{
+	if (range->nr_blocks || range->reclaiming || !range_idle(range))
+		return false;
+	__xa_erase(&w->regions, range->region);
+	list_move(&range->lru, &w->free);
+	WRITE_ONCE(w->nr_free, w->nr_free + 1);
+	w->nr_populated_free++;
+	return true;
+}
+
+/*
+ * The range of @index's region, taking a free one for it if it has none.
+ * Called with the window's lock held, through @xas.  A free range without
+ * memory gets @spare, if the caller brought one.  Return the range, or
+ * NULL if none is free (or only ones without memory, and no @spare).
+ */
+static struct vmcoh_window_range *
+range_get_locked(struct vmcoh_window *w, struct xa_state *xas,
+		 struct page **spare)
+	__must_hold(&w->regions.xa_lock)
+{
+	struct vmcoh_window_range *range = xas_load(xas);
+
+	if (range) {
+		list_move_tail(&range->lru, &w->busy);
+		return range;
+	}
+	list_for_each_entry(range, &w->free, lru) {
+		if (range->head || *spare)
+			break;
+	}
+	if (list_entry_is_head(range, &w->free, lru))
+		return NULL;
+	xas_store(xas, range);
+	if (xas_error(xas))
+		return NULL;
+	if (range->head) {
+		w->nr_populated_free--;
+	} else {
+		range->head = *spare;
+		*spare = NULL;
+	}
+	range->region = xas->xa_index;
+	list_move_tail(&range->lru, &w->busy);
+	WRITE_ONCE(w->nr_free, w->nr_free - 1);
+	return range;
+}
+
+static unsigned int window_reserve_now(struct vmcoh_window *w)
+{
+	int reserve = READ_ONCE(window_reserve);
+
+	if (reserve < 0)
+		return max(1U, w->nr_ranges / 8);
+	return min_t(unsigned int, reserve, w->nr_ranges);
+}
+
+/*
+ * Does the pool need the worker: too few free ranges, a shrink asked, or a
+ * fault waits for a range and none is free?
+ */
+static bool window_wants_reclaim(struct vmcoh_window *w)
+{
+	unsigned int nr_free = READ_ONCE(w->nr_free);
+
+	return nr_free < window_reserve_now(w) ||
+	       READ_ONCE(w->shrink_target) ||
+	       (!nr_free && atomic_read(&w->waiters));
+}
+
+static void window_kick(struct vmcoh_dev *dev)
+{
+	struct vmcoh_window *w = &dev->window;
+
+	if (window_wants_reclaim(w) && vmcoh_backed(dev))
+		queue_work(system_unbound_wq, &w->work);
+}
+
+/*
+ * The range of @index's region, or a free one taken for it.  Return it,
+ * NULL if the pool has none, or an ERR_PTR(-ENOMEM).
+ */
+static struct vmcoh_window_range *
+window_get(struct vmcoh_dev *dev, pgoff_t index, bool publish)
+{
+	struct vmcoh_window *w = &dev->window;
+	XA_STATE(xas, &w->regions, range_region(index));
+	struct vmcoh_window_range *range;
+	struct page *spare = NULL;
+	bool no_memory;
+
+	for (;;) {
+		xas_lock(&xas);
+		range = range_get_locked(w, &xas, &spare);
+		if (range && publish)
+			range->nr_blocks++;
+		/* Only free ranges without memory: bring some along. */
+		no_memory = !range && !xas_error(&xas) && w->nr_free && !spare;
+		xas_unlock(&xas);
+		if (xas_nomem(&xas, GFP_KERNEL))
+			continue;
+		if (!no_memory)
+			break;
+		spare = range_alloc();
+		if (!spare)
+			break;
+	}
+	if (spare)
+		put_page(spare);
+	window_kick(dev);
+	if (xas_error(&xas))
+		return ERR_PTR(xas_error(&xas));
+	return range;
+}
+
+/**
+ * vmcoh_window_reserve - make sure @index's region has a range
+ * @dev: the device, with a window
+ * @index: a block about to be loaded
+ *
+ * Before a load is sent, so that its answer can be published.  The range
+ * may be reclaimed before it is; the load is then cancelled with it.
+ *
+ * Return: 0; -ENOSPC if the pool has no free range (the worker has been
+ * asked for one); -ENOMEM.
+ */
+int vmcoh_window_reserve(struct vmcoh_dev *dev, pgoff_t index)
+{
+	struct vmcoh_window_range *range = window_get(dev, index, false);
+
+	if (IS_ERR(range))
+		return PTR_ERR(range);
+	return range ? 0 : -ENOSPC;
+}
+
+/**
+ * vmcoh_window_publish - make the page of @index in its range back @index
+ * @dev: the device, with a window
+ * @index: page index
+ * @src: the contents (a page from vmcoh_block_new()); NULL for zeros
+ * @ours: set if @src went in; false if another block was there first
+ *
+ * As vmcoh_block_publish(), whose window half this is.
+ *
+ * Return: the block of @index; ERR_PTR(-ENOSPC) if the pool has no free
+ * range, -ENXIO beyond EOF, or -ENOMEM.
+ */
+struct page *vmcoh_window_publish(struct vmcoh_dev *dev, pgoff_t index,
+				  struct page *src, bool *ours)
+{
+	struct vmcoh_blockmap *map = &dev->map;
+	struct vmcoh_window *w = &dev->window;
+	struct vmcoh_window_range *range;
+	struct page *slot, *cur;
+
+	*ours = false;
+	range = window_get(dev, index, true);
+	if (IS_ERR_OR_NULL(range))
+		return range ? ERR_CAST(range) : ERR_PTR(-ENOSPC);
+	slot = range->head + (index & (RANGE_PAGES - 1));
+
+	cur = vmcoh_block_store(map, index, slot, true, src);
+	if (cur == slot) {
+		*ours = true;
+		atomic_long_inc(&map->nr_blocks);
+		vmcoh_count(dev, VMCOH_BLOCKS_ALLOCATED);
+		return slot;
+	}
+	/* Not ours: the count we took goes, and perhaps the range. */
+	xa_lock(&w->regions);
+	range->nr_blocks--;
+	if (range_release_locked(w, range))
+		window_wake(w);
+	xa_unlock(&w->regions);
+	return cur;
+}
+
+/**
+ * vmcoh_window_block_removed - @block, of @index, is out of the block map
+ * @dev: the device, with a window
+ * @index: its index
+ * @list: the removal's list, freed by vmcoh_blocks_free()
+ *
+ * Called under blocks.xa_lock, with io_rwsem held exclusive: a range's
+ * freeing bits belong to one invalidation at a time.  The range cannot go
+ * while it has blocks, so the lockless lookup is stable.
+ */
+void vmcoh_window_block_removed(struct vmcoh_dev *dev, pgoff_t index,
+				struct vmcoh_block_list *list)
+{
+	struct vmcoh_window_range *range = xa_load(&dev->window.regions,
+					    range_region(index));
+
+	if (WARN_ON_ONCE(!range))
+		return;
+	__set_bit(index & (RANGE_PAGES - 1), range->freeing);
+	if (!range->freeing_next) {
+		range->freeing_next = list->ranges ?: range;
+		list->ranges = range;
+	}
+	list->count++;
+}
+
+/*
+ * Free the blocks of @list's ranges: count them out, and give back ranges
+ * left without any.  Their pages are not touched (see above).
+ */
+void vmcoh_window_blocks_free(struct vmcoh_dev *dev,
+			      struct vmcoh_block_list *list)
+{
+	struct vmcoh_window *w = &dev->window;
+	struct vmcoh_window_range *range, *next;
+	bool freed = false;
+	unsigned int n;
+
+	for (range = list->ranges; range; range = next) {
+		next = range->freeing_next == range ? NULL :
+						      range->freeing_next;
+		range->freeing_next = NULL;
+		n = bitmap_weight(range->freeing, RANGE_PAGES);
+		bitmap_zero(range->freeing, RANGE_PAGES);
+		atomic_long_sub(n, &dev->map.nr_blocks);
+		vmcoh_count_add(dev, VMCOH_BLOCKS_FREED, n);
+		xa_lock(&w->regions);
+		range->nr_blocks -= n;
+		freed |= range_release_locked(w, range);
+		xa_unlock(&w->regions);
+		cond_resched();
+	}
+	list->ranges = NULL;
+	if (freed)
+		window_wake(w);
+}
+
+enum reclaim_why { RECLAIM_INLINE, RECLAIM_BACKGROUND, RECLAIM_SHRINKER };
+
+static const enum vmcoh_counter reclaim_counters[] = {
+	[RECLAIM_INLINE]	= VMCOH_RECLAIMS_INLINE,
+	[RECLAIM_BACKGROUND]	= VMCOH_RECLAIMS_BACKGROUND,
+	[RECLAIM_SHRINKER]	= VMCOH_RECLAIMS_SHRINKER,
+};
+
+/*
+ * Pick the least recently used range that may be reclaimed, other than the
+ * one of @skip, and mark it.  An empty idle range goes straight back to the
+ * pool (*@released).  Only a backed object can give blocks back.
+ */
+static struct vmcoh_window_range *
+reclaim_pick(struct vmcoh_dev *dev, pgoff_t skip, bool *released)
+{
+	struct vmcoh_window *w = &dev->window;
+	bool backed = vmcoh_backed(dev);
+	struct vmcoh_window_range *range, *victim = NULL;
+
+	*released = false;
+	xa_lock(&w->regions);
+	list_for_each_entry(range, &w->busy, lru) {
+		if (range->reclaiming || range->region == skip)
+			continue;
+		if (!range->nr_blocks) {
+			if (range_release_locked(w, range)) {
+				*released = true;
+				victim = range;
+				break;
+			}
+			continue;	/* pinned */
+		}
+		if (backed) {
+			range->reclaiming = true;
+			victim = range;
+			break;
+		}
+	}
+	xa_unlock(&w->regions);
+	return victim;
+}
+
+/*
+ * Reclaim one range, not that of @skip.  Return 0 if one went back to the
+ * pool; -ENOSPC if none could; -EINTR on a fatal signal.
+ */
+static int window_reclaim_one(struct vmcoh_dev *dev, pgoff_t skip,
+			      enum reclaim_why why)
+{
+	struct vmcoh_window *w = &dev->window;
+	unsigned int tries = w->nr_ranges;
+	struct vmcoh_window_range *victim;
+	bool released, kept;
+	pgoff_t first;
+	int err;
+
+	while (tries--) {
+		victim = reclaim_pick(dev, skip, &released);
+		if (!victim)
+			return -ENOSPC;
+		if (released) {
+			vmcoh_count(dev, reclaim_counters[why]);
+			window_wake(w);
+			return 0;
+		}
+		first = victim->region << RANGE_ORDER;
+		err = vmcoh_drop_range(dev, first, first + RANGE_PAGES - 1,
+				       VMCOH_OP_RECLAIM);
+
+		xa_lock(&w->regions);
+		victim->reclaiming = false;
+		released = range_release_locked(w, victim);
+		kept = !released;
+		if (kept)	/* pinned, or a STORE failed: try it last */
+			list_move_tail(&victim->lru, &w->busy);
+		xa_unlock(&w->regions);
+		if (released) {
+			vmcoh_count(dev, reclaim_counters[why]);
+			window_wake(w);
+			return 0;
+		}
+		vmcoh_count(dev, VMCOH_RECLAIMS_FAILED);
+		if (err == -EINTR)
+			return err;
+	}
+	return -ENOSPC;
+}
+
+/**
+ * vmcoh_window_reclaim_inline - read(2) or write(2) found the pool empty
+ * @dev: the device, with a window
+ * @index: the index the caller needs a range for
+ *
+ * Called holding no lock of vmcoh's.  Reclaims a range of another region,
+ * or, if none can be, waits for one to come free.
+ *
+ * Return: 0 to try again; -ENOSPC; -EINTR on a fatal signal.
+ */
+int vmcoh_window_reclaim_inline(struct vmcoh_dev *dev, pgoff_t index)
+{
+	int err = window_reclaim_one(dev, range_region(index),
+				     RECLAIM_INLINE);
+
+	return err == -ENOSPC ? vmcoh_window_wait(dev) : err;
+}
+
+/**
+ * vmcoh_window_reclaim_in_fault - unsafe=reclaim_in_fault, the seed's bug
+ * @dev: the device, with a window
+ * @index: the index whose entry lock the caller, a fault, holds
+ *
+ * Return: as vmcoh_window_reclaim_inline(), if it returns.
+ */
+int vmcoh_window_reclaim_in_fault(struct vmcoh_dev *dev, pgoff_t index)
+{
+	return window_reclaim_one(dev, range_region(index), RECLAIM_INLINE);
+}
+
+/**
+ * vmcoh_window_wait - wait for a free range
+ * @dev: the device, with a window
+ *
+ * The caller holds no entry lock and not io_rwsem: the reclaim it waits
+ * for takes them.  It gives up after load_timeout_ms, as a load would.
+ *
+ * Return: 0 once a range is free (it may be gone again: retry); -ENOSPC
+ * on timeout, or at once for an object without a server; -EINTR on a
+ * fatal signal.
+ */
+int vmcoh_window_wait(struct vmcoh_dev *dev)
+{
+	struct vmcoh_window *w = &dev->window;
+	unsigned int ms = READ_ONCE(vmcoh_load_timeout_ms);
+	long timeout = ms ? msecs_to_jiffies(ms) : MAX_SCHEDULE_TIMEOUT;
+	long left;
+
+	if (!vmcoh_backed(dev))
+		return READ_ONCE(w->nr_free) ? 0 : -ENOSPC;
+	vmcoh_count(dev, VMCOH_RANGE_WAITS);
+	atomic_inc(&w->waiters);
+	queue_work(system_unbound_wq, &w->work);
+	left = wait_event_killable_timeout(w->free_wait,
+					   READ_ONCE(w->nr_free), timeout);
+	atomic_dec(&w->waiters);
+	if (left < 0)
+		return -EINTR;
+	if (!left) {
+		vmcoh_count(dev, VMCOH_RANGE_WAIT_TIMEOUTS);
+		return -ENOSPC;
+	}
+	return 0;
+}
+
+/* Free ranges whose memory the pool could give back, beyond the reserve. */
+static unsigned long window_spare_ranges(struct vmcoh_window *w)
+{
+	unsigned int reserve = window_reserve_now(w);
+
+	return w->nr_populated_free > reserve ?
+	       w->nr_populated_free - reserve : 0;
+}
+
+/*
+ * Give the memory of up to @max free ranges beyond the reserve back to the
+ * page allocator; a region that takes one of them allocates it again.
+ * Return how many were given back.
+ */
+static unsigned long window_give_back(struct vmcoh_window *w,
+				      unsigned long max)
+{
+	struct vmcoh_window_range *range;
+	struct page *heads[8];
+	unsigned int i, n = 0;
+
+	xa_lock(&w->regions);
+	list_for_each_entry(range, &w->free, lru) {
+		if (n == ARRAY_SIZE(heads) || n == max ||
+		    !window_spare_ranges(w))
+			break;
+		if (!range->head)
+			continue;
+		heads[n++] = range->head;
+		range->head = NULL;
+		w->nr_populated_free--;
+	}
+	xa_unlock(&w->regions);
+	for (i = 0; i < n; i++)
+		put_page(heads[i]);
+	return n;
+}
+
+/* The worker: refill the reserve, then reclaim what the shrinker asked. */
+static void window_work(struct work_struct *work)
+{
+	struct vmcoh_dev *dev = container_of(work, struct vmcoh_dev,
+					     window.work);
+	struct vmcoh_window *w = &dev->window;
+	enum reclaim_why why;
+
+	while (vmcoh_backed(dev) && window_wants_reclaim(w)) {
+		why = READ_ONCE(w->shrink_target) ? RECLAIM_SHRINKER :
+						    RECLAIM_BACKGROUND;
+		if (window_reclaim_one(dev, ULONG_MAX, why))
+			break;
+		if (why == RECLAIM_SHRINKER) {
+			xa_lock(&w->regions);
+			if (w->shrink_target)
+				WRITE_ONCE(w->shrink_target,
+					   w->shrink_target - 1);
+			xa_unlock(&w->regions);
+			window_give_back(w, 1);
+		}
+		cond_resched();
+	}
+	WRITE_ONCE(w->shrink_target, 0);
+	/* Whatever happened, a waiter may now find a range, or give up. */
+	window_wake(w);
+}
+
+static unsigned long window_shrink_count(struct shrinker *shrink,
+					 struct shrink_control *sc)
+{
+	struct vmcoh_dev *dev = window_dev;
+	struct vmcoh_window *w = &dev->window;
+	unsigned long n;
+
+	xa_lock(&w->regions);
+	n = window_spare_ranges(w);
+	if (vmcoh_backed(dev))
+		n += w->nr_ranges - w->nr_free;
+	xa_unlock(&w->regions);
+	return n ? n * RANGE_PAGES : SHRINK_EMPTY;
+}
+
+/*
+ * Give back free ranges beyond the reserve at once; ask the worker to
+ * reclaim owned ones for the rest, and to give those back too.  Nothing
+ * here waits: the task under memory pressure may hold an entry lock.
+ */
+static unsigned long window_shrink_scan(struct shrinker *shrink,
+					struct shrink_control *sc)
+{
+	struct vmcoh_dev *dev = window_dev;
+	struct vmcoh_window *w = &dev->window;
+	unsigned long want = DIV_ROUND_UP(sc->nr_to_scan, RANGE_PAGES);
+	unsigned long n = window_give_back(w, want);
+
+	if (n < want && vmcoh_backed(dev)) {
+		xa_lock(&w->regions);
+		WRITE_ONCE(w->shrink_target,
+			   min_t(unsigned long, want - n,
+				 w->nr_ranges - w->nr_free));
+		xa_unlock(&w->regions);
+		window_kick(dev);
+	}
+	sc->nr_scanned = n * RANGE_PAGES;
+	return n ? n * RANGE_PAGES : SHRINK_STOP;
+}
+
+/* Linux 6.7 allocates shrinkers; 6.1 registers one the caller owns. */
+#ifdef VMCOH_HAVE_SHRINKER_ALLOC
+static int window_shrinker_register(struct vmcoh_window *w)
+{
+	w->shrinker = shrinker_alloc(0, "vmcoh-window");
+	if (!w->shrinker)
+		return -ENOMEM;
+	w->shrinker->count_objects = window_shrink_count;
+	w->shrinker->scan_objects = window_shrink_scan;
+	shrinker_register(w->shrinker);
+	return 0;
+}
+
+static void window_shrinker_unregister(struct vmcoh_window *w)
+{
+	shrinker_free(w->shrinker);
+}
+#else
+static int window_shrinker_register(struct vmcoh_window *w)
+{
+	int err;
+
+	w->shrinker = kzalloc(sizeof(*w->shrinker), GFP_KERNEL);
+	if (!w->shrinker)
+		return -ENOMEM;
+	w->shrinker->count_objects = window_shrink_count;
+	w->shrinker->scan_objects = window_shrink_scan;
+	w->shrinker->seeks = DEFAULT_SEEKS;
+	err = register_shrinker(w->shrinker, "vmcoh-window");
+	if (err)
+		kfree(w->shrinker);
+	return err;
+}
+
+static void window_shrinker_unregister(struct vmcoh_window *w)
+{
+	unregister_shrinker(w->shrinker);
+	kfree(w->shrinker);
+}
+#endif
+
+void vmcoh_window_read_stats(struct vmcoh_dev *dev,
+			     struct vmcoh_window_stats *stats)
+{
+	struct vmcoh_window *w = &dev->window;
+
+	memset(stats, 0, sizeof(*stats));
+	xa_lock(&w->regions);
+	stats->ranges = w->nr_ranges;
+	stats->ranges_free = w->nr_free;
+	stats->ranges_busy = w->nr_ranges - w->nr_free;
+	stats->ranges_populated = w->nr_ranges - w->nr_free +
+				  w->nr_populated_free;
+	xa_unlock(&w->regions);
+	stats->reserve = window_reserve_now(w);
+	stats->reclaims_inline =
+		vmcoh_counter_read(dev, VMCOH_RECLAIMS_INLINE);
+	stats->reclaims_background =
+		vmcoh_counter_read(dev, VMCOH_RECLAIMS_BACKGROUND);
+	stats->reclaims_shrinker =
+		vmcoh_counter_read(dev, VMCOH_RECLAIMS_SHRINKER);
+	stats->reclaims_failed =
+		vmcoh_counter_read(dev, VMCOH_RECLAIMS_FAILED);
+	stats->range_waits = vmcoh_counter_read(dev, VMCOH_RANGE_WAITS);
+	stats->range_wait_timeouts =
+		vmcoh_counter_read(dev, VMCOH_RANGE_WAIT_TIMEOUTS);
+}
+
+/**
+ * vmcoh_window_init - the pool, if the module has window_mb > 0
+ * @dev: the device
+ *
+ * Return: 0, -EINVAL for a bad window_mb, or -ENOMEM.
+ */
+int vmcoh_window_init(struct vmcoh_dev *dev)
+{
+	struct vmcoh_window *w = &dev->window;
+	unsigned int i;
+	int err;
+
+	xa_init(&w->regions);
+	INIT_LIST_HEAD(&w->free);
+	INIT_LIST_HEAD(&w->busy);
+	init_waitqueue_head(&w->free_wait);
+	INIT_WORK(&w->work, window_work);
+	if (!window_mb)
+		return 0;
+	if (window_mb % 2 || window_mb > VMCOH_WINDOW_MAX_MB) {
+		pr_err("vmcoh: window_mb must be even and at most %u\n",
+		       VMCOH_WINDOW_MAX_MB);
+		return -EINVAL;
+	}
+
+	w->nr_ranges = window_mb / 2;
+	w->ranges = kcalloc(w->nr_ranges, sizeof(*w->ranges), GFP_KERNEL);
+	if (!w->ranges)
+		return -ENOMEM;
+	for (i = 0; i < w->nr_ranges; i++) {
+		struct vmcoh_window_range *range = &w->ranges[i];
+
+		range->head = range_alloc();
+		if (!range->head) {
+			err = -ENOMEM;
+			goto err_free;
+		}
+		list_add_tail(&range->lru, &w->free);
+	}
+	w->nr_free = w->nr_ranges;
+	w->nr_populated_free = w->nr_ranges;
+	window_dev = dev;
+	err = window_shrinker_register(w);
+	if (err)
+		goto err_free;
+	return 0;
+
+err_free:
+	while (i--)
+		put_page(w->ranges[i].head);
+	kfree(w->ranges);
+	w->nr_ranges = 0;
+	return err;
+}
+
+/* Module exit, before vmcoh_blockmap_destroy(): no reclaim from now on. */
+void vmcoh_window_stop(struct vmcoh_dev *dev)
+{
+	struct vmcoh_window *w = &dev->window;
+
+	if (!w->nr_ranges)
+		return;
+	window_shrinker_unregister(w);
+	cancel_work_sync(&w->work);
+}
+
+/* After vmcoh_blockmap_destroy(): every range is back in the pool. */
+void vmcoh_window_destroy(struct vmcoh_dev *dev)
+{
+	struct vmcoh_window *w = &dev->window;
+	unsigned int i;
+
+	if (!w->nr_ranges)
+		return;
+	for (i = 0; i < w->nr_ranges; i++) {
+		/* A pin (a vmsplice'd page, say) may outlive us: not a leak. */
+		if (w->ranges[i].head)
+			put_page(w->ranges[i].head);
+	}
+	kfree(w->ranges);
+	xa_destroy(&w->regions);
+}
