@@ -55,18 +55,21 @@ def built():
     return ROOT
 
 
-def vmrun(cmd, *, log, timeout=600, kernel=None, env=None):
+def vmrun(cmd, *, log, timeout=600, kernel=None, env=None, allow_splat=False):
     """Run cmd (a list) inside a fresh VM; return the CompletedProcess.
 
     log names the console/dmesg log under build/vmrun/ (one per test, so
     concurrent runs never share one).  The guest command's output is echoed
-    so pytest shows it on failure.
+    so pytest shows it on failure.  allow_splat: for runs of a broken
+    protocol, whose bug a debug kernel may report too.
     """
     log_path = BUILD / "vmrun" / f"{log}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     args = [str(VMRUN), "--timeout", str(timeout), "--log", str(log_path)]
     if kernel:
         args += ["--kernel", kernel]
+    if allow_splat:
+        args.append("--allow-splat")
     for key, value in (env or {}).items():
         args += ["--env", f"{key}={value}"]
     args += ["--"] + [str(c) for c in cmd]

@@ -61,11 +61,12 @@ std::optional<PageImage> probed_block(const Mapping& map, std::uint64_t block) {
   return page;
 }
 
-void BackingTest::set_up(BackingServer::Access access) {
+void BackingTest::set_up(BackingServer::Access access, std::uint64_t blocks) {
   DeviceTest::SetUp();
   if (IsSkipped()) return;
   install_sigbus_probe();
-  server_ = std::make_unique<BackingServer>(device_path(), kTestBlocks, access);
+  if (blocks != kTestBlocks) device::set_size(fd(), blocks * kBlock);
+  server_ = std::make_unique<BackingServer>(device_path(), blocks, access);
   fill_server(*server_);
 }
 

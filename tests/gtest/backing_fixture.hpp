@@ -57,7 +57,9 @@ class BackingTest : public DeviceTest {
  protected:
   void SetUp() override { set_up(BackingServer::Access::read_only); }
   void TearDown() override;
-  void set_up(BackingServer::Access access);
+  // A server for an object of `blocks` blocks (the device is resized first if that is not
+  // kTestBlocks).
+  void set_up(BackingServer::Access access, std::uint64_t blocks = kTestBlocks);
 
   [[nodiscard]] BackingServer& server() const { return *server_; }
   [[nodiscard]] vmcoh_backing_stats backing() const { return backing_stats(fd()); }

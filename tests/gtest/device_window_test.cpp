@@ -1,0 +1,364 @@
+// The window (uapi/vmcoh.h, "The window"): resident blocks of a backed object live in a bounded
+// pool of 2 MiB ranges, reclaimed by a worker, by read(2)/write(2) inline and for the shrinker,
+// never by a fault.  The scenarios are the virtiofs DAX seed
+// (../shared/seeds/lkml-2020-virtiofs-dax-range-reclaim.txt): a working set several times the
+// window, reclaim racing faults and writes, and the fault that reclaims inline holding its entry.
+// They run in tests/guest/window.sh, which loads the module with window_mb=4 (two ranges, one on
+// debug kernels); the plain gtest run has no window and skips them.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <future>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include <vmcoh/backing_server.hpp>
+#include <vmcoh/error.hpp>
+#include <vmcoh/fd.hpp>
+#include <vmcoh/rng.hpp>
+#include <vmcoh/sigbus_probe.hpp>
+#include <vmcoh/test_hooks.hpp>
+
+#include "backing_fixture.hpp"
+
+namespace vmcoh::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr std::uint64_t kRangeBlocks = VMCOH_RANGE_SIZE / kBlock;
+
+vmcoh_window_stats window_stats(int fd) {
+  vmcoh_window_stats stats{};
+  check_syscall(::ioctl(fd, VMCOH_IOC_GET_WINDOW_STATS, &stats), "VMCOH_IOC_GET_WINDOW_STATS");
+  return stats;
+}
+
+// The device's window, or nullopt if it has none (or is absent).
+std::optional<vmcoh_window_stats> device_window() {
+  if (!device_present()) return std::nullopt;
+  const Fd fd = Fd::open(device_path(), O_RDWR | O_CLOEXEC);
+  vmcoh_window_stats stats{};
+  if (::ioctl(fd.get(), VMCOH_IOC_GET_WINDOW_STATS, &stats) != 0) return std::nullopt;
+  return stats;
+}
+
+std::uint64_t reclaims(const vmcoh_window_stats& w) {
+  return w.reclaims_inline + w.reclaims_background + w.reclaims_shrinker;
+}
+
+std::uint64_t generation_of(const PageImage& page) { return header_of(page).generation; }
+
+// A backed object four times the window, its server writable.
+class WindowTest : public BackingTest {
+ protected:
+  void SetUp() override {
+    const std::optional<vmcoh_window_stats> window = device_window();
+    if (!window) GTEST_SKIP() << "needs a window: window_mb > 0 (tests/guest/window.sh)";
+    ranges_ = window->ranges;
+    blocks_ = 4 * ranges_ * kRangeBlocks;
+    set_up(BackingServer::Access::writable, blocks_);
+  }
+  void TearDown() override {
+    if (ranges_ == 0) return;  // skipped before anything was set up
+    BackingTest::TearDown();
+  }
+
+  [[nodiscard]] vmcoh_window_stats window() const { return window_stats(fd()); }
+  [[nodiscard]] Mapping map_all(int prot) const { return map(prot, MAP_SHARED, blocks_ * kBlock); }
+  [[nodiscard]] int fsync_errno() const { return ::fsync(fd()) == 0 ? 0 : errno; }
+
+  // The window's bound: never more resident blocks than its ranges hold.
+  void expect_within_window() const {
+    const vmcoh_window_stats w = window();
+    EXPECT_LE(w.ranges_busy, ranges_);
+    EXPECT_LE(stats().blocks_live, ranges_ * kRangeBlocks);
+  }
+
+  std::uint64_t ranges_ = 0;
+  std::uint64_t blocks_ = 0;
+};
+
+class WindowHoldTest : public WindowTest {
+ protected:
+  void SetUp() override {
+    WindowTest::SetUp();
+    if (IsSkipped()) return;
+    if ((info().features & VMCOH_FEATURE_TEST_HOOKS) == 0) GTEST_SKIP() << "needs test_hooks=1";
+  }
+};
+
+TEST_F(WindowTest, MappedReadsOfFourTimesTheWindowSeeEveryBlockAndStayWithinIt) {
+  EXPECT_NE(info().features & VMCOH_FEATURE_WINDOW, 0U);
+  const Mapping shared = map_all(PROT_READ);
+  const vmcoh_window_stats before = window();
+  for (std::uint64_t b = 0; b < blocks_; ++b) {
+    const std::optional<PageImage> page = probed_block(shared, b);
+    ASSERT_TRUE(page) << "SIGBUS at block " << b;
+    ASSERT_EQ(*page, block_stamp(b, 1)) << "block " << b;
+  }
+  expect_within_window();
+  const vmcoh_window_stats after = window();
+  // Faults never reclaim: the worker gave every region after the first ones its range.
+  EXPECT_GE(after.reclaims_background - before.reclaims_background, 4 * ranges_ - ranges_);
+  EXPECT_EQ(after.reclaims_inline, before.reclaims_inline);
+  EXPECT_EQ(after.range_wait_timeouts, 0U);
+  RecordProperty("range_waits", std::to_string(after.range_waits - before.range_waits));
+}
+
+// write(2) needs a range for each block it loads; with no reserve kept, the pool is empty when
+// it does, and it reclaims one itself, writing back what it wrote there before.
+TEST_F(WindowTest, WritesReclaimInlineAndNothingWrittenIsLost) {
+  const ParameterOverride no_reserve("window_reserve", "0");
+  for (std::uint64_t b = 0; b < blocks_; ++b) {
+    const PageImage page = block_stamp(b, 2);
+    ASSERT_EQ(::pwrite(fd(), page.bytes(), kBlock, static_cast<off_t>(b * kBlock)),
+              static_cast<ssize_t>(kBlock))
+        << "block " << b << ": " << std::strerror(errno);
+  }
+  expect_within_window();
+  EXPECT_GT(window().reclaims_inline, 0U);
+  ASSERT_EQ(fsync_errno(), 0);
+  for (std::uint64_t b = 0; b < blocks_; ++b) {
+    ASSERT_EQ(server().block(b), block_stamp(b, 2)) << "block " << b << " lost at the server";
+    ASSERT_EQ(pread_block(fd(), b), block_stamp(b, 2)) << "block " << b;
+  }
+}
+
+// Stores through a mapping dirty their blocks; a reclaim of their range must write them back
+// before it lets the range go, without any fsync.
+TEST_F(WindowTest, StoresThroughAMappingSurviveTheReclaimOfTheirRange) {
+  const Mapping shared = map_all(PROT_READ | PROT_WRITE);
+  for (std::uint64_t b = 0; b < kRangeBlocks; b += 7) {
+    const PageImage page = block_stamp(b, 3);
+    std::memcpy(shared.data() + b * kBlock, page.bytes(), kBlock);
+  }
+  // A block of each other region, through the same mapping: region 0 is reclaimed meanwhile.
+  for (std::uint64_t b = kRangeBlocks; b < blocks_; b += kRangeBlocks) {
+    ASSERT_TRUE(probed_block(shared, b)) << "SIGBUS at block " << b;
+  }
+  EXPECT_GT(backing().stores, 0U) << "no STORE: region 0 was never reclaimed";
+  for (std::uint64_t b = 0; b < kRangeBlocks; b += 7) {
+    EXPECT_EQ(server().block(b), block_stamp(b, 3)) << "block " << b << " lost by the reclaim";
+    const std::optional<PageImage> page = probed_block(shared, b);
+    ASSERT_TRUE(page) << "SIGBUS at block " << b;
+    EXPECT_EQ(*page, block_stamp(b, 3)) << "block " << b;
+  }
+  expect_within_window();
+}
+
+// Memory pressure (here: drop_caches, which runs every shrinker) gets memory back: free ranges
+// beyond the reserve at once, owned ones reclaimed by the worker first.  With every range owned
+// or kept in reserve, only the second can give any.  The window fills again after.
+TEST_F(WindowTest, TheShrinkerGivesRangesBackAndTheWindowRefills) {
+  const Mapping shared = map_all(PROT_READ);
+  // A block of each region: every range is owned or kept in reserve after.
+  for (std::uint64_t b = 0; b < blocks_; b += kRangeBlocks) ASSERT_TRUE(probed_block(shared, b));
+  const vmcoh_window_stats before = window();
+  std::ofstream("/proc/sys/vm/drop_caches") << "3" << std::flush;
+  vmcoh_window_stats after = window();
+  for (auto deadline = std::chrono::steady_clock::now() + kWait;
+       after.ranges_populated >= before.ranges_populated &&
+       std::chrono::steady_clock::now() < deadline;
+       after = window()) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_LT(after.ranges_populated, before.ranges_populated)
+      << "the shrinker got no memory back (" << after.reclaims_shrinker - before.reclaims_shrinker
+      << " ranges reclaimed for it)";
+  EXPECT_GT(after.reclaims_shrinker, before.reclaims_shrinker);
+  RecordProperty("populated_before", std::to_string(before.ranges_populated));
+  RecordProperty("populated_after", std::to_string(after.ranges_populated));
+  for (std::uint64_t b = 0; b < blocks_; b += 61) {
+    const std::optional<PageImage> page = probed_block(shared, b);
+    ASSERT_TRUE(page) << "SIGBUS at block " << b;
+    ASSERT_EQ(*page, block_stamp(b, 1)) << "block " << b;
+  }
+}
+
+// Exhaustion: writer threads and reader processes over four times the window, at random, so
+// that ranges are reclaimed under every one of them all the time.  Writers own blocks 1..3
+// (mod 4) and read back each value they write, through the mapping or pread; the readers, in
+// processes of their own, check that blocks 0 (mod 4), which nobody writes, read exactly as the
+// server has them.  Nothing may hang, fail, or read wrong; in the end the server has every last
+// value.
+TEST_F(WindowTest, StressWritersAndReaderProcessesOverFourTimesTheWindow) {
+  constexpr int kWriters = 3;
+  constexpr int kReaders = 2;
+  constexpr auto kStressTime = 10s;
+  std::vector<std::uint64_t> last(blocks_, 1);  // writer b % 4 - 1 owns block b
+  std::atomic<bool> done{false};
+  std::atomic<std::uint64_t> writes{0};
+  std::atomic<std::uint64_t> violations{0};
+  std::mutex first_mutex;
+  std::string first;
+  const Mapping shared = map_all(PROT_READ | PROT_WRITE);
+
+  std::vector<pid_t> readers;
+  for (int r = 0; r < kReaders; ++r) {
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      Rng rng(0x5eed + r);
+      const auto deadline = std::chrono::steady_clock::now() + kStressTime;
+      while (std::chrono::steady_clock::now() < deadline) {
+        const std::uint64_t b = 4 * rng.below(blocks_ / 4);
+        const std::optional<PageImage> page = probed_block(shared, b);
+        if (!page || *page != block_stamp(b, 1)) ::_exit(1);
+      }
+      ::_exit(0);
+    }
+    readers.push_back(pid);
+  }
+
+  auto writer = [&](int id) {
+    Rng rng(0xd1e7 + id);
+    while (!done.load(std::memory_order_relaxed)) {
+      const std::uint64_t b = 4 * rng.below(blocks_ / 4) + 1 + id;
+      const PageImage page = block_stamp(b, ++last[b]);
+      const bool via_map = rng.chance(1, 2);
+      std::optional<PageImage> seen;
+      if (via_map) {
+        if (!probe_store(reinterpret_cast<volatile std::uint64_t*>(shared.data() + b * kBlock),
+                         page.words.data(), kWordsPerPage)) {
+          seen = probed_block(shared, b);
+        }
+      } else if (::pwrite(fd(), page.bytes(), kBlock, static_cast<off_t>(b * kBlock)) ==
+                 static_cast<ssize_t>(kBlock)) {
+        const ReadResult read = read_block(fd(), b);
+        if (read.error == 0) seen = read.page;
+      }
+      if (seen != page && violations.fetch_add(1) == 0) {
+        const std::scoped_lock lock(first_mutex);
+        first = fmt::format("block {}: wrote generation {} {}, read back {}", b, last[b],
+                            via_map ? "through the mapping" : "with pwrite",
+                            seen ? std::to_string(generation_of(*seen)) : "an error");
+      }
+      writes.fetch_add(1);
+    }
+  };
+  std::vector<std::thread> writers;
+  writers.reserve(kWriters);
+  for (int i = 0; i < kWriters; ++i) writers.emplace_back(writer, i);
+  std::this_thread::sleep_for(kStressTime);
+  done = true;
+  for (auto& t : writers) t.join();
+
+  for (const pid_t pid : readers) {
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "reader " << pid << " read a wrong block or took SIGBUS (status " << status << ")";
+  }
+  EXPECT_EQ(violations.load(), 0U) << "in " << writes.load() << " writes; the first: " << first;
+  ASSERT_EQ(fsync_errno(), 0);
+  for (std::uint64_t b = 0; b < blocks_; ++b) {
+    if (b % 4 == 0) continue;
+    ASSERT_EQ(generation_of(server().block(b)), last[b]) << "block " << b << " lost";
+  }
+  expect_within_window();
+  const vmcoh_window_stats w = window();
+  EXPECT_GT(reclaims(w), 0U);
+  EXPECT_EQ(w.range_wait_timeouts, 0U);
+  RecordProperty("writes", std::to_string(writes.load()));
+  RecordProperty("reclaims", std::to_string(reclaims(w)));
+  RecordProperty("range_waits", std::to_string(w.range_waits));
+  RecordProperty("stores", std::to_string(backing().stores));
+}
+
+// The seed's deadlock, made exact.  The window is full and keeps no reserve.  A fault on a
+// block of a region without a range holds that block's entry lock when the server INVALIDATEs
+// the block: the INVALIDATE takes io_rwsem and waits for the entry.  A fault that reclaimed a
+// range right there would wait for io_rwsem, holding the entry: neither would ever finish.  The
+// fault must let go of its entry, wait for the worker to free a range, and load again.  It runs
+// in a child process, so that the watchdog can report the stacks and kill it.
+TEST_F(WindowHoldTest, AFaultWaitingForARangeDoesNotHoldItsEntry) {
+  const ParameterOverride no_reserve("window_reserve", "0");
+  const Mapping shared = map_all(PROT_READ);
+  // Fill the window: every range owned, none free.
+  for (std::uint64_t r = 0; r < ranges_; ++r) ASSERT_TRUE(probed_block(shared, r * kRangeBlocks));
+  ASSERT_EQ(window().ranges_free, 0U);
+
+  const std::uint64_t b = ranges_ * kRangeBlocks + 3;  // the first region without a range
+  HoldPoint locked(fd(), VMCOH_HOLD_FAULT_LOCKED, b, 0, kWait);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const std::optional<PageImage> page = probed_block(shared, b);
+    ::_exit(page && generation_of(*page) == 2 ? 0 : 1);
+  }
+  ASSERT_TRUE(locked.wait_parked(kWait));
+  server().set_block(b, block_stamp(b, 2));
+  auto invalidate = std::async(std::launch::async, [&] { server().invalidate(b); });
+  // The INVALIDATE now holds io_rwsem and waits for the parked fault's entry.
+  EXPECT_EQ(invalidate.wait_for(200ms), std::future_status::timeout)
+      << "the INVALIDATE did not wait for the entry lock";
+  locked.release();
+
+  if (invalidate.wait_for(kStuck) != std::future_status::ready) {
+    ADD_FAILURE() << "deadlock: a fault reclaims a range holding the entry an INVALIDATE "
+                  << "waits for; stuck tasks:\n"
+                  << task_stacks() << task_stacks(std::to_string(child));
+    ::kill(child, SIGKILL);  // the reclaim's waits are killable: the entry is let go
+  }
+  invalidate.get();
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) return;  // reported above
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "the fault did not get a range and load the block (status " << status << ")";
+  EXPECT_GT(window().range_waits, 0U);
+}
+
+// A plain object (no server) in a window: its blocks cannot be given back, so once every range
+// is owned, writes into a new region fail with ENOSPC and stores with SIGBUS; punching a
+// region's blocks returns its range to the pool.
+TEST_F(DeviceTest, WindowWithoutAServerFillsThenGivesENOSPCUntilPunched) {
+  const std::optional<vmcoh_window_stats> window = device_window();
+  if (!window) GTEST_SKIP() << "needs a window: window_mb > 0 (tests/guest/window.sh)";
+  const std::uint64_t ranges = window->ranges;
+  const std::uint64_t blocks = (ranges + 1) * kRangeBlocks;
+  device::set_size(fd(), blocks * kBlock);
+  install_sigbus_probe();
+  const PageImage page = block_stamp(0, 1);
+  for (std::uint64_t r = 0; r < ranges; ++r) {
+    ASSERT_EQ(::pwrite(fd(), page.bytes(), kBlock, static_cast<off_t>(r * VMCOH_RANGE_SIZE)),
+              static_cast<ssize_t>(kBlock))
+        << "region " << r << ": " << std::strerror(errno);
+  }
+  const std::uint64_t last_region = ranges * kRangeBlocks;
+  EXPECT_EQ(::pwrite(fd(), page.bytes(), kBlock, static_cast<off_t>(last_region * kBlock)), -1);
+  EXPECT_EQ(errno, ENOSPC);
+  const Mapping shared = map(PROT_READ | PROT_WRITE, MAP_SHARED, blocks * kBlock);
+  const std::uint64_t word = 7;
+  EXPECT_TRUE(probe_store(
+      reinterpret_cast<volatile std::uint64_t*>(shared.data() + last_region * kBlock), &word, 1))
+      << "a store into a region without a range did not raise SIGBUS";
+
+  device::punch_hole(fd(), 0, VMCOH_RANGE_SIZE);
+  EXPECT_EQ(window_stats(fd()).ranges_free, 1U);
+  EXPECT_EQ(::pwrite(fd(), page.bytes(), kBlock, static_cast<off_t>(last_region * kBlock)),
+            static_cast<ssize_t>(kBlock))
+      << std::strerror(errno);
+  EXPECT_EQ(pread_block(fd(), last_region), page);
+  EXPECT_EQ(pread_block(fd(), 0), PageImage{}) << "the punched block is not a hole";
+}
+
+}  // namespace
+}  // namespace vmcoh::test

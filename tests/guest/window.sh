@@ -1,0 +1,38 @@
+#!/bin/sh
+# Inside the VM: the window scenarios (tests/gtest/device_window_test.cpp)
+# with a window of two ranges (window_mb=4) - the object is four times that -
+# against the safe module, and the fault that reclaims inline against
+# unsafe=reclaim_in_fault, which deadlocks and must be reported by the
+# scenario's watchdog.  Separate runs, because a debug kernel's lockdep also
+# reports the variant's deadlock: the caller allows splats for it only.
+# $1: directory for the JSON reports; $2: the module (default: ./vmcoh.ko);
+# $3: safe (default) or reclaim_in_fault.  VMCOH_WINDOW_MB: the window
+# (default 4; a debug kernel takes 2, one range, to halve its time).
+set -eu
+top=$(cd "$(dirname "$0")/../.." && pwd)
+out=$1
+module=${2:-$top/vmcoh.ko}
+which=${3:-safe}
+gtest=$top/build/tests/gtest/vmcoh-gtest
+status=0
+
+# run NAME FILTER [MODULE PARAMETER...]
+run() {
+	name=$1
+	filter=$2
+	shift 2
+	rm -f "$out/window-$name.json"
+	insmod "$module" window_mb="${VMCOH_WINDOW_MB:-4}" test_hooks=1 "$@"
+	rc=0
+	"$gtest" --gtest_filter="$filter" \
+		--gtest_output="json:$out/window-$name.json" || rc=$?
+	echo "window: $name: vmcoh-gtest exit $rc"
+	rmmod vmcoh || status=1
+}
+
+case $which in
+safe) run safe 'WindowTest.*:WindowHoldTest.*:DeviceTest.Window*' ;;
+reclaim_in_fault) run reclaim_in_fault 'WindowHoldTest.*' unsafe=reclaim_in_fault ;;
+*) echo "window.sh: unknown run $which" >&2; exit 2 ;;
+esac
+exit "$status"

@@ -1,0 +1,85 @@
+"""The window of 2 MiB ranges, and the fault that must never reclaim, in a VM.
+
+tests/guest/window.sh runs the scenarios of the virtiofs DAX seed
+(tests/gtest/device_window_test.cpp) with window_mb=4 - two ranges (one on
+a debug kernel), for an object four times that: mapped reads, writes that reclaim inline, stores
+that survive the reclaim of their range, the shrinker, an object without a
+server, exhaustion under writer threads and reader processes, and the
+exact interleaving in which a fault that reclaimed inline would deadlock
+with an INVALIDATE.
+
+The safe module must pass all of them with a clean kernel log.
+unsafe=reclaim_in_fault must deadlock in the last one and be reported by its
+watchdog with the stacks of both sides; a debug kernel's lockdep reports the
+inversion too (its entry locks have a lockdep map), so that run allows
+splats and says whether it saw one.
+"""
+
+import json
+
+import pytest
+
+from conftest import KERNELS, explain, is_debug_kernel, module_for, vmrun
+
+pytestmark = pytest.mark.vm
+
+SCENARIOS = {
+    "MappedReadsOfFourTimesTheWindowSeeEveryBlockAndStayWithinIt",
+    "WritesReclaimInlineAndNothingWrittenIsLost",
+    "StoresThroughAMappingSurviveTheReclaimOfTheirRange",
+    "TheShrinkerGivesRangesBackAndTheWindowRefills",
+    "StressWritersAndReaderProcessesOverFourTimesTheWindow",
+    "AFaultWaitingForARangeDoesNotHoldItsEntry",
+    "WindowWithoutAServerFillsThenGivesENOSPCUntilPunched",
+}
+DEADLOCK = "AFaultWaitingForARangeDoesNotHoldItsEntry"
+FIXED = {"name", "file", "line", "status", "result", "timestamp", "time", "classname",
+         "failures"}
+
+
+def results(report):
+    """{test name: (failures, seconds, properties)} of a gtest JSON report."""
+    data = json.loads(report.read_text())
+    return {t["name"]: ("\n".join(f["failure"] for f in t.get("failures", [])),
+                        float(t["time"].rstrip("s")),
+                        {k: v for k, v in t.items() if k not in FIXED})
+            for s in data["testsuites"] for t in s["testsuite"]}
+
+
+def run_window(results_dir, kernel, which, **kwargs):
+    module = module_for(kernel)
+    assert module.exists(), f"{module} missing: make module-{kernel}"
+    out = results_dir / f"window-{kernel}"
+    out.mkdir(exist_ok=True)
+    report = out / f"window-{which}.json"
+    report.unlink(missing_ok=True)
+    # One range on a debug kernel: its scenarios take minutes with two.
+    env = {"VMCOH_WINDOW_MB": 2 if is_debug_kernel(kernel) else 4}
+    proc = vmrun(["tests/guest/window.sh", out, module, which], log=f"window-{which}-{kernel}",
+                 kernel=kernel, timeout=900, env=env, **kwargs)
+    assert proc.returncode == 0, explain(proc)
+    assert report.exists(), f"no report; {explain(proc)}"
+    return proc, results(report)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_window_scenarios_pass(built, results_dir, kernel):
+    _, found = run_window(results_dir, kernel, "safe")
+    assert set(found) == SCENARIOS
+    for name, (failures, seconds, properties) in sorted(found.items()):
+        assert not failures, f"safe module failed {name}:\n{failures}"
+        print(f"{kernel} window: {name} passed in {seconds:.3f} s {properties}")
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_reclaim_in_fault_deadlock_is_reported(built, results_dir, kernel):
+    proc, found = run_window(results_dir, kernel, "reclaim_in_fault", allow_splat=True)
+    failures, seconds, _ = found[DEADLOCK]
+    assert "deadlock: a fault reclaims a range holding the entry" in failures, \
+        f"reclaim_in_fault not caught:\n{failures or 'passed'}"
+    # Both sides, by their stacks: the fault's reclaim, the INVALIDATE's wait for the entry.
+    for frame in ("window_reclaim_one", "vmcoh_fault", "vmcoh_backing_invalidate", "entry_wait"):
+        assert frame in failures, f"{frame} missing from the reported stacks:\n{failures}"
+    lockdep = "possible circular locking dependency" in proc.stderr
+    print(f"{kernel} reclaim_in_fault: caught by {DEADLOCK} in {seconds:.3f} s"
+          f"{'; lockdep reports it too' if lockdep else ''}")
