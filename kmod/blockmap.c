@@ -156,6 +156,8 @@ void vmcoh_block_free(struct vmcoh_dev *dev, struct page *block)
  * @fill: write @block's contents first, under the lock, where the index is
  *	  seen to be a hole: a copy of @src, or zeros if @src is NULL
  * @src: see @fill
+ * @stored: set if @block went in; with a window, the page of an index may
+ *	    be the block already there, so the pointer does not tell
  *
  * The size check and the store happen under blocks.xa_lock, the lock a
  * shrink holds while it lowers the size: a block is never published beyond
@@ -166,11 +168,12 @@ void vmcoh_block_free(struct vmcoh_dev *dev, struct page *block)
  */
 struct page *vmcoh_block_store(struct vmcoh_blockmap *map, pgoff_t index,
 			       struct page *block, bool fill,
-			       struct page *src)
+			       struct page *src, bool *stored)
 {
 	XA_STATE(xas, &map->blocks, index);
 	struct page *cur;
 
+	*stored = false;
 	do {
 		xas_lock(&xas);
 		if (index >= (map->size >> PAGE_SHIFT)) {
@@ -184,6 +187,7 @@ struct page *vmcoh_block_store(struct vmcoh_blockmap *map, pgoff_t index,
 					clear_highpage(block);
 				xas_store(&xas, block);
 				cur = xas_error(&xas) ? NULL : block;
+				*stored = cur == block;
 			}
 		}
 		xas_unlock(&xas);
@@ -211,13 +215,9 @@ struct page *vmcoh_block_store(struct vmcoh_blockmap *map, pgoff_t index,
 struct page *vmcoh_block_publish(struct vmcoh_dev *dev, pgoff_t index,
 				 struct page *block, bool *ours)
 {
-	struct page *cur;
-
 	if (vmcoh_window_enabled(dev))
 		return vmcoh_window_publish(dev, index, block, ours);
-	cur = vmcoh_block_store(&dev->map, index, block, false, NULL);
-	*ours = cur == block;
-	return cur;
+	return vmcoh_block_store(&dev->map, index, block, false, NULL, ours);
 }
 
 static void block_list_add(struct vmcoh_block_list *list, struct page *block)

@@ -306,7 +306,7 @@ struct page *vmcoh_block_get(struct vmcoh_blockmap *map, pgoff_t index);
 struct page *vmcoh_block_new(struct vmcoh_dev *dev);
 struct page *vmcoh_block_store(struct vmcoh_blockmap *map, pgoff_t index,
 			       struct page *block, bool fill,
-			       struct page *src);
+			       struct page *src, bool *stored);
 struct page *vmcoh_block_publish(struct vmcoh_dev *dev, pgoff_t index,
 				 struct page *block, bool *ours);
 void vmcoh_block_free(struct vmcoh_dev *dev, struct page *block);
@@ -464,6 +464,7 @@ static inline bool vmcoh_window_enabled(struct vmcoh_dev *dev)
 	return dev->window.nr_ranges;
 }
 
+int vmcoh_window_create(struct vmcoh_dev *dev, unsigned int nr_ranges);
 int vmcoh_window_init(struct vmcoh_dev *dev);
 void vmcoh_window_stop(struct vmcoh_dev *dev);
 void vmcoh_window_destroy(struct vmcoh_dev *dev);

@@ -281,9 +281,8 @@ struct page *vmcoh_window_publish(struct vmcoh_dev *dev, pgoff_t index,
 		return range ? ERR_CAST(range) : ERR_PTR(-ENOSPC);
 	slot = range->head + (index & (RANGE_PAGES - 1));
 
-	cur = vmcoh_block_store(map, index, slot, true, src);
-	if (cur == slot) {
-		*ours = true;
+	cur = vmcoh_block_store(map, index, slot, true, src, ours);
+	if (*ours) {
 		atomic_long_inc(&map->nr_blocks);
 		vmcoh_count(dev, VMCOH_BLOCKS_ALLOCATED);
 		return slot;
@@ -683,68 +682,83 @@ void vmcoh_window_read_stats(struct vmcoh_dev *dev,
 }
 
 /**
- * vmcoh_window_init - the pool, if the module has window_mb > 0
+ * vmcoh_window_create - a pool of @nr_ranges ranges for @dev
  * @dev: the device
+ * @nr_ranges: 0 for no window
  *
- * Return: 0, -EINVAL for a bad window_mb, or -ENOMEM.
+ * The pool alone: vmcoh_window_init() adds the shrinker (KUnit devices,
+ * which are not /dev/vmcoh, do without).
+ *
+ * Return: 0, or -ENOMEM.
  */
-int vmcoh_window_init(struct vmcoh_dev *dev)
+int vmcoh_window_create(struct vmcoh_dev *dev, unsigned int nr_ranges)
 {
 	struct vmcoh_window *w = &dev->window;
 	unsigned int i;
-	int err;
 
 	xa_init(&w->regions);
 	INIT_LIST_HEAD(&w->free);
 	INIT_LIST_HEAD(&w->busy);
 	init_waitqueue_head(&w->free_wait);
 	INIT_WORK(&w->work, window_work);
-	if (!window_mb)
+	if (!nr_ranges)
 		return 0;
+	w->ranges = kcalloc(nr_ranges, sizeof(*w->ranges), GFP_KERNEL);
+	if (!w->ranges)
+		return -ENOMEM;
+	for (i = 0; i < nr_ranges; i++) {
+		struct vmcoh_window_range *range = &w->ranges[i];
+
+		range->head = range_alloc();
+		if (!range->head) {
+			while (i--)
+				put_page(w->ranges[i].head);
+			kfree(w->ranges);
+			return -ENOMEM;
+		}
+		list_add_tail(&range->lru, &w->free);
+	}
+	w->nr_ranges = nr_ranges;
+	w->nr_free = nr_ranges;
+	w->nr_populated_free = nr_ranges;
+	return 0;
+}
+
+/**
+ * vmcoh_window_init - the pool of /dev/vmcoh, if window_mb > 0
+ * @dev: the device
+ *
+ * Return: 0, -EINVAL for a bad window_mb, or -ENOMEM.
+ */
+int vmcoh_window_init(struct vmcoh_dev *dev)
+{
+	int err;
+
 	if (window_mb % 2 || window_mb > VMCOH_WINDOW_MAX_MB) {
 		pr_err("vmcoh: window_mb must be even and at most %u\n",
 		       VMCOH_WINDOW_MAX_MB);
 		return -EINVAL;
 	}
-
-	w->nr_ranges = window_mb / 2;
-	w->ranges = kcalloc(w->nr_ranges, sizeof(*w->ranges), GFP_KERNEL);
-	if (!w->ranges)
-		return -ENOMEM;
-	for (i = 0; i < w->nr_ranges; i++) {
-		struct vmcoh_window_range *range = &w->ranges[i];
-
-		range->head = range_alloc();
-		if (!range->head) {
-			err = -ENOMEM;
-			goto err_free;
-		}
-		list_add_tail(&range->lru, &w->free);
-	}
-	w->nr_free = w->nr_ranges;
-	w->nr_populated_free = w->nr_ranges;
+	err = vmcoh_window_create(dev, window_mb / 2);
+	if (err || !window_mb)
+		return err;
 	window_dev = dev;
-	err = window_shrinker_register(w);
+	err = window_shrinker_register(&dev->window);
 	if (err)
-		goto err_free;
-	return 0;
-
-err_free:
-	while (i--)
-		put_page(w->ranges[i].head);
-	kfree(w->ranges);
-	w->nr_ranges = 0;
+		vmcoh_window_destroy(dev);
 	return err;
 }
 
-/* Module exit, before vmcoh_blockmap_destroy(): no reclaim from now on. */
+/* Before vmcoh_blockmap_destroy(): no reclaim from now on. */
 void vmcoh_window_stop(struct vmcoh_dev *dev)
 {
 	struct vmcoh_window *w = &dev->window;
 
 	if (!w->nr_ranges)
 		return;
-	window_shrinker_unregister(w);
+	if (w->shrinker)
+		window_shrinker_unregister(w);
+	w->shrinker = NULL;
 	cancel_work_sync(&w->work);
 }
 
@@ -763,4 +777,5 @@ void vmcoh_window_destroy(struct vmcoh_dev *dev)
 	}
 	kfree(w->ranges);
 	xa_destroy(&w->regions);
+	w->nr_ranges = 0;
 }

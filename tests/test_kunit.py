@@ -19,7 +19,7 @@ from conftest import KERNELS, ROOT, explain, is_debug_kernel, module_for, vmrun
 
 pytestmark = pytest.mark.vm
 
-SUITES = ("vmcoh_entry", "vmcoh_blockmap", "vmcoh_invalidate", "vmcoh_backing")
+SUITES = ("vmcoh_entry", "vmcoh_blockmap", "vmcoh_invalidate", "vmcoh_backing", "vmcoh_window")
 DEBUG_KERNELS = [k for k in KERNELS if is_debug_kernel(k)]
 
 

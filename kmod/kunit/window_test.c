@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * KUnit suite for the window (window.c): which page a block gets, when a
+ * range goes back to the pool, and what a pin or a republication does to
+ * that.  Each case runs against a private device of three 2 MiB regions
+ * with a window of two ranges; it has no server, so nothing is reclaimed
+ * but empty ranges.
+ *
+ * Lock order: see vmcoh.h.  The cases take io_rwsem around removals, as
+ * invalidation does.
+ */
+
+#include <linux/highmem.h>
+#include <linux/mm.h>
+
+#include "fixture.h"
+
+#define TEST_RANGE_PAGES	(SZ_2M >> PAGE_SHIFT)
+#define TEST_RANGES		2
+
+static int window_test_init(struct kunit *test)
+{
+	struct vmcoh_dev *dev;
+	int err = vmcoh_test_dev_init(test);
+
+	if (err)
+		return err;
+	dev = test->priv;
+	dev->map.size = (loff_t)(TEST_RANGES + 1) * SZ_2M;
+	dev->map.max_blocks = TEST_RANGES * TEST_RANGE_PAGES;
+	return vmcoh_window_create(dev, TEST_RANGES);
+}
+
+static void window_test_exit(struct kunit *test)
+{
+	struct vmcoh_dev *dev = test->priv;
+
+	vmcoh_window_stop(dev);
+	vmcoh_test_dev_exit(test);
+	vmcoh_window_destroy(dev);
+}
+
+static struct vmcoh_window_stats test_stats(struct vmcoh_dev *dev)
+{
+	struct vmcoh_window_stats stats;
+
+	vmcoh_window_read_stats(dev, &stats);
+	return stats;
+}
+
+/* Publish @index with every byte @fill, from a page of the caller's. */
+static struct page *test_publish(struct kunit *test, pgoff_t index, int fill)
+{
+	struct vmcoh_dev *dev = test->priv;
+	struct page *src = vmcoh_block_new(dev);
+	struct page *block;
+	bool ours;
+
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, src);
+	memset_page(src, 0, fill, PAGE_SIZE);
+	block = vmcoh_block_publish(dev, index, src, &ours);
+	vmcoh_block_free(dev, src);
+	if (!IS_ERR(block))
+		KUNIT_EXPECT_TRUE(test, ours);
+	return block;
+}
+
+/* Take [@first, @last] out of the map; the caller frees the list. */
+static void test_remove(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
+			struct vmcoh_block_list *list)
+{
+	down_write(&dev->io_rwsem);
+	vmcoh_blocks_remove(dev, first, last, list);
+	up_write(&dev->io_rwsem);
+}
+
+static void test_free(struct vmcoh_dev *dev, struct vmcoh_block_list *list)
+{
+	down_write(&dev->io_rwsem);
+	vmcoh_blocks_free(dev, list);
+	up_write(&dev->io_rwsem);
+}
+
+static u8 first_byte(struct page *page)
+{
+	u8 *p = kmap_local_page(page);
+	u8 b = *p;
+
+	kunmap_local(p);
+	return b;
+}
+
+/* Block i of a region is page i of one compound range; the copy went in. */
+static void window_block_is_its_page_of_the_range(struct kunit *test)
+{
+	struct vmcoh_dev *dev = test->priv;
+	struct page *a = test_publish(test, 3, 0x11);
+	struct page *b = test_publish(test, 10, 0x22);
+
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, a);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, b);
+	KUNIT_EXPECT_TRUE(test, PageCompound(a));
+	KUNIT_EXPECT_PTR_EQ(test, compound_head(a), compound_head(b));
+	KUNIT_EXPECT_PTR_EQ(test, b, a + 7);
+	KUNIT_EXPECT_EQ(test, first_byte(a), 0x11);
+	KUNIT_EXPECT_PTR_EQ(test, vmcoh_block_lookup(&dev->map, 10), b);
+	KUNIT_EXPECT_EQ(test, test_stats(dev).ranges_busy, 1ULL);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&dev->map.nr_blocks), 2L);
+}
+
+/* Full: a third region gets no range, until a punched one comes back. */
+static void window_full_then_freed_by_removal(struct kunit *test)
+{
+	struct vmcoh_dev *dev = test->priv;
+	struct vmcoh_block_list list = { };
+
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, test_publish(test, 0, 1));
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test,
+				     test_publish(test, TEST_RANGE_PAGES, 2));
+	KUNIT_EXPECT_PTR_EQ(test, test_publish(test, 2 * TEST_RANGE_PAGES, 3),
+			    ERR_PTR(-ENOSPC));
+	KUNIT_EXPECT_EQ(test, vmcoh_window_reserve(dev, 2 * TEST_RANGE_PAGES),
+			-ENOSPC);
+
+	test_remove(dev, 0, TEST_RANGE_PAGES - 1, &list);
+	KUNIT_EXPECT_EQ(test, test_stats(dev).ranges_free, 0ULL);
+	test_free(dev, &list);
+	KUNIT_EXPECT_EQ(test, test_stats(dev).ranges_free, 1ULL);
+	KUNIT_EXPECT_NOT_ERR_OR_NULL(test,
+				     test_publish(test, 2 * TEST_RANGE_PAGES, 3));
+}
+
+/* A pinned range stays with its region; a reclaim gives it back once idle. */
+static void window_pinned_range_is_kept_until_idle(struct kunit *test)
+{
+	struct vmcoh_dev *dev = test->priv;
+	struct vmcoh_block_list list = { };
+	struct page *block = test_publish(test, 5, 0x33);
+
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, block);
+	get_page(block);	/* as GUP would */
+	test_remove(dev, 5, 5, &list);
+	test_free(dev, &list);
+	KUNIT_EXPECT_EQ(test, test_stats(dev).ranges_busy, 1ULL);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&dev->map.nr_blocks), 0L);
+
+	/* The other range is free: nothing to reclaim for a reserve there. */
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test,
+				     test_publish(test, TEST_RANGE_PAGES, 4));
+	KUNIT_EXPECT_EQ(test, vmcoh_window_reclaim_inline(dev,
+							  TEST_RANGE_PAGES),
+			-ENOSPC);
+	put_page(block);
+	KUNIT_EXPECT_EQ(test, vmcoh_window_reclaim_inline(dev,
+							  TEST_RANGE_PAGES), 0);
+	KUNIT_EXPECT_EQ(test, test_stats(dev).ranges_free, 1ULL);
+	KUNIT_EXPECT_EQ(test, test_stats(dev).reclaims_inline, 1ULL);
+}
+
+/*
+ * An index published again before the invalidation that removed its block
+ * frees it: freeing must not touch the page, which holds the new contents,
+ * nor leave the range's count short.
+ */
+static void window_republished_block_survives_the_old_free(struct kunit *test)
+{
+	struct vmcoh_dev *dev = test->priv;
+	struct vmcoh_block_list list = { };
+	struct page *old = test_publish(test, 9, 0x44);
+	struct page *new;
+
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, old);
+	test_remove(dev, 9, 9, &list);
+	new = test_publish(test, 9, 0x55);
+	KUNIT_ASSERT_PTR_EQ(test, new, old);
+	test_free(dev, &list);
+
+	KUNIT_EXPECT_EQ(test, first_byte(new), 0x55);
+	KUNIT_EXPECT_PTR_EQ(test, vmcoh_block_lookup(&dev->map, 9), new);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&dev->map.nr_blocks), 1L);
+	KUNIT_EXPECT_EQ(test, test_stats(dev).ranges_busy, 1ULL);
+}
+
+/* Two publishers of one index: the second finds the first's contents. */
+static void window_second_publisher_finds_the_first(struct kunit *test)
+{
+	struct vmcoh_dev *dev = test->priv;
+	struct page *src = vmcoh_block_new(dev);
+	struct page *first = test_publish(test, 1, 0x66);
+	struct page *block;
+	bool ours;
+
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, src);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, first);
+	memset_page(src, 0, 0x77, PAGE_SIZE);
+	block = vmcoh_block_publish(dev, 1, src, &ours);
+	vmcoh_block_free(dev, src);
+	KUNIT_EXPECT_PTR_EQ(test, block, first);
+	KUNIT_EXPECT_FALSE(test, ours);
+	KUNIT_EXPECT_EQ(test, first_byte(first), 0x66);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&dev->map.nr_blocks), 1L);
+}
+
+static struct kunit_case vmcoh_window_cases[] = {
+	KUNIT_CASE(window_block_is_its_page_of_the_range),
+	KUNIT_CASE(window_full_then_freed_by_removal),
+	KUNIT_CASE(window_pinned_range_is_kept_until_idle),
+	KUNIT_CASE(window_republished_block_survives_the_old_free),
+	KUNIT_CASE(window_second_publisher_finds_the_first),
+	{}
+};
+
+static struct kunit_suite vmcoh_window_suite = {
+	.name = "vmcoh_window",
+	.init = window_test_init,
+	.exit = window_test_exit,
+	.test_cases = vmcoh_window_cases,
+};
+
+kunit_test_suite(vmcoh_window_suite);
