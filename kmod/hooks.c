@@ -135,9 +135,7 @@ static int hold_copy_in(struct vmcoh_hold *req, void __user *arg)
 	if (req->point >= VMCOH_NR_HOLD_POINTS ||
 	    req->timeout_ms > VMCOH_HOLD_TIMEOUT_MAX_MS)
 		return -EINVAL;
-	if (req->ops & ~(VMCOH_HOLD_OP_WRITE | VMCOH_HOLD_OP_PUNCH |
-			 VMCOH_HOLD_OP_SHRINK | VMCOH_HOLD_OP_SERVER |
-			 VMCOH_HOLD_OP_DROP | VMCOH_HOLD_OP_RECLAIM))
+	if (req->ops & ~VMCOH_HOLD_OPS_ALL)
 		return -EINVAL;
 	if (req->ops && hold_is_fault_point(req->point))
 		return -EINVAL;

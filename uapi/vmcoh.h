@@ -144,6 +144,7 @@ struct vmcoh_stats {
 #define VMCOH_HOLD_OP_SERVER		_BITULL(3)	/* INVALIDATE, DETACH */
 #define VMCOH_HOLD_OP_DROP		_BITULL(4)	/* DROP */
 #define VMCOH_HOLD_OP_RECLAIM		_BITULL(5)	/* the window's reclaim */
+#define VMCOH_HOLD_OPS_ALL		(_BITULL(6) - 1)	/* any other bit: -EINVAL */
 
 /* vmcoh_hold.timeout_ms: 0 means the default; more than the max is -EINVAL */
 #define VMCOH_HOLD_TIMEOUT_DEFAULT_MS	10000

@@ -11,6 +11,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -119,9 +120,15 @@ TEST_F(HoldPointTest, ArmRejectsOpsOnAFaultPoint) {
 }
 
 TEST_F(HoldPointTest, ArmRejectsUnknownOps) {
+  static_assert(VMCOH_HOLD_OPS_ALL ==
+                (VMCOH_HOLD_OP_WRITE | VMCOH_HOLD_OP_PUNCH | VMCOH_HOLD_OP_SHRINK |
+                 VMCOH_HOLD_OP_SERVER | VMCOH_HOLD_OP_DROP | VMCOH_HOLD_OP_RECLAIM));
   vmcoh_hold arg = hold_arg(VMCOH_HOLD_INVAL_MAP_CHANGED);
-  arg.ops = VMCOH_HOLD_OP_DROP << 1;
-  EXPECT_EQ(hold_errno(fd(), VMCOH_IOC_HOLD_ARM, arg), EINVAL);
+  for (const std::uint64_t unknown :
+       std::array<std::uint64_t, 2>{VMCOH_HOLD_OPS_ALL + 1, 1ULL << 63}) {
+    arg.ops = unknown;
+    EXPECT_EQ(hold_errno(fd(), VMCOH_IOC_HOLD_ARM, arg), EINVAL) << unknown;
+  }
 }
 
 TEST_F(HoldPointTest, ArmRejectsATimeoutAboveTheMaximum) {
