@@ -136,9 +136,17 @@ def test_quick_run_in_a_vm(built, results_dir):
     assert targets["ext4-dax"]["dax"] is True and targets["ext4-dax-2m"]["dax"] is True
     assert targets["vmcoh"]["dax"] is False and targets["tmpfs"]["dax"] is False
     assert targets["ext4-dax-2m"]["huge"] is True
-    for workload in ("read-fault", "write-fault", "invalidate", "write", "latency"):
+    for workload in ("read-fault", "write-fault", "invalidate", "write", "latency",
+                     "window-read"):
         measured = {r["target"] for r in doc["results"] if r["workload"] == workload}
         assert measured == TARGETS, f"{workload}: results for {sorted(measured)}"
+    # The window: working sets 1x, 2x, 4x; beyond 1x every pass loads the device's blocks again.
+    window = {(r["target"], r["variant"]): r for r in doc["results"]
+              if r["workload"] == "window-read"}
+    assert {v for _, v in window} == {"1x", "2x", "4x"}
+    assert doc["window_mb"] > 0
+    assert window["vmcoh", "4x"]["extra"]["loads_per_page"] > 0.5, window["vmcoh", "4x"]
+    assert window["vmcoh", "1x"]["extra"]["loads_per_page"] == 0, window["vmcoh", "1x"]
     for r in doc["results"]:
         assert r["min"] <= r["median"] <= r["max"] and r["rounds"], r
     assert (out / "bench.md").stat().st_size and (out / "bench.png").stat().st_size

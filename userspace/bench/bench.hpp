@@ -29,6 +29,7 @@ struct Settings {
   std::uint64_t size = 128ULL << 20;  // bytes in each object
   double seconds = 1.0;               // timed per cell per round
   std::size_t max_workers = 1;        // 1..max_workers for the scaling workloads
+  std::uint64_t window = 0;           // bytes in the device's window (window_mb); 0: none
 };
 
 // One measurement of one round: the value of the cell's metric, and anything else worth
@@ -70,6 +71,8 @@ void prepare_full(const BenchTarget& target, const Settings& settings);
 void fill(const BenchTarget& target, std::uint64_t offset, std::uint64_t length);
 // MAP_SHARED of [offset, offset + length), NOHUGEPAGE unless the target is huge.
 Mapping map_range(const BenchTarget& target, std::uint64_t offset, std::uint64_t length, int prot);
+// The bytes of the window of the first device target that has one, else 0.
+std::uint64_t device_window(const std::vector<BenchTarget>& targets);
 // The median of `v` (the mean of the middle two for an even count; 0 if empty).
 double median(std::vector<double> v);
 // Page faults of the calling thread so far, minor and major (a DAX fault that allocates a block

@@ -202,6 +202,8 @@ static int run_main(int argc, char** argv) {
     return kExitSetup;
   }
 
+  settings.window = device_window(targets);
+
   std::vector<const Workload*> workloads;
   for (const Workload& w : all_workloads()) {
     if (workload_names.empty() ||

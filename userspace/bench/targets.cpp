@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -7,6 +8,7 @@
 #include <algorithm>
 #include <vector>
 
+#include <vmcoh.h>
 #include <vmcoh/error.hpp>
 #include <vmcoh/stamp.hpp>
 
@@ -62,6 +64,16 @@ Mapping map_range(const BenchTarget& target, std::uint64_t offset, std::uint64_t
     check_syscall(::madvise(map.data(), length, MADV_NOHUGEPAGE), "madvise(MADV_NOHUGEPAGE)");
   }
   return map;
+}
+
+std::uint64_t device_window(const std::vector<BenchTarget>& targets) {
+  for (const BenchTarget& t : targets) {
+    vmcoh_window_stats stats{};
+    if (t.target.is_device() && ::ioctl(t.target.fd(), VMCOH_IOC_GET_WINDOW_STATS, &stats) == 0) {
+      return stats.ranges * VMCOH_RANGE_SIZE;
+    }
+  }
+  return 0;
 }
 
 double median(std::vector<double> v) {

@@ -1,17 +1,20 @@
-// The five workloads of vmcoh-bench.  Scaling workloads (read-fault, write-fault) give each
+// The workloads of vmcoh-bench.  Scaling workloads (read-fault, write-fault) give each
 // worker its own slice of the object, so workers never fault the same page: what limits their
 // scaling is shared state in the fault path (and mmap_lock, for threads of one process).
 #include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <functional>
+#include <memory>
 #include <thread>
 
 #include <fmt/format.h>
 
+#include <vmcoh/backing_server.hpp>
 #include <vmcoh/clock.hpp>
 #include <vmcoh/error.hpp>
 #include <vmcoh/shared_array.hpp>
@@ -289,6 +292,49 @@ RoundResults latency(BenchTarget& target, const Settings& settings) {
   return out;
 }
 
+// Mapped reads of a working set 1x, 2x and 4x the device's window (window_mb), one thread
+// passing over it again and again: pages/s after one untimed pass.  The device is backed by a
+// server in this process, so blocks beyond the window are reclaimed and loaded again; files are
+// filled and read the same way.  Nothing without a window in the run.
+RoundResults window_read(BenchTarget& target, const Settings& settings) {
+  RoundResults out;
+  if (settings.window == 0) return out;
+  for (const std::uint64_t times : {1, 2, 4}) {
+    const std::uint64_t set = times * settings.window;
+    target.target.set_size(0);
+    target.target.set_size(set);
+    std::unique_ptr<BackingServer> server;
+    if (target.target.is_device()) {
+      server = std::make_unique<BackingServer>(target.path, set / kPageSize);
+    } else {
+      fill(target, 0, set);
+    }
+    const auto loads = [&] {
+      vmcoh_backing_stats stats{};
+      check_syscall(::ioctl(target.target.fd(), VMCOH_IOC_GET_BACKING_STATS, &stats),
+                    "VMCOH_IOC_GET_BACKING_STATS");
+      return stats.loads;
+    };
+    {  // the first pass loads everything
+      const Mapping map = map_range(target, 0, set, PROT_READ);
+      for (std::uint64_t off = 0; off < set; off += kPageSize) load(map.data() + off);
+    }
+    const std::uint64_t loads_before = server ? loads() : 0;
+    const WorkerReport r = run_passes(target, 0, set, Touch::load, nullptr, budget_ns(settings));
+    Measurement& m =
+        out[{static_cast<int>(times), fmt::format("{}x", times), ActorMode::threads, 1}];
+    m.value =
+        r.timed_ns ? static_cast<double>(r.pages) * 1e9 / static_cast<double>(r.timed_ns) : 0.0;
+    if (server) {
+      m.extra["loads_per_page"] =
+          r.pages ? static_cast<double>(loads() - loads_before) / static_cast<double>(r.pages)
+                  : 0.0;
+    }
+  }
+  target.target.set_size(settings.size);
+  return out;
+}
+
 }  // namespace
 
 const std::vector<Workload>& all_workloads() {
@@ -298,6 +344,7 @@ const std::vector<Workload>& all_workloads() {
       {"invalidate", "ms_per_punch", "ms", false, invalidate},
       {"write", "mb_per_s", "MB/s", true, write_throughput},
       {"latency", "us", "us", false, latency},
+      {"window-read", "pages_per_s", "pages/s", true, window_read},
   };
   return workloads;
 }
