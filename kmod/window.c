@@ -86,7 +86,7 @@ MODULE_PARM_DESC(window_mb,
 static int window_reserve = -1;
 module_param(window_reserve, int, 0644);
 MODULE_PARM_DESC(window_reserve,
-		 "Free ranges the reclaim worker keeps; -1 for an eighth of the window, at least 1 (default -1)");
+		 "Free ranges the reclaim worker keeps, at most all but one; -1 for an eighth of the window, at least 1 (default -1)");
 
 /* The one device: the shrinker's callbacks find it here. */
 static struct vmcoh_dev *window_dev;
@@ -168,13 +168,18 @@ range_get_locked(struct vmcoh_window *w, struct xa_state *xas,
 	return range;
 }
 
+/*
+ * The free ranges the worker keeps: never the whole window, or a window of
+ * one range would be taken back from every region that got it.
+ */
 static unsigned int window_reserve_now(struct vmcoh_window *w)
 {
 	int reserve = READ_ONCE(window_reserve);
+	unsigned int most = w->nr_ranges - 1;
 
 	if (reserve < 0)
-		return max(1U, w->nr_ranges / 8);
-	return min_t(unsigned int, reserve, w->nr_ranges);
+		return min(max(1U, w->nr_ranges / 8), most);
+	return min_t(unsigned int, reserve, most);
 }
 
 /*

@@ -1,8 +1,8 @@
 """The window of 2 MiB ranges, and the fault that must never reclaim, in a VM.
 
 tests/guest/window.sh runs the scenarios of the virtiofs DAX seed
-(tests/gtest/device_window_test.cpp) with window_mb=4 - two ranges (one on
-a debug kernel), for an object four times that: mapped reads, writes that reclaim inline, stores
+(tests/gtest/device_window_test.cpp) with window_mb=4 - two ranges, for an
+object four times that: mapped reads, writes that reclaim inline, stores
 that survive the reclaim of their range, the shrinker, an object without a
 server, exhaustion under writer threads and reader processes, and the
 exact interleaving in which a fault that reclaimed inline would deadlock
@@ -19,7 +19,7 @@ import json
 
 import pytest
 
-from conftest import KERNELS, explain, is_debug_kernel, module_for, vmrun
+from conftest import KERNELS, explain, module_for, vmrun
 
 pytestmark = pytest.mark.vm
 
@@ -53,10 +53,8 @@ def run_window(results_dir, kernel, which, **kwargs):
     out.mkdir(exist_ok=True)
     report = out / f"window-{which}.json"
     report.unlink(missing_ok=True)
-    # One range on a debug kernel: its scenarios take minutes with two.
-    env = {"VMCOH_WINDOW_MB": 2 if is_debug_kernel(kernel) else 4}
     proc = vmrun(["tests/guest/window.sh", out, module, which], log=f"window-{which}-{kernel}",
-                 kernel=kernel, timeout=900, env=env, **kwargs)
+                 kernel=kernel, timeout=900, **kwargs)
     assert proc.returncode == 0, explain(proc)
     assert report.exists(), f"no report; {explain(proc)}"
     return proc, results(report)

@@ -3,8 +3,8 @@
 // never by a fault.  The scenarios are the virtiofs DAX seed
 // (../shared/seeds/lkml-2020-virtiofs-dax-range-reclaim.txt): a working set several times the
 // window, reclaim racing faults and writes, and the fault that reclaims inline holding its entry.
-// They run in tests/guest/window.sh, which loads the module with window_mb=4 (two ranges, one on
-// debug kernels); the plain gtest run has no window and skips them.
+// They run in tests/guest/window.sh, which loads the module with window_mb=4 (two ranges); the
+// plain gtest run has no window and skips them.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/ioctl.h>

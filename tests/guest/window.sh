@@ -7,7 +7,8 @@
 # reports the variant's deadlock: the caller allows splats for it only.
 # $1: directory for the JSON reports; $2: the module (default: ./vmcoh.ko);
 # $3: safe (default) or reclaim_in_fault.  VMCOH_WINDOW_MB: the window
-# (default 4; a debug kernel takes 2, one range, to halve its time).
+# (default 4).  One range is too few for the stress scenario: five tasks on
+# four regions then take it from each other before their loads complete.
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 out=$1
