@@ -29,8 +29,9 @@
  * block left and the pool holds the only reference to its pages (no PTE
  * maps a block, no GUP pin holds one): after a punch, shrink or
  * invalidation freed its last block, or after a reclaim.  A pinned range
- * stays with its region, empty, until a later
- * reclaim finds it idle: a pin never reaches memory another region uses.
+ * stays with its region, empty, until a later reclaim finds it idle: a pin
+ * never reaches memory another region uses.  It may see its index's newer
+ * contents, once the index is written again.
  *
  * Reclaiming a range of a backed object is a DROP of its region
  * (writeback.c): faults and I/O on the region wait, dirty blocks are
