@@ -9,7 +9,7 @@
  * VMAs that an invalidation never sees.  As DRM does (drm_file.c), every
  * open points f_mapping at the mapping of one inode on a private
  * pseudo-filesystem, before any mmap can happen.
- *
+ * *
  * Lock order: see vmcoh.h.  Nothing here takes locks of its own; module
  * init and exit run with no file open.
  */
@@ -232,8 +232,8 @@ static int __init vmcoh_init(void)
 		goto err_counters;
 	/* The window bounds blocks instead. */
 	if (vmcoh_window_enabled(&vmcoh))
-		vmcoh.map.max_blocks = (unsigned long)vmcoh.window.nr_ranges
-				       << (21 - PAGE_SHIFT);
+		vmcoh.map.max_blocks = vmcoh.window.nr_ranges *
+				       VMCOH_RANGE_PAGES;
 	err = -ENOMEM;
 	vmcoh.zero_page = alloc_page(GFP_KERNEL | __GFP_ZERO);
 	if (!vmcoh.zero_page)

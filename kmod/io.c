@@ -215,19 +215,16 @@ static ssize_t write_fill_hole(struct vmcoh_dev *dev, pgoff_t index,
 		vmcoh_block_free(dev, new);
 		return PTR_ERR(block);
 	}
-	if (!ours) {
-		/*
-		 * A write fault allocated the block meanwhile, under its
-		 * entry lock, and replaced the zero page itself.
-		 */
+	/*
+	 * Not ours: a write fault allocated the block meanwhile, under its
+	 * entry lock, and replaced the zero page itself.
+	 */
+	if (!ours)
 		memcpy_page(block, off, new, off, copied);
-		vmcoh_block_free(dev, new);
-		return copied;
-	}
-	/* With a window, the contents went into the range: a copy. */
+	*filled = ours;
+	/* Unless it went in itself (a window copies it into its range). */
 	if (block != new)
 		vmcoh_block_free(dev, new);
-	*filled = true;
 	return copied;
 }
 

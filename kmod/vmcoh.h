@@ -181,15 +181,19 @@ struct vmcoh_req {
 	struct completion done;
 };
 
+/* A range of the window: VMCOH_RANGE_SIZE (uapi), one compound page. */
+#define VMCOH_RANGE_ORDER	(21 - PAGE_SHIFT)
+#define VMCOH_RANGE_PAGES	BIT(VMCOH_RANGE_ORDER)
+
 /* A 2 MiB range of the window, see window.c. */
 struct vmcoh_window_range {
-	struct page *head;		/* order-9 compound; NULL: given back */
-	pgoff_t region;			/* owner (index >> 9), while busy */
+	struct page *head;		/* the compound page; NULL: given back */
+	pgoff_t region;			/* owner (its first index >> order) */
 	unsigned int nr_blocks;		/* published blocks of the region */
 	bool reclaiming;
 	struct list_head lru;		/* window.free, or window.busy */
 	/* Blocks out of the map, not yet freed (io_rwsem exclusive). */
-	DECLARE_BITMAP(freeing, 512);
+	DECLARE_BITMAP(freeing, VMCOH_RANGE_PAGES);
 	struct vmcoh_window_range *freeing_next;	/* on a vmcoh_block_list */
 };
 

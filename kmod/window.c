@@ -76,9 +76,6 @@
 #include "hooks.h"
 #include "vmcoh.h"
 
-#define RANGE_ORDER	(21 - PAGE_SHIFT)
-#define RANGE_PAGES	BIT(RANGE_ORDER)
-
 static unsigned int window_mb;
 module_param(window_mb, uint, 0444);
 MODULE_PARM_DESC(window_mb,
@@ -94,13 +91,14 @@ static struct vmcoh_dev *window_dev;
 
 static inline pgoff_t range_region(pgoff_t index)
 {
-	return index >> RANGE_ORDER;
+	BUILD_BUG_ON((PAGE_SIZE << VMCOH_RANGE_ORDER) != VMCOH_RANGE_SIZE);
+	return index >> VMCOH_RANGE_ORDER;
 }
 
 static struct page *range_alloc(void)
 {
 	return alloc_pages(GFP_HIGHUSER | __GFP_COMP | __GFP_ZERO |
-			   __GFP_NORETRY | __GFP_NOWARN, RANGE_ORDER);
+			   __GFP_NORETRY | __GFP_NOWARN, VMCOH_RANGE_ORDER);
 }
 
 /* Idle: nothing but the pool holds the range's pages. */
@@ -285,7 +283,7 @@ struct page *vmcoh_window_publish(struct vmcoh_dev *dev, pgoff_t index,
 	range = window_get(dev, index, true);
 	if (IS_ERR_OR_NULL(range))
 		return range ? ERR_CAST(range) : ERR_PTR(-ENOSPC);
-	slot = range->head + (index & (RANGE_PAGES - 1));
+	slot = range->head + (index & (VMCOH_RANGE_PAGES - 1));
 
 	cur = vmcoh_block_store(map, index, slot, true, src, ours);
 	if (*ours) {
@@ -320,7 +318,7 @@ void vmcoh_window_block_removed(struct vmcoh_dev *dev, pgoff_t index,
 
 	if (WARN_ON_ONCE(!range))
 		return;
-	__set_bit(index & (RANGE_PAGES - 1), range->freeing);
+	__set_bit(index & (VMCOH_RANGE_PAGES - 1), range->freeing);
 	if (!range->freeing_next) {
 		range->freeing_next = list->ranges ?: range;
 		list->ranges = range;
@@ -344,8 +342,8 @@ void vmcoh_window_blocks_free(struct vmcoh_dev *dev,
 		next = range->freeing_next == range ? NULL :
 						      range->freeing_next;
 		range->freeing_next = NULL;
-		n = bitmap_weight(range->freeing, RANGE_PAGES);
-		bitmap_zero(range->freeing, RANGE_PAGES);
+		n = bitmap_weight(range->freeing, VMCOH_RANGE_PAGES);
+		bitmap_zero(range->freeing, VMCOH_RANGE_PAGES);
 		atomic_long_sub(n, &dev->map.nr_blocks);
 		vmcoh_count_add(dev, VMCOH_BLOCKS_FREED, n);
 		xa_lock(&w->regions);
@@ -403,42 +401,47 @@ reclaim_pick(struct vmcoh_dev *dev, pgoff_t skip, bool *released)
 }
 
 /*
+ * Reclaim @victim, which reclaim_pick() marked: a DROP of its region, then
+ * back to the pool unless something still holds it.  Return whether it
+ * went back; *@err is the DROP's.
+ */
+static bool reclaim_range(struct vmcoh_dev *dev,
+			  struct vmcoh_window_range *victim, int *err)
+{
+	struct vmcoh_window *w = &dev->window;
+	pgoff_t first = victim->region << VMCOH_RANGE_ORDER;
+	bool released;
+
+	*err = vmcoh_drop_range(dev, first, first + VMCOH_RANGE_PAGES - 1,
+				VMCOH_OP_RECLAIM);
+	xa_lock(&w->regions);
+	victim->reclaiming = false;
+	released = range_release_locked(w, victim);
+	if (!released)	/* pinned, or a STORE failed: try it last */
+		list_move_tail(&victim->lru, &w->busy);
+	xa_unlock(&w->regions);
+	return released;
+}
+
+/*
  * Reclaim one range, not that of @skip.  Return 0 if one went back to the
  * pool; -ENOSPC if none could; -EINTR on a fatal signal.
  */
 static int window_reclaim_one(struct vmcoh_dev *dev, pgoff_t skip,
 			      enum reclaim_why why)
 {
-	struct vmcoh_window *w = &dev->window;
-	unsigned int tries = w->nr_ranges;
+	unsigned int tries = dev->window.nr_ranges;
 	struct vmcoh_window_range *victim;
-	bool released, kept;
-	pgoff_t first;
-	int err;
+	bool released;
+	int err = 0;
 
 	while (tries--) {
 		victim = reclaim_pick(dev, skip, &released);
 		if (!victim)
 			return -ENOSPC;
-		if (released) {
+		if (released || reclaim_range(dev, victim, &err)) {
 			vmcoh_count(dev, reclaim_counters[why]);
-			window_wake(w);
-			return 0;
-		}
-		first = victim->region << RANGE_ORDER;
-		err = vmcoh_drop_range(dev, first, first + RANGE_PAGES - 1,
-				       VMCOH_OP_RECLAIM);
-
-		xa_lock(&w->regions);
-		victim->reclaiming = false;
-		released = range_release_locked(w, victim);
-		kept = !released;
-		if (kept)	/* pinned, or a STORE failed: try it last */
-			list_move_tail(&victim->lru, &w->busy);
-		xa_unlock(&w->regions);
-		if (released) {
-			vmcoh_count(dev, reclaim_counters[why]);
-			window_wake(w);
+			window_wake(&dev->window);
 			return 0;
 		}
 		vmcoh_count(dev, VMCOH_RECLAIMS_FAILED);
@@ -591,7 +594,7 @@ static unsigned long window_shrink_count(struct shrinker *shrink,
 	if (vmcoh_backed(dev))
 		n += w->nr_ranges - w->nr_free;
 	xa_unlock(&w->regions);
-	return n ? n * RANGE_PAGES : SHRINK_EMPTY;
+	return n ? n * VMCOH_RANGE_PAGES : SHRINK_EMPTY;
 }
 
 /*
@@ -604,7 +607,7 @@ static unsigned long window_shrink_scan(struct shrinker *shrink,
 {
 	struct vmcoh_dev *dev = window_dev;
 	struct vmcoh_window *w = &dev->window;
-	unsigned long want = DIV_ROUND_UP(sc->nr_to_scan, RANGE_PAGES);
+	unsigned long want = DIV_ROUND_UP(sc->nr_to_scan, VMCOH_RANGE_PAGES);
 	unsigned long n = window_give_back(w, want);
 
 	if (n < want && vmcoh_backed(dev)) {
@@ -615,8 +618,8 @@ static unsigned long window_shrink_scan(struct shrinker *shrink,
 		xa_unlock(&w->regions);
 		window_kick(dev);
 	}
-	sc->nr_scanned = n * RANGE_PAGES;
-	return n ? n * RANGE_PAGES : SHRINK_STOP;
+	sc->nr_scanned = n * VMCOH_RANGE_PAGES;
+	return n ? n * VMCOH_RANGE_PAGES : SHRINK_STOP;
 }
 
 /* Linux 6.7 allocates shrinkers; 6.1 registers one the caller owns. */

@@ -15,7 +15,6 @@
 
 #include "fixture.h"
 
-#define TEST_RANGE_PAGES	(SZ_2M >> PAGE_SHIFT)
 #define TEST_RANGES		2
 
 static int window_test_init(struct kunit *test)
@@ -26,8 +25,8 @@ static int window_test_init(struct kunit *test)
 	if (err)
 		return err;
 	dev = test->priv;
-	dev->map.size = (loff_t)(TEST_RANGES + 1) * SZ_2M;
-	dev->map.max_blocks = TEST_RANGES * TEST_RANGE_PAGES;
+	dev->map.size = (loff_t)(TEST_RANGES + 1) * VMCOH_RANGE_SIZE;
+	dev->map.max_blocks = TEST_RANGES * VMCOH_RANGE_PAGES;
 	return vmcoh_window_create(dev, TEST_RANGES);
 }
 
@@ -116,18 +115,18 @@ static void window_full_then_freed_by_removal(struct kunit *test)
 
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, test_publish(test, 0, 1));
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test,
-				     test_publish(test, TEST_RANGE_PAGES, 2));
-	KUNIT_EXPECT_PTR_EQ(test, test_publish(test, 2 * TEST_RANGE_PAGES, 3),
+				     test_publish(test, VMCOH_RANGE_PAGES, 2));
+	KUNIT_EXPECT_PTR_EQ(test, test_publish(test, 2 * VMCOH_RANGE_PAGES, 3),
 			    ERR_PTR(-ENOSPC));
-	KUNIT_EXPECT_EQ(test, vmcoh_window_reserve(dev, 2 * TEST_RANGE_PAGES),
+	KUNIT_EXPECT_EQ(test, vmcoh_window_reserve(dev, 2 * VMCOH_RANGE_PAGES),
 			-ENOSPC);
 
-	test_remove(dev, 0, TEST_RANGE_PAGES - 1, &list);
+	test_remove(dev, 0, VMCOH_RANGE_PAGES - 1, &list);
 	KUNIT_EXPECT_EQ(test, test_stats(dev).ranges_free, 0ULL);
 	test_free(dev, &list);
 	KUNIT_EXPECT_EQ(test, test_stats(dev).ranges_free, 1ULL);
 	KUNIT_EXPECT_NOT_ERR_OR_NULL(test,
-				     test_publish(test, 2 * TEST_RANGE_PAGES, 3));
+				     test_publish(test, 2 * VMCOH_RANGE_PAGES, 3));
 }
 
 /* A pinned range stays with its region; a reclaim gives it back once idle. */
@@ -146,13 +145,13 @@ static void window_pinned_range_is_kept_until_idle(struct kunit *test)
 
 	/* The other range is free: nothing to reclaim for a reserve there. */
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test,
-				     test_publish(test, TEST_RANGE_PAGES, 4));
+				     test_publish(test, VMCOH_RANGE_PAGES, 4));
 	KUNIT_EXPECT_EQ(test, vmcoh_window_reclaim_inline(dev,
-							  TEST_RANGE_PAGES),
+							  VMCOH_RANGE_PAGES),
 			-ENOSPC);
 	put_page(block);
 	KUNIT_EXPECT_EQ(test, vmcoh_window_reclaim_inline(dev,
-							  TEST_RANGE_PAGES), 0);
+							  VMCOH_RANGE_PAGES), 0);
 	KUNIT_EXPECT_EQ(test, test_stats(dev).ranges_free, 1ULL);
 	KUNIT_EXPECT_EQ(test, test_stats(dev).reclaims_inline, 1ULL);
 }

@@ -83,8 +83,7 @@ void BackingTest::TearDown() {
 
 void BackingHoldTest::SetUp() {
   BackingTest::SetUp();
-  if (IsSkipped()) return;
-  if ((info().features & VMCOH_FEATURE_TEST_HOOKS) == 0) GTEST_SKIP() << "needs test_hooks=1";
+  if (!IsSkipped()) require_test_hooks();
 }
 
 }  // namespace vmcoh::test

@@ -99,8 +99,7 @@ class WindowHoldTest : public WindowTest {
  protected:
   void SetUp() override {
     WindowTest::SetUp();
-    if (IsSkipped()) return;
-    if ((info().features & VMCOH_FEATURE_TEST_HOOKS) == 0) GTEST_SKIP() << "needs test_hooks=1";
+    if (!IsSkipped()) require_test_hooks();
   }
 };
 

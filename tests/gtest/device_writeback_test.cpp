@@ -46,8 +46,7 @@ class WritebackHoldTest : public WritebackTest {
  protected:
   void SetUp() override {
     WritebackTest::SetUp();
-    if (IsSkipped()) return;
-    if ((info().features & VMCOH_FEATURE_TEST_HOOKS) == 0) GTEST_SKIP() << "needs test_hooks=1";
+    if (!IsSkipped()) require_test_hooks();
   }
 };
 

@@ -136,4 +136,8 @@ Mapping DeviceTest::map(int prot, int flags, std::uint64_t length) const {
   return Mapping::map(length, prot, flags, fd());
 }
 
+void DeviceTest::require_test_hooks() const {
+  if ((info().features & VMCOH_FEATURE_TEST_HOOKS) == 0) GTEST_SKIP() << "needs test_hooks=1";
+}
+
 }  // namespace vmcoh::test

@@ -101,6 +101,8 @@ class DeviceTest : public testing::Test {
   [[nodiscard]] vmcoh_info info() const { return device::get_info(fd()); }
   [[nodiscard]] vmcoh_stats stats() const { return device::get_stats(fd()); }
   [[nodiscard]] Mapping map(int prot, int flags, std::uint64_t length = kTestSize) const;
+  // From a SetUp that has set up: skips the test unless the module has test_hooks=1.
+  void require_test_hooks() const;
 
  private:
   std::unique_ptr<ScratchObject> object_;
