@@ -42,4 +42,17 @@ static inline void vmcoh_release_fault_lock(struct vm_fault *vmf)
 #endif
 }
 
+/*
+ * Can a range be mapped by one PMD?  ->huge_fault needs a DAX mapping
+ * (FS_DAX), THP, and a CPU with large pages.
+ */
+static inline bool vmcoh_pmd_supported(void)
+{
+#if IS_ENABLED(CONFIG_FS_DAX) && IS_ENABLED(CONFIG_TRANSPARENT_HUGEPAGE)
+	return has_transparent_hugepage();
+#else
+	return false;
+#endif
+}
+
 #endif /* VMCOH_COMPAT_H */

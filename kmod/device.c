@@ -9,7 +9,13 @@
  * VMAs that an invalidation never sees.  As DRM does (drm_file.c), every
  * open points f_mapping at the mapping of one inode on a private
  * pseudo-filesystem, before any mmap can happen.
- * *
+ *
+ * The core calls ->huge_fault only for DAX mappings, so with 2 MiB
+ * mappings that inode is S_DAX, as the inode of a device-dax file is
+ * (drivers/dax/device.c): vma_is_dax() then holds, while GUP, which looks
+ * at the file's own inode, a character device, still treats it as device
+ * memory and allows long-term pins.  Its page cache stays empty.
+ *
  * Lock order: see vmcoh.h.  Nothing here takes locks of its own; module
  * init and exit run with no file open.
  */
@@ -40,6 +46,11 @@ module_param(fault_around, uint, 0444);
 MODULE_PARM_DESC(fault_around,
 		 "Pages a read fault maps around itself: a power of two up to 32, 1 for none (default 16; always 1 with test_hooks=1)");
 
+static bool pmd = true;
+module_param(pmd, bool, 0444);
+MODULE_PARM_DESC(pmd,
+		 "With a window, map each fully resident 2 MiB region by one PMD where a mapping allows (default 1; needs FS_DAX and THP)");
+
 static bool test_hooks;
 module_param(test_hooks, bool, 0444);
 MODULE_PARM_DESC(test_hooks,
@@ -48,7 +59,7 @@ MODULE_PARM_DESC(test_hooks,
 static char *unsafe = "";
 module_param(unsafe, charp, 0444);
 MODULE_PARM_DESC(unsafe,
-		 "With test_hooks=1, run a broken protocol: lookup_before_lock, unmap_before_remove, no_size_recheck, no_even_cows, free_before_unmap, write_no_invalidate, load_after_invalidate, invalidate_waits_load, drop_under_entry_lock, drop_skips_writeback or reclaim_in_fault");
+		 "With test_hooks=1, run a broken protocol: lookup_before_lock, unmap_before_remove, no_size_recheck, no_even_cows, free_before_unmap, write_no_invalidate, load_after_invalidate, invalidate_waits_load, drop_under_entry_lock, drop_skips_writeback, reclaim_in_fault or pmd_downgrade_no_unmap");
 
 #define VMCOH_FS_MAGIC	0x766d636f	/* "vmco" */
 
@@ -158,6 +169,8 @@ static const struct file_operations vmcoh_fops = {
 	.read_iter	= vmcoh_read_iter,
 	.write_iter	= vmcoh_write_iter,
 	.mmap		= vmcoh_mmap,
+	/* 2 MiB-aligned addresses for 2 MiB mappings, as DAX files get. */
+	.get_unmapped_area = thp_get_unmapped_area,
 	.fsync		= vmcoh_fsync,
 	.unlocked_ioctl	= vmcoh_ioctl,
 	.compat_ioctl	= compat_ptr_ioctl,
@@ -182,6 +195,8 @@ static int vmcoh_mapping_init(void)
 		simple_release_fs(&vmcoh_mnt, &vmcoh_mnt_count);
 		return PTR_ERR(vmcoh_inode);
 	}
+	if (vmcoh.pmd)
+		vmcoh_inode->i_flags |= S_DAX;
 	vmcoh.mapping = vmcoh_inode->i_mapping;
 	return 0;
 }
@@ -234,6 +249,8 @@ static int __init vmcoh_init(void)
 	if (vmcoh_window_enabled(&vmcoh))
 		vmcoh.map.max_blocks = vmcoh.window.nr_ranges *
 				       VMCOH_RANGE_PAGES;
+	vmcoh.pmd = pmd && vmcoh_window_enabled(&vmcoh) &&
+		    vmcoh_pmd_supported();
 	err = -ENOMEM;
 	vmcoh.zero_page = alloc_page(GFP_KERNEL | __GFP_ZERO);
 	if (!vmcoh.zero_page)

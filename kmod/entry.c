@@ -8,8 +8,11 @@
  *   LOCKED  a task owns the index: it is reading the block map and
  *           installing a PTE for it (the fault path), and nobody may
  *           remove or change the entry until it is unlocked.
- *   PMD     reserved for an entry covering a 2 MiB range (its wait queue
- *           is already hashed by the 2 MiB-aligned index).
+ *   PMD     the entry covers the aligned 2 MiB region around its index: a
+ *           multi-index entry of order VMCOH_RANGE_ORDER, whose lock is
+ *           the lock of every index in it (its waiters wait on the
+ *           region's first index).  It exists only where no entry of one
+ *           index does, and one PMD may map the whole region from it.
  *   ZERO    the zero page may be mapped at this index; replacing it with a
  *           block must unmap those PTEs first.
  *   EMPTY   the entry exists only to be locked; nothing was mapped from it.
@@ -29,6 +32,22 @@
  * that entry is still present.  Invalidation (invalidate.c) removes entries
  * before it unmaps, so the unmap that follows catches every PTE built from
  * the block map it replaced.
+ *
+ * 2 MiB entries (fs/dax.c's PMD entries, made simpler).  A 2 MiB fault
+ * locks one with vmcoh_entry_grab_pmd(), which gives up (-EBUSY: the fault
+ * falls back to PTEs) if any index of the region has an entry of its own,
+ * or a load.  A task that wants one index of a region covered by a 2 MiB
+ * entry - a PTE fault, writeback - downgrades it first, in
+ * vmcoh_entry_grab(): lock it, unmap the whole region from every page
+ * table, remove it, and look again.  Once it is gone the index gets an
+ * entry of its own, which keeps the region mapped by PTEs until an
+ * invalidation removes it, as in fs/dax.c.  The unmap comes before the
+ * removal for the invariant below: without it a PMD would outlive its
+ * entry, and an invalidation of another index of the region, finding no
+ * entry there, would skip the unmap and leave the PMD mapping the old
+ * block (unsafe=pmd_downgrade_no_unmap).  An invalidation that meets a
+ * 2 MiB entry removes it whole, and its ranged unmap clears any PMD that
+ * overlaps the range: the core never leaves part of a special PMD.
  *
  * Locking: the LOCKED bit is set and cleared under entries.xa_lock, and a
  * waiter tests the bit and queues itself under the same spinlock, so an
@@ -63,6 +82,25 @@
 static struct lock_class_key entry_lock_key;
 static struct lockdep_map entry_lock_map =
 	STATIC_LOCKDEP_MAP_INIT("vmcoh_entry_lock", &entry_lock_key);
+
+static void entry_lockdep_acquire(void)
+{
+	lock_map_acquire(&entry_lock_map);
+}
+
+static void entry_lockdep_acquire_try(void)
+{
+	lock_map_acquire_try(&entry_lock_map);
+}
+
+static void entry_lockdep_release(void)
+{
+	lock_map_release(&entry_lock_map);
+}
+#else
+static void entry_lockdep_acquire(void) { }
+static void entry_lockdep_acquire_try(void) { }
+static void entry_lockdep_release(void) { }
 #endif
 
 /* The table belongs to one xarray, so the index alone names the entry. */
@@ -97,6 +135,11 @@ int vmcoh_entries_init(struct vmcoh_entries *entries)
 static bool entry_is_locked(void *entry)
 {
 	return xa_is_value(entry) && (xa_to_value(entry) & VMCOH_ENTRY_LOCKED);
+}
+
+static bool entry_is_pmd(void *entry)
+{
+	return xa_is_value(entry) && (xa_to_value(entry) & VMCOH_ENTRY_PMD);
 }
 
 static bool entry_is_load(void *entry)
@@ -209,6 +252,31 @@ static void entry_unlock_at(struct vmcoh_entries *entries,
 	entry_wake(entries, xas, old, empty);
 }
 
+/*
+ * Downgrade the unlocked 2 MiB entry at @xas (see above): lock it, unmap
+ * its region, remove it and wake everybody waiting for it.  Called with
+ * xa_lock held; returns with it held and @xas reset.
+ */
+static void entry_downgrade(struct vmcoh_dev *dev, struct xa_state *xas,
+			    void *entry)
+	__must_hold(xas->xa->xa_lock)
+{
+	pgoff_t first = xas->xa_index & ~(pgoff_t)ENTRY_PMD_COLOUR;
+
+	/* Stores a value over the entry in place: nothing to allocate. */
+	entry_lock_at(xas, entry);
+	xas_unlock(xas);
+	if (!vmcoh_unsafe(VMCOH_UNSAFE_PMD_DOWNGRADE_NO_UNMAP))
+		unmap_mapping_pages(dev->mapping, first, VMCOH_RANGE_PAGES,
+				    false);
+	vmcoh_count(dev, VMCOH_PMD_DOWNGRADES);
+	xas_reset(xas);
+	xas_lock(xas);
+	xas_load(xas);
+	entry_unlock_at(&dev->entries, xas, VMCOH_ENTRY_EMPTY);
+	xas_reset(xas);
+}
+
 /**
  * vmcoh_entry_grab - lock the entry of @index, creating it if absent
  * @dev: the device
@@ -217,7 +285,8 @@ static void entry_unlock_at(struct vmcoh_entries *entries,
  *
  * Sleeps while another task holds the entry.  An absent entry is created
  * as a locked EMPTY entry, so the lock exists before anything is mapped.
- * Every successful grab must be paired with vmcoh_entry_unlock().
+ * A 2 MiB entry covering @index is downgraded first.  Every successful
+ * grab must be paired with vmcoh_entry_unlock().
  *
  * If the block of @index is being loaded, nothing is locked: *@entryp is
  * the load, with a reference for the caller to pass to vmcoh_req_wait()
@@ -230,21 +299,21 @@ int vmcoh_entry_grab(struct vmcoh_dev *dev, pgoff_t index, void **entryp)
 	XA_STATE(xas, &dev->entries.xa, index);
 	void *entry;
 
-#ifdef CONFIG_LOCKDEP
-	lock_map_acquire(&entry_lock_map);
-#endif
+	entry_lockdep_acquire();
 retry:
 	xas_lock(&xas);
 	for (;;) {
 		entry = xas_load(&xas);
-		if (entry_is_free(entry))
-			break;
+		if (entry_is_free(entry)) {
+			if (!entry_is_pmd(entry))
+				break;
+			entry_downgrade(dev, &xas, entry);
+			continue;
+		}
 		if (entry_is_load(entry)) {
 			vmcoh_req_get(entry);
 			xas_unlock(&xas);
-#ifdef CONFIG_LOCKDEP
-			lock_map_release(&entry_lock_map);
-#endif
+			entry_lockdep_release();
 			*entryp = entry;
 			return VMCOH_LOADING;
 		}
@@ -255,13 +324,60 @@ retry:
 	if (xas_nomem(&xas, GFP_KERNEL))
 		goto retry;
 	if (xas_error(&xas)) {
-#ifdef CONFIG_LOCKDEP
-		lock_map_release(&entry_lock_map);
-#endif
+		entry_lockdep_release();
 		return xas_error(&xas);
 	}
 	*entryp = entry;
 	return 0;
+}
+
+/**
+ * vmcoh_entry_grab_pmd - lock the 2 MiB entry of the region at @first
+ * @dev: the device
+ * @first: the region's first index, aligned to VMCOH_RANGE_PAGES
+ * @entryp: returns the entry's value as it was before we locked it
+ *
+ * As vmcoh_entry_grab(), for the whole region: sleeps while another task
+ * holds the 2 MiB entry, and creates it locked, PMD and EMPTY, if no index
+ * of the region has an entry.  Unlock it with vmcoh_entry_unlock() at
+ * @first, keeping VMCOH_ENTRY_PMD in the flags.
+ *
+ * Return: 0; -EBUSY if an index of the region has an entry of its own or
+ * a load in flight (the caller falls back to PTEs); -ENOMEM.
+ */
+int vmcoh_entry_grab_pmd(struct vmcoh_dev *dev, pgoff_t first, void **entryp)
+{
+	XA_STATE_ORDER(xas, &dev->entries.xa, first, VMCOH_RANGE_ORDER);
+	void *entry;
+	int err;
+
+	entry_lockdep_acquire();
+retry:
+	xas_lock(&xas);
+	for (;;) {
+		entry = xas_find_conflict(&xas);
+		if (!entry || (entry_is_pmd(entry) && !entry_is_locked(entry)))
+			break;
+		if (!entry_is_pmd(entry)) {
+			xas_unlock(&xas);
+			err = -EBUSY;
+			goto fail;
+		}
+		entry_wait(dev, &xas, entry, true);
+	}
+	entry = entry_lock_at(&xas, entry ?:
+			      xa_mk_value(VMCOH_ENTRY_PMD | VMCOH_ENTRY_EMPTY));
+	xas_unlock(&xas);
+	if (xas_nomem(&xas, GFP_KERNEL))
+		goto retry;
+	err = xas_error(&xas);
+	if (err)
+		goto fail;
+	*entryp = entry;
+	return 0;
+fail:
+	entry_lockdep_release();
+	return err;
 }
 
 /**
@@ -281,9 +397,7 @@ void vmcoh_entry_unlock(struct vmcoh_entries *entries, pgoff_t index,
 	xas_lock(&xas);
 	entry_unlock_at(entries, &xas, flags);
 	xas_unlock(&xas);
-#ifdef CONFIG_LOCKDEP
-	lock_map_release(&entry_lock_map);
-#endif
+	entry_lockdep_release();
 }
 
 /**
@@ -306,9 +420,7 @@ void vmcoh_entry_start_load(struct vmcoh_entries *entries, pgoff_t index,
 	WARN_ON_ONCE(!old || !entry_is_locked(old));
 	entry_wake(entries, &xas, old, true);
 	xas_unlock(&xas);
-#ifdef CONFIG_LOCKDEP
-	lock_map_release(&entry_lock_map);
-#endif
+	entry_lockdep_release();
 }
 
 /* Store @with at @index if the entry there is @load; true if it was. */
@@ -348,10 +460,8 @@ bool vmcoh_entry_claim_load(struct vmcoh_entries *entries, pgoff_t index,
 					  xa_mk_value(VMCOH_ENTRY_LOCKED |
 						      VMCOH_ENTRY_EMPTY));
 
-#ifdef CONFIG_LOCKDEP
 	if (claimed)
-		lock_map_acquire_try(&entry_lock_map);
-#endif
+		entry_lockdep_acquire_try();
 	return claimed;
 }
 
@@ -400,7 +510,9 @@ unsigned long vmcoh_entries_trylock(struct vmcoh_dev *dev, pgoff_t first,
 	xas_lock(&xas);
 	for (i = 0; i <= __fls(want); i++) {
 		entry = i ? xas_next(&xas) : xas_load(&xas);
-		if (!(want & BIT(i)) || !entry_is_free(entry))
+		/* A 2 MiB entry is downgraded by ->fault, which may wait. */
+		if (!(want & BIT(i)) || !entry_is_free(entry) ||
+		    entry_is_pmd(entry))
 			continue;
 		entry = entry_lock_at(&xas, entry);
 		if (xas_error(&xas))
@@ -476,11 +588,9 @@ static unsigned long entries_remove(struct vmcoh_dev *dev, pgoff_t first,
 	unsigned long removed = 0, seen = 0;
 	void *entry;
 
-#ifdef CONFIG_LOCKDEP
 	/* We wait for entry locks: teach lockdep what we hold meanwhile. */
-	lock_map_acquire(&entry_lock_map);
-	lock_map_release(&entry_lock_map);
-#endif
+	entry_lockdep_acquire();
+	entry_lockdep_release();
 	xas_lock(&xas);
 	xas_for_each(&xas, entry, last) {
 		if (entry_is_locked(entry)) {

@@ -57,6 +57,25 @@
  * which clears the mark and write-protects under the same lock, sees every
  * store.
  *
+ * 2 MiB faults (->huge_fault, with a window: a region's blocks are the
+ * pages of one compound page, in order).  The same protocol, for a whole
+ * region under its 2 MiB entry lock (entry.c): lock, check that every
+ * index of the region has its block and is below EOF, install one PMD,
+ * unlock.  Anything else falls back to PTEs, where the core then calls
+ * ->fault: a region not fully resident (loading it, or filling holes, is
+ * the PTE path's business), an index of it with an entry of its own, a
+ * DROP of it in flight, a private mapping (which copies on write a page
+ * at a time), and a VMA that does not cover the region's 2 MiB at an
+ * aligned address (the core may only split a PMD that lies inside its
+ * VMA: DEBUG_VM checks it in __split_huge_pmd_locked()).  A store through
+ * a read-only PMD comes back here with FAULT_FLAG_WRITE, and marks every
+ * block of a backed object's region dirty before the PMD becomes
+ * writable; writeback then downgrades it (entry.c), so that each block is
+ * write-protected again one page at a time.  A PMD holds no reference to
+ * the range it maps (it is a pfn mapping): nothing needs one, since
+ * blocks leave the range only after the invalidation's unmap, and the
+ * range leaves its region only with its last block.
+ *
  * Lock order: see vmcoh.h.  Here: mmap_lock or the VMA lock (held by the
  * core) -> entry lock -> i_mmap_rwsem (unmap_mapping_pages) -> PTL
  * (vm_insert_page); entry lock -> page lock (page_mkwrite).  Fault-around
@@ -66,6 +85,7 @@
 
 #include <linux/mm.h>
 #include <linux/pagemap.h>
+#include <linux/pfn_t.h>
 
 #include "compat.h"
 #include "hooks.h"
@@ -483,7 +503,129 @@ unlock:
 	return ret;
 }
 
+static vm_fault_t fault_pmd_fallback(struct vmcoh_dev *dev)
+{
+	vmcoh_count(dev, VMCOH_PMD_FALLBACKS);
+	return VM_FAULT_FALLBACK;
+}
+
+/*
+ * May @vmf's region be mapped by one PMD: its 2 MiB of addresses inside a
+ * shared VMA, at the region's aligned start, below EOF?
+ */
+static bool fault_pmd_fits(struct vm_fault *vmf, struct vmcoh_dev *dev,
+			   pgoff_t first)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	unsigned long addr = vmf->address & PMD_MASK;
+
+	return dev->pmd && (vma->vm_flags & VM_SHARED) &&
+	       addr >= vma->vm_start && addr + PMD_SIZE <= vma->vm_end &&
+	       linear_page_index(vma, addr) == first &&
+	       first + VMCOH_RANGE_PAGES <= vmcoh_size_pages(dev);
+}
+
+/*
+ * A store through a PMD of a backed object: every block of the region may
+ * be written.  Called with the region's 2 MiB entry locked.  False if an
+ * invalidation took a block meanwhile, or the object is read-only now.
+ */
+static bool fault_pmd_mark_dirty(struct vmcoh_dev *dev, pgoff_t first,
+				 struct page *head)
+{
+	unsigned int i;
+
+	if (!vmcoh_writable(dev))
+		return false;
+	for (i = 0; i < VMCOH_RANGE_PAGES; i++) {
+		if (!vmcoh_block_mark_dirty(dev, first + i, nth_page(head, i)))
+			return false;
+	}
+	return true;
+}
+
+/* ->huge_fault for a PMD: map the region of @vmf by one, or fall back. */
+static vm_fault_t fault_pmd(struct vm_fault *vmf)
+{
+	struct vmcoh_dev *dev = vmf->vma->vm_file->private_data;
+	bool write = vmf->flags & FAULT_FLAG_WRITE;
+	pgoff_t first = vmf->pgoff & ~(pgoff_t)(VMCOH_RANGE_PAGES - 1);
+	struct page *head;
+	unsigned long flags;
+	vm_fault_t ret;
+	void *entry;
+	pmd_t pmd;
+	int err;
+
+	/* A lockless look first, not to take the region's lock for nothing. */
+	if (!fault_pmd_fits(vmf, dev, first) ||
+	    !vmcoh_blocks_contiguous(&dev->map, first, VMCOH_RANGE_PAGES))
+		return fault_pmd_fallback(dev);
+
+	err = vmcoh_entry_grab_pmd(dev, first, &entry);
+	if (err == -EBUSY)
+		return fault_pmd_fallback(dev);
+	if (err)
+		return vmf_error(err);
+	flags = xa_to_value(entry);
+	vmcoh_hold_fault(dev, VMCOH_HOLD_FAULT_LOCKED, first);
+
+	/*
+	 * The protocol's order: block map, then size, under the lock.  A
+	 * DROP of the region is waited for by ->fault, after the fallback.
+	 */
+	ret = VM_FAULT_FALLBACK;
+	if (vmcoh_drop_pending(dev, first, first + VMCOH_RANGE_PAGES - 1))
+		goto unlock;
+	head = vmcoh_blocks_contiguous(&dev->map, first, VMCOH_RANGE_PAGES);
+	vmcoh_hold_fault(dev, VMCOH_HOLD_FAULT_LOOKED_UP, first);
+	if (!head || !fault_pmd_fits(vmf, dev, first))
+		goto unlock;
+	/*
+	 * A page table left behind by PTEs of the region in this mm, whose
+	 * entries an invalidation has removed since: fall back and let
+	 * ->fault use it (fs/dax.c does the same).  None can be installed
+	 * now, as that takes an entry lock of the region.
+	 */
+	pmd = READ_ONCE(*vmf->pmd);
+	if (!pmd_none(pmd) && !pmd_trans_huge(pmd) && !pmd_devmap(pmd))
+		goto unlock;
+	if (write && vmcoh_backed(dev) &&
+	    !fault_pmd_mark_dirty(dev, first, head))
+		goto unlock;
+
+	vmcoh_hold_fault(dev, VMCOH_HOLD_FAULT_BEFORE_PTE, first);
+	ret = vmf_insert_pfn_pmd(vmf, page_to_pfn_t(head), write);
+	if (ret == VM_FAULT_NOPAGE) {
+		flags = VMCOH_ENTRY_PMD;
+		vmcoh_count(dev, VMCOH_PMD_MAPS);
+	}
+unlock:
+	vmcoh_entry_unlock(&dev->entries, first, flags);
+	if (ret == VM_FAULT_FALLBACK)
+		vmcoh_count(dev, VMCOH_PMD_FALLBACKS);
+	return ret;
+}
+
+#ifdef VMCOH_HAVE_PAGE_ENTRY_SIZE
+static vm_fault_t vmcoh_huge_fault(struct vm_fault *vmf,
+				   enum page_entry_size pe_size)
+{
+	if (pe_size != PE_SIZE_PMD)
+		return VM_FAULT_FALLBACK;
+	return fault_pmd(vmf);
+}
+#else
+static vm_fault_t vmcoh_huge_fault(struct vm_fault *vmf, unsigned int order)
+{
+	if (order != PMD_ORDER)
+		return VM_FAULT_FALLBACK;
+	return fault_pmd(vmf);
+}
+#endif
+
 const struct vm_operations_struct vmcoh_vm_ops = {
 	.fault		= vmcoh_fault,
+	.huge_fault	= vmcoh_huge_fault,
 	.page_mkwrite	= vmcoh_page_mkwrite,
 };

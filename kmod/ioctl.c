@@ -131,6 +131,8 @@ static long ioctl_get_info(struct vmcoh_dev *dev, void __user *arg)
 		info.features |= VMCOH_FEATURE_TEST_HOOKS;
 	if (vmcoh_window_enabled(dev))
 		info.features |= VMCOH_FEATURE_WINDOW;
+	if (dev->pmd)
+		info.features |= VMCOH_FEATURE_PMD;
 
 	return copy_to_user(arg, &info, sizeof(info)) ? -EFAULT : 0;
 }

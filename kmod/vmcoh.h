@@ -10,7 +10,9 @@
  *   entry.c      the "radix tree": one xarray value entry per index that
  *                page tables may map, carrying a sleeping LOCKED bit.
  *   fault.c      the fault path: it takes an index's entry lock before it
- *                reads the block map and installs the PTE under that lock.
+ *                reads the block map and installs the PTE under that lock;
+ *                in a window, a fully resident 2 MiB region is mapped by
+ *                one PMD under one entry lock covering the region.
  *   invalidate.c every change that removes or replaces a block mapping:
  *                block map first, entries second, page tables third, and
  *                only then are blocks freed.
@@ -36,7 +38,8 @@
  *                                  INVALIDATE: exclusive; read(2): shared)
  *     mmap_lock / per-VMA lock    (taken by the fault core, or by
  *                                  copy_{from,to}_user under io_rwsem)
- *       entry lock                (sleeping; one index at a time)
+ *       entry lock                (sleeping; one index, or one 2 MiB
+ *                                  region, at a time)
  *         i_mmap_rwsem            (unmap_mapping_pages/range)
  *           page table lock
  *         page lock               (page_mkwrite returns it held)
@@ -115,6 +118,9 @@ enum vmcoh_counter {
 	VMCOH_RECLAIMS_FAILED,
 	VMCOH_RANGE_WAITS,
 	VMCOH_RANGE_WAIT_TIMEOUTS,
+	VMCOH_PMD_MAPS,
+	VMCOH_PMD_FALLBACKS,
+	VMCOH_PMD_DOWNGRADES,
 	VMCOH_NR_COUNTERS
 };
 
@@ -222,6 +228,7 @@ struct vmcoh_dev {
 	struct address_space *mapping;	/* shared by every open, see device.c */
 	struct page *zero_page;		/* what holes map; never written */
 	unsigned int fault_around;	/* pages a read fault maps, see fault.c */
+	bool pmd;			/* 2 MiB mappings, see fault.c */
 	struct vmcoh_backing backing;
 	struct vmcoh_window window;
 	struct vmcoh_counters __percpu *counters;
@@ -306,6 +313,8 @@ struct page *vmcoh_block_lookup(struct vmcoh_blockmap *map, pgoff_t index);
 unsigned long vmcoh_blocks_lookup_window(struct vmcoh_blockmap *map,
 					 pgoff_t first, unsigned int nr,
 					 struct page **blocks);
+struct page *vmcoh_blocks_contiguous(struct vmcoh_blockmap *map,
+				     pgoff_t first, unsigned int nr);
 struct page *vmcoh_block_get(struct vmcoh_blockmap *map, pgoff_t index);
 struct page *vmcoh_block_new(struct vmcoh_dev *dev);
 struct page *vmcoh_block_store(struct vmcoh_blockmap *map, pgoff_t index,
@@ -339,13 +348,14 @@ static inline pgoff_t vmcoh_size_pages(struct vmcoh_dev *dev)
 
 /* entry.c */
 #define VMCOH_ENTRY_LOCKED	BIT(0)
-#define VMCOH_ENTRY_PMD		BIT(1)	/* reserved: a 2 MiB entry */
+#define VMCOH_ENTRY_PMD		BIT(1)	/* covers a 2 MiB region */
 #define VMCOH_ENTRY_ZERO	BIT(2)	/* page tables may map the zero page */
 #define VMCOH_ENTRY_EMPTY	BIT(3)	/* lock only: nothing mapped yet */
 
 int vmcoh_entries_init(struct vmcoh_entries *entries);
 void vmcoh_entries_destroy(struct vmcoh_entries *entries);
 int vmcoh_entry_grab(struct vmcoh_dev *dev, pgoff_t index, void **entryp);
+int vmcoh_entry_grab_pmd(struct vmcoh_dev *dev, pgoff_t first, void **entryp);
 void vmcoh_entry_start_load(struct vmcoh_entries *entries, pgoff_t index,
 			    struct vmcoh_req *load);
 bool vmcoh_entry_claim_load(struct vmcoh_entries *entries, pgoff_t index,

@@ -688,6 +688,9 @@ void vmcoh_window_read_stats(struct vmcoh_dev *dev,
 	stats->range_waits = vmcoh_counter_read(dev, VMCOH_RANGE_WAITS);
 	stats->range_wait_timeouts =
 		vmcoh_counter_read(dev, VMCOH_RANGE_WAIT_TIMEOUTS);
+	stats->pmd_maps = vmcoh_counter_read(dev, VMCOH_PMD_MAPS);
+	stats->pmd_fallbacks = vmcoh_counter_read(dev, VMCOH_PMD_FALLBACKS);
+	stats->pmd_downgrades = vmcoh_counter_read(dev, VMCOH_PMD_DOWNGRADES);
 }
 
 /**

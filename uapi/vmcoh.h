@@ -32,6 +32,7 @@
 #define VMCOH_FEATURE_BACKING		_BITULL(5)	/* a server can back it */
 #define VMCOH_FEATURE_WRITEBACK		_BITULL(6)	/* STORE, DROP, fsync */
 #define VMCOH_FEATURE_WINDOW		_BITULL(7)	/* loaded with window_mb > 0 */
+#define VMCOH_FEATURE_PMD		_BITULL(8)	/* 2 MiB mappings, see the window */
 
 /*
  * vmcoh_info.unsafe: the deliberately broken protocol variant the module was
@@ -50,7 +51,8 @@
 #define VMCOH_UNSAFE_DROP_UNDER_ENTRY_LOCK 9	/* a fault waits for a drop, entry locked */
 #define VMCOH_UNSAFE_DROP_SKIPS_WRITEBACK 10	/* a drop invalidates dirty blocks unwritten */
 #define VMCOH_UNSAFE_RECLAIM_IN_FAULT	11	/* a fault reclaims a range, entry locked */
-#define VMCOH_NR_UNSAFE			12
+#define VMCOH_UNSAFE_PMD_DOWNGRADE_NO_UNMAP 12	/* a 2 MiB entry goes, its PMDs stay */
+#define VMCOH_NR_UNSAFE			13
 
 /* What free_before_unmap fills a block with before it lets it go. */
 #define VMCOH_POISON_BYTE		0x6b
@@ -113,9 +115,10 @@ struct vmcoh_stats {
  * an exact interleaving.  They exist only when the module is loaded with
  * test_hooks=1; otherwise these ioctls fail with -EPERM.
  *
- * Fault points fire in ->fault for a fault at @index.  Invalidation points
- * fire when write(2), punch or shrink invalidates a range covering @index,
- * with io_rwsem held; @ops narrows them to some operations.  In the safe
+ * Fault points fire in ->fault for a fault at @index, and in a 2 MiB fault
+ * at the first index of its region (all but SIZE_CHECKED).  Invalidation
+ * points fire when write(2), punch or shrink invalidates a range covering
+ * @index, with io_rwsem held; @ops narrows them to some operations.  In the safe
  * protocol they come in the order MAP_CHANGED, ENTRIES_REMOVED,
  * BEFORE_UNMAP, BEFORE_FREE; the unsafe variants reorder them with the steps
  * they reorder.  DROP_STARTED fires in a DROP (or a window reclaim, which is
@@ -290,6 +293,16 @@ struct vmcoh_backing_stats {
  * never reclaims.  An object without a server cannot give ranges back: once
  * the pool is empty its writes fail with -ENOSPC and its write faults with
  * SIGBUS, as at the max_mb cap.
+ *
+ * 2 MiB mappings (VMCOH_FEATURE_PMD: a window, and a kernel with FS_DAX and
+ * THP; module parameter pmd=0 turns them off): a shared mapping of a fully
+ * resident aligned region, whose 2 MiB of addresses it covers, aligned,
+ * is mapped by one PMD.  A mapping of a single page of the region - a
+ * private or unaligned mapping, one that covers only part of it -
+ * downgrades it: every PMD of the region is unmapped, and its pages are
+ * mapped by PTEs from then on, until an invalidation of the region.  An
+ * invalidation of any part of a region unmaps its PMDs.  mmap(2) of 2 MiB
+ * or more picks a 2 MiB-aligned address, as for a DAX file.
  */
 #define VMCOH_RANGE_SIZE		(2ULL << 20)
 
@@ -305,7 +318,10 @@ struct vmcoh_window_stats {
 	__u64 range_waits;		/* faults that waited for a free range */
 	__u64 range_wait_timeouts;	/* ... and gave up (SIGBUS) */
 	__u64 ranges_populated;		/* with memory: busy, or free and kept */
-	__u64 reserved[5];
+	__u64 pmd_maps;			/* regions mapped by one PMD */
+	__u64 pmd_fallbacks;		/* 2 MiB faults left to PTEs */
+	__u64 pmd_downgrades;		/* 2 MiB entries unmapped for a PTE */
+	__u64 reserved[2];
 };
 
 #define VMCOH_IOC_MAGIC		0xC7

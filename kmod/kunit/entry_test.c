@@ -20,6 +20,8 @@
 #define LOCKED	VMCOH_ENTRY_LOCKED
 #define ZERO	VMCOH_ENTRY_ZERO
 #define EMPTY	VMCOH_ENTRY_EMPTY
+#define PMD	VMCOH_ENTRY_PMD
+#define REGION	VMCOH_RANGE_PAGES
 
 /* An absent entry is created locked and EMPTY; unlocking EMPTY removes it. */
 static void entry_grab_absent_creates_locked_empty(struct kunit *test)
@@ -304,6 +306,93 @@ static void entry_trylock_batch_crosses_nodes(struct kunit *test)
 	vmcoh_entry_unlock(&dev->entries, busy, EMPTY);
 }
 
+/*
+ * A 2 MiB entry is one entry for its whole region: every index of it reads
+ * it, no index beyond, and removing any part of the region removes it.
+ */
+static void entry_pmd_grab_covers_its_region(struct kunit *test)
+{
+	struct vmcoh_dev *dev = test->priv;
+	void *entry;
+
+	KUNIT_ASSERT_EQ(test, vmcoh_entry_grab_pmd(dev, REGION, &entry), 0);
+	KUNIT_EXPECT_EQ(test, xa_to_value(entry), PMD | EMPTY);
+	KUNIT_EXPECT_EQ(test, vmcoh_test_entry(dev, REGION + 300),
+			LOCKED | PMD | EMPTY);
+	vmcoh_entry_unlock(&dev->entries, REGION, PMD);
+	KUNIT_EXPECT_EQ(test, vmcoh_test_entry(dev, REGION), PMD);
+	KUNIT_EXPECT_EQ(test, vmcoh_test_entry(dev, 2 * REGION - 1), PMD);
+	KUNIT_EXPECT_NULL(test, xa_load(&dev->entries.xa, REGION - 1));
+	KUNIT_EXPECT_NULL(test, xa_load(&dev->entries.xa, 2 * REGION));
+	KUNIT_EXPECT_EQ(test, vmcoh_entries_remove(dev, REGION + 7, REGION + 7),
+			1UL);
+	KUNIT_EXPECT_NULL(test, xa_load(&dev->entries.xa, REGION));
+	KUNIT_EXPECT_NULL(test, xa_load(&dev->entries.xa, 2 * REGION - 1));
+}
+
+/* An index of the region with an entry of its own: the PMD falls back. */
+static void entry_pmd_grab_refuses_a_region_with_a_page_entry(struct kunit *test)
+{
+	struct vmcoh_dev *dev = test->priv;
+	void *entry;
+
+	vmcoh_test_put_entry(test, dev, REGION + 3, ZERO);
+	KUNIT_EXPECT_EQ(test, vmcoh_entry_grab_pmd(dev, REGION, &entry),
+			-EBUSY);
+	KUNIT_EXPECT_EQ(test, vmcoh_test_entry(dev, REGION + 3), ZERO);
+	KUNIT_EXPECT_NULL(test, xa_load(&dev->entries.xa, REGION));
+	/* Other regions are not concerned. */
+	KUNIT_ASSERT_EQ(test, vmcoh_entry_grab_pmd(dev, 0, &entry), 0);
+	vmcoh_entry_unlock(&dev->entries, 0, EMPTY | PMD);
+	KUNIT_EXPECT_NULL(test, xa_load(&dev->entries.xa, 0));
+}
+
+/*
+ * A grab of one index downgrades the 2 MiB entry around it: the entry is
+ * gone from the whole region, and the index gets one of its own.
+ */
+static void entry_grab_downgrades_a_pmd_entry(struct kunit *test)
+{
+	struct vmcoh_dev *dev = test->priv;
+	void *entry;
+
+	KUNIT_ASSERT_EQ(test, vmcoh_entry_grab_pmd(dev, 0, &entry), 0);
+	vmcoh_entry_unlock(&dev->entries, 0, PMD);
+	KUNIT_ASSERT_EQ(test, vmcoh_entry_grab(dev, 7, &entry), 0);
+	KUNIT_EXPECT_EQ(test, xa_to_value(entry), EMPTY);
+	KUNIT_EXPECT_EQ(test, vmcoh_counter_read(dev, VMCOH_PMD_DOWNGRADES),
+			1ULL);
+	KUNIT_EXPECT_NULL(test, xa_load(&dev->entries.xa, 0));
+	KUNIT_EXPECT_NULL(test, xa_load(&dev->entries.xa, 8));
+	vmcoh_entry_unlock(&dev->entries, 7, 0);
+	KUNIT_EXPECT_EQ(test, vmcoh_test_entry(dev, 7), 0UL);
+	/* Now the region has a page's entry: no 2 MiB entry for it. */
+	KUNIT_EXPECT_EQ(test, vmcoh_entry_grab_pmd(dev, 0, &entry), -EBUSY);
+}
+
+/*
+ * A locked 2 MiB entry is the lock of every index of its region: a grab of
+ * one of them waits for it, then downgrades it.
+ */
+static void entry_grab_waits_for_a_locked_pmd_entry(struct kunit *test)
+{
+	struct vmcoh_dev *dev = test->priv;
+	struct vmcoh_test_worker *w;
+	void *entry;
+
+	KUNIT_ASSERT_EQ(test, vmcoh_entry_grab_pmd(dev, 0, &entry), 0);
+	w = vmcoh_test_worker_start(test, dev, vmcoh_test_op_grab_unlock, 300,
+				    300, ZERO);
+	KUNIT_EXPECT_TRUE(test, vmcoh_test_wait_sleepers(dev, 1));
+	KUNIT_EXPECT_FALSE(test, vmcoh_test_worker_done(w));
+	vmcoh_entry_unlock(&dev->entries, 0, PMD);
+	KUNIT_ASSERT_EQ(test, vmcoh_test_worker_wait(test, w), 0L);
+	KUNIT_EXPECT_EQ(test, vmcoh_counter_read(dev, VMCOH_PMD_DOWNGRADES),
+			1ULL);
+	KUNIT_EXPECT_EQ(test, vmcoh_test_entry(dev, 300), ZERO);
+	KUNIT_EXPECT_NULL(test, xa_load(&dev->entries.xa, 0));
+}
+
 static struct kunit_case vmcoh_entry_cases[] = {
 	KUNIT_CASE(entry_grab_absent_creates_locked_empty),
 	KUNIT_CASE(entry_unlock_stores_flags),
@@ -316,6 +405,10 @@ static struct kunit_case vmcoh_entry_cases[] = {
 	KUNIT_CASE(entry_remove_dense_range_misses_nothing),
 	KUNIT_CASE(entry_trylock_batch_skips_locked_entries),
 	KUNIT_CASE(entry_trylock_batch_crosses_nodes),
+	KUNIT_CASE(entry_pmd_grab_covers_its_region),
+	KUNIT_CASE(entry_pmd_grab_refuses_a_region_with_a_page_entry),
+	KUNIT_CASE(entry_grab_downgrades_a_pmd_entry),
+	KUNIT_CASE(entry_grab_waits_for_a_locked_pmd_entry),
 	{}
 };
 

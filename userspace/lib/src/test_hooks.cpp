@@ -32,6 +32,7 @@ constexpr std::array<std::string_view, VMCOH_NR_UNSAFE> kUnsafeNames = {
     "drop_under_entry_lock",
     "drop_skips_writeback",
     "reclaim_in_fault",
+    "pmd_downgrade_no_unmap",
 };
 
 vmcoh_hold hold_arg(std::uint64_t point, std::chrono::milliseconds timeout) {
