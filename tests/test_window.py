@@ -8,7 +8,16 @@ server, exhaustion under writer threads and reader processes, and the
 exact interleaving in which a fault that reclaimed inline would deadlock
 with an INVALIDATE.
 
+The 2 MiB scenarios (tests/gtest/device_pmd_test.cpp) run in the same
+window: a fully resident region mapped by one PMD, GUP through it, stores
+through it, the downgrade by a mapping of one page, partial punches and
+shrinks, a punch waiting for a PMD fault that holds its region, PMD and PTE
+faults mixed with punches and writes, and a backed object's PMD stores
+reaching the server at fsync.
+
 The safe module must pass all of them with a clean kernel log.
+unsafe=pmd_downgrade_no_unmap, which removes a 2 MiB entry without
+unmapping its PMDs, must be caught by the downgrade scenario.
 unsafe=reclaim_in_fault must deadlock in the last one and be reported by its
 watchdog with the stacks of both sides; a debug kernel's lockdep reports the
 inversion too (its entry locks have a lockdep map), so that run allows
@@ -31,8 +40,19 @@ SCENARIOS = {
     "StressWritersAndReaderProcessesOverFourTimesTheWindow",
     "AFaultWaitingForARangeDoesNotHoldItsEntry",
     "WindowWithoutAServerFillsThenGivesENOSPCUntilPunched",
+    "ReadsOfAResidentRegionMapItWithOnePmd",
+    "ARegionWithAHoleIsMappedByPtes",
+    "GupThroughAPmdReadsAndWritesTheBlocks",
+    "StoresThroughAPmdAndWritesSeeEachOther",
+    "APageMappingDowngradesTheRegionSoThatAPunchStillUnmapsIt",
+    "APartialPunchUnmapsThePmdAndTheRestFaultsBack",
+    "AShrinkIntoAPmdRegionUnmapsIt",
+    "APunchWaitsForAPmdFaultHoldingItsRegion",
+    "StressPmdAndPteFaultsWithPunchesAndWrites",
+    "StoresThroughAPmdReachTheServerAtFsync",
 }
 DEADLOCK = "AFaultWaitingForARangeDoesNotHoldItsEntry"
+DOWNGRADE = "APageMappingDowngradesTheRegionSoThatAPunchStillUnmapsIt"
 FIXED = {"name", "file", "line", "status", "result", "timestamp", "time", "classname",
          "failures"}
 
@@ -81,3 +101,14 @@ def test_reclaim_in_fault_deadlock_is_reported(built, results_dir, kernel):
     lockdep = "possible circular locking dependency" in proc.stderr
     print(f"{kernel} reclaim_in_fault: caught by {DEADLOCK} in {seconds:.3f} s"
           f"{'; lockdep reports it too' if lockdep else ''}")
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_pmd_downgrade_no_unmap_is_caught(built, results_dir, kernel):
+    _, found = run_window(results_dir, kernel, "pmd_downgrade_no_unmap")
+    failures, seconds, _ = found[DOWNGRADE]
+    assert "the PMD outlived its 2 MiB entry" in failures, \
+        f"pmd_downgrade_no_unmap not caught:\n{failures or 'passed'}"
+    others = sorted(name for name, (fails, _, _) in found.items() if fails and name != DOWNGRADE)
+    print(f"{kernel} pmd_downgrade_no_unmap: caught by {DOWNGRADE} in {seconds:.3f} s"
+          f"{'; also failed: ' + ', '.join(others) if others else ''}")
