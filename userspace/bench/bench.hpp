@@ -69,8 +69,13 @@ BenchTarget open_target(std::string name, const std::filesystem::path& path, boo
 void prepare_full(const BenchTarget& target, const Settings& settings);
 // Writes [offset, offset + length) with non-zero bytes.
 void fill(const BenchTarget& target, std::uint64_t offset, std::uint64_t length);
-// MAP_SHARED of [offset, offset + length), NOHUGEPAGE unless the target is huge.
-Mapping map_range(const BenchTarget& target, std::uint64_t offset, std::uint64_t length, int prot);
+// MAP_SHARED of [offset, offset + length), NOHUGEPAGE unless `huge` (default: the target's).
+Mapping map_range(const BenchTarget& target, std::uint64_t offset, std::uint64_t length, int prot,
+                  bool huge);
+inline Mapping map_range(const BenchTarget& target, std::uint64_t offset, std::uint64_t length,
+                         int prot) {
+  return map_range(target, offset, length, prot, target.huge);
+}
 // The bytes of the window of the first device target that has one, else 0.
 std::uint64_t device_window(const std::vector<BenchTarget>& targets);
 // The median of `v` (the mean of the middle two for an even count; 0 if empty).

@@ -57,10 +57,11 @@ void prepare_full(const BenchTarget& target, const Settings& settings) {
   fill(target, 0, settings.size);
 }
 
-Mapping map_range(const BenchTarget& target, std::uint64_t offset, std::uint64_t length, int prot) {
+Mapping map_range(const BenchTarget& target, std::uint64_t offset, std::uint64_t length, int prot,
+                  bool huge) {
   Mapping map =
       Mapping::map(length, prot, MAP_SHARED, target.target.fd(), static_cast<off_t>(offset));
-  if (!target.huge) {
+  if (!huge) {
     check_syscall(::madvise(map.data(), length, MADV_NOHUGEPAGE), "madvise(MADV_NOHUGEPAGE)");
   }
   return map;

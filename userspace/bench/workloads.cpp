@@ -68,9 +68,11 @@ void join_all(ActorGroup& group, std::chrono::steady_clock::time_point deadline)
 // A pass over [offset, offset + length): touch one byte of each page through a fresh mapping.
 enum class Touch { load, store };
 
-// Repeats untimed `prepare` + a timed pass over its slice until `budget` ns of passes.
+// Repeats untimed `prepare` + a timed pass over its slice until `budget` ns of passes; `huge`
+// lets the mappings take 2 MiB faults.
 WorkerReport run_passes(const BenchTarget& target, std::uint64_t offset, std::uint64_t length,
-                        Touch touch, const std::function<void()>& prepare, std::uint64_t budget) {
+                        Touch touch, const std::function<void()>& prepare, std::uint64_t budget,
+                        bool huge) {
   WorkerReport report{};
   const std::uint64_t faults_before = faults_of_thread();
   const std::uint64_t pages = length / kPageSize;
@@ -79,7 +81,7 @@ WorkerReport run_passes(const BenchTarget& target, std::uint64_t offset, std::ui
     if (prepare) prepare();
     const std::uint64_t start = monotonic_ns();
     {
-      const Mapping map = map_range(target, offset, length, prot);
+      const Mapping map = map_range(target, offset, length, prot, huge);
       for (std::uint64_t i = 0; i < pages; ++i) {
         std::byte* page = map.data() + i * kPageSize;
         touch == Touch::load ? load(page) : store(page);
@@ -110,7 +112,8 @@ Measurement scale(const BenchTarget& target, const Settings& settings, ActorMode
       std::function<void()> prepare;
       if (punch_first) prepare = [&] { target.target.punch_hole(offset, slice); };
       wait_for_everyone(line[0], workers);
-      reports[w] = run_passes(target, offset, slice, touch, prepare, budget_ns(settings));
+      reports[w] =
+          run_passes(target, offset, slice, touch, prepare, budget_ns(settings), target.huge);
     });
   }
   const auto deadline = std::chrono::steady_clock::now() +
@@ -292,6 +295,42 @@ RoundResults latency(BenchTarget& target, const Settings& settings) {
   return out;
 }
 
+// 2 MiB read faults: mapped reads of a filled object the size of the device's window, one thread,
+// each pass through a fresh mapping: pages/s, and faults per page (1/512 for one PMD per 2 MiB).
+// The device's regions are then fully resident, so each maps by one PMD; ext4-dax-2m maps its
+// extents the same way, ext4-dax and tmpfs by PTEs.  Before window-read, which leaves the device
+// backed.  Nothing without a window in the run.
+RoundResults pmd_read(BenchTarget& target, const Settings& settings) {
+  RoundResults out;
+  if (settings.window == 0) return out;
+  Settings window = settings;
+  window.size = settings.window;
+  prepare_full(target, window);
+  const bool huge = target.huge || target.target.is_device();
+  const auto pmd_maps = [&] {
+    vmcoh_window_stats stats{};
+    if (target.target.is_device()) {
+      check_syscall(::ioctl(target.target.fd(), VMCOH_IOC_GET_WINDOW_STATS, &stats),
+                    "VMCOH_IOC_GET_WINDOW_STATS");
+    }
+    return stats.pmd_maps;
+  };
+  const std::uint64_t maps_before = pmd_maps();
+  const WorkerReport r =
+      run_passes(target, 0, settings.window, Touch::load, nullptr, budget_ns(settings), huge);
+  Measurement& m = out[{0, "", ActorMode::threads, 1}];
+  m.value = r.timed_ns ? static_cast<double>(r.pages) * 1e9 / static_cast<double>(r.timed_ns) : 0.0;
+  m.extra["faults_per_page"] =
+      r.pages ? static_cast<double>(r.faults) / static_cast<double>(r.pages) : 0.0;
+  if (target.target.is_device() && r.pages) {
+    constexpr std::uint64_t kRegionPages = VMCOH_RANGE_SIZE / kPageSize;
+    m.extra["pmds_per_region"] = static_cast<double>((pmd_maps() - maps_before) * kRegionPages) /
+                                 static_cast<double>(r.pages);
+  }
+  target.target.set_size(settings.size);
+  return out;
+}
+
 // Mapped reads of a working set 1x, 2x and 4x the device's window (window_mb), one thread
 // passing over it again and again: pages/s after one untimed pass.  The device is backed by a
 // server in this process, so blocks beyond the window are reclaimed and loaded again; files are
@@ -320,7 +359,8 @@ RoundResults window_read(BenchTarget& target, const Settings& settings) {
       for (std::uint64_t off = 0; off < set; off += kPageSize) load(map.data() + off);
     }
     const std::uint64_t loads_before = server ? loads() : 0;
-    const WorkerReport r = run_passes(target, 0, set, Touch::load, nullptr, budget_ns(settings));
+    const WorkerReport r =
+        run_passes(target, 0, set, Touch::load, nullptr, budget_ns(settings), target.huge);
     Measurement& m =
         out[{static_cast<int>(times), fmt::format("{}x", times), ActorMode::threads, 1}];
     m.value =
@@ -344,6 +384,7 @@ const std::vector<Workload>& all_workloads() {
       {"invalidate", "ms_per_punch", "ms", false, invalidate},
       {"write", "mb_per_s", "MB/s", true, write_throughput},
       {"latency", "us", "us", false, latency},
+      {"pmd-read", "pages_per_s", "pages/s", true, pmd_read},
       {"window-read", "pages_per_s", "pages/s", true, window_read},
   };
   return workloads;
