@@ -213,6 +213,7 @@ struct vmcoh_window {
 	unsigned int nr_free;		/* also read locklessly */
 	unsigned int nr_populated_free;	/* free ones with memory */
 	unsigned long shrink_target;	/* ranges the shrinker asked for */
+	unsigned long released;		/* ranges given back to the pool, ever */
 	atomic_t waiters;		/* faults waiting for a free range */
 	wait_queue_head_t free_wait;	/* faults waiting for a free range */
 	struct work_struct work;	/* the reclaim worker */

@@ -125,6 +125,7 @@ static bool range_release_locked(struct vmcoh_window *w,
 	__xa_erase(&w->regions, range->region);
 	list_move(&range->lru, &w->free);
 	WRITE_ONCE(w->nr_free, w->nr_free + 1);
+	WRITE_ONCE(w->released, w->released + 1);
 	w->nr_populated_free++;
 	return true;
 }
@@ -486,17 +487,22 @@ int vmcoh_window_reclaim_in_fault(struct vmcoh_dev *dev, pgoff_t index)
  * @dev: the device, with a window
  *
  * The caller holds no entry lock and not io_rwsem: the reclaim it waits
- * for takes them.  It gives up after load_timeout_ms, as a load would.
+ * for takes them.  It gives up after load_timeout_ms without a range
+ * given back, as a load would.  Any range given back ends the wait, even
+ * if another task took it before we ran: waiting only for a free range
+ * would let a fault that keeps losing that race time out while ranges go
+ * round, and take SIGBUS from a window that never stopped working.
  *
- * Return: 0 once a range is free (it may be gone again: retry); -ENOSPC
- * on timeout, or at once for an object without a server; -EINTR on a
- * fatal signal.
+ * Return: 0 once a range is free, or was given back since the call (it
+ * may be gone again: retry); -ENOSPC on timeout, or at once for an object
+ * without a server; -EINTR on a fatal signal.
  */
 int vmcoh_window_wait(struct vmcoh_dev *dev)
 {
 	struct vmcoh_window *w = &dev->window;
 	unsigned int ms = READ_ONCE(vmcoh_load_timeout_ms);
 	long timeout = ms ? msecs_to_jiffies(ms) : MAX_SCHEDULE_TIMEOUT;
+	unsigned long released = READ_ONCE(w->released);
 	long left;
 
 	if (!vmcoh_backed(dev))
@@ -505,7 +511,9 @@ int vmcoh_window_wait(struct vmcoh_dev *dev)
 	atomic_inc(&w->waiters);
 	queue_work(system_unbound_wq, &w->work);
 	left = wait_event_killable_timeout(w->free_wait,
-					   READ_ONCE(w->nr_free), timeout);
+					   READ_ONCE(w->nr_free) ||
+					   READ_ONCE(w->released) != released,
+					   timeout);
 	atomic_dec(&w->waiters);
 	if (left < 0)
 		return -EINTR;
