@@ -8,12 +8,12 @@ server, exhaustion under writer threads and reader processes, and the
 exact interleaving in which a fault that reclaimed inline would deadlock
 with an INVALIDATE.
 
-The 2 MiB scenarios (tests/gtest/device_pmd_test.cpp) run in the same
-window: a fully resident region mapped by one PMD, GUP through it, stores
-through it, the downgrade by a mapping of one page, partial punches and
-shrinks, a punch waiting for a PMD fault that holds its region, PMD and PTE
-faults mixed with punches and writes, and a backed object's PMD stores
-reaching the server at fsync.
+The 2 MiB scenarios (tests/gtest/device_pmd_test.cpp) run in a window of
+their own, with pmd=1 (off by default, see README): a fully resident region
+mapped by one PMD, GUP through it, stores through it, the downgrade by a
+mapping of one page, partial punches and shrinks, a punch waiting for a
+PMD fault that holds its region, PMD and PTE faults mixed with punches and
+writes, and a backed object's PMD stores reaching the server at fsync.
 
 The safe module must pass all of them with a clean kernel log.
 unsafe=pmd_downgrade_no_unmap, which removes a 2 MiB entry without
@@ -40,6 +40,8 @@ SCENARIOS = {
     "StressWritersAndReaderProcessesOverFourTimesTheWindow",
     "AFaultWaitingForARangeDoesNotHoldItsEntry",
     "WindowWithoutAServerFillsThenGivesENOSPCUntilPunched",
+}
+PMD_SCENARIOS = {
     "ReadsOfAResidentRegionMapItWithOnePmd",
     "ARegionWithAHoleIsMappedByPtes",
     "GupThroughAPmdReadsAndWritesTheBlocks",
@@ -87,6 +89,15 @@ def test_window_scenarios_pass(built, results_dir, kernel):
     for name, (failures, seconds, properties) in sorted(found.items()):
         assert not failures, f"safe module failed {name}:\n{failures}"
         print(f"{kernel} window: {name} passed in {seconds:.3f} s {properties}")
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_pmd_scenarios_pass(built, results_dir, kernel):
+    _, found = run_window(results_dir, kernel, "pmd")
+    assert set(found) == PMD_SCENARIOS
+    for name, (failures, seconds, properties) in sorted(found.items()):
+        assert not failures, f"safe module (pmd=1) failed {name}:\n{failures}"
+        print(f"{kernel} pmd: {name} passed in {seconds:.3f} s {properties}")
 
 
 @pytest.mark.parametrize("kernel", KERNELS)

@@ -294,8 +294,8 @@ struct vmcoh_backing_stats {
  * the pool is empty its writes fail with -ENOSPC and its write faults with
  * SIGBUS, as at the max_mb cap.
  *
- * 2 MiB mappings (VMCOH_FEATURE_PMD: a window, and a kernel with FS_DAX and
- * THP; module parameter pmd=0 turns them off): a shared mapping of a fully
+ * 2 MiB mappings (VMCOH_FEATURE_PMD: a window, module parameter pmd=1, and
+ * a kernel with FS_DAX and THP): a shared mapping of a fully
  * resident aligned region, whose 2 MiB of addresses it covers, aligned,
  * is mapped by one PMD.  A mapping of a single page of the region - a
  * private or unaligned mapping, one that covers only part of it -

@@ -265,13 +265,16 @@ TEST_F(PmdTest, APunchWaitsForAPmdFaultHoldingItsRegion) {
 
 // PMD and PTE faults mixed with invalidation, at random: a reader thread maps the object whole
 // (PMDs), another maps single pages (each a downgrade), a third punches pages and rewrites them,
-// or punches and rewrites whole regions (which makes them PMD-mappable again).  The writer, the
+// or punches and rewrites whole regions (which makes them PMD-mappable again), then reads one
+// page of the region through a one-page mapping.  The writer, the
 // only one to change the object, checks after each change, through a mapping of its own, that
 // every page it changed reads back exactly what it wrote: a PMD or PTE that outlived an
 // invalidation is seen.  Readers check that each page they read is the page of its own index, or
 // a hole, by its stamp's offset: one aligned word, which a read racing the writer cannot tear.
 TEST_F(PmdTest, StressPmdAndPteFaultsWithPunchesAndWrites) {
   constexpr auto kStressTime = 5s;
+  constexpr auto kMixTime = 30s;  // the slowest kernels go on till they have mixed
+  constexpr std::uint64_t kMixDowngrades = 2;
   std::atomic<bool> done{false};
   std::atomic<std::uint64_t> violations{0};
   std::atomic<std::uint64_t> changes{0};
@@ -311,14 +314,21 @@ TEST_F(PmdTest, StressPmdAndPteFaultsWithPunchesAndWrites) {
       if (!plausible(offset, b)) {
         report(1, fmt::format("PTE reader: block {} maps the page of offset {:#x}", b, offset));
       }
+      // Not so often that a rewritten region never gets its PMD before a page's entry.
+      std::this_thread::sleep_for(200us);
     }
   };
   std::thread readers[] = {std::thread(pmd_reader), std::thread(pte_reader)};
 
   Rng rng(0x3217e);
   std::vector<std::uint64_t> generation(kRegions, 1);
-  for (auto deadline = std::chrono::steady_clock::now() + kStressTime;
-       std::chrono::steady_clock::now() < deadline && violations.load() == 0;) {
+  const auto start = std::chrono::steady_clock::now();
+  const auto mixing = [&] {
+    const auto now = std::chrono::steady_clock::now();
+    return now < start + kStressTime ||
+           (now < start + kMixTime && pmd_downgrades() < kMixDowngrades);
+  };
+  while (mixing() && violations.load() == 0) {
     const std::uint64_t r = rng.below(kRegions);
     // Fault the region in through a new mapping first, by a PMD where the region allows (which
     // the single-page reader then downgrades), so that the change has something to unmap.
@@ -327,8 +337,18 @@ TEST_F(PmdTest, StressPmdAndPteFaultsWithPunchesAndWrites) {
     if (rng.chance(1, 3)) {
       device::punch_hole(fd(), r * kRegion, kRegion);
       write_region(r, ++generation[r]);
+      // A new mapping has no page table here: one PMD, unless a page's entry came first.  Then
+      // the old mapping, whose page table is left from PTEs, downgrades it.
+      if (const auto b = first_wrong(map_regions(PROT_READ), r, generation[r])) {
+        report(2, fmt::format("writer: block {} wrong through a new mapping", *b));
+      }
       if (const auto b = first_wrong(mine, r, generation[r])) {
         report(2, fmt::format("writer: block {} stale after the region was written", *b));
+      }
+      // A page of it, through a mapping of its own: the downgrade, if that was a PMD.
+      const std::uint64_t b = r * kRegionBlocks + rng.below(kRegionBlocks);
+      if (mapped_block(map_page(b), 0) != block_stamp(b, generation[r])) {
+        report(2, fmt::format("writer: block {} wrong through a one-page mapping", b));
       }
     } else {
       const std::uint64_t b = r * kRegionBlocks + rng.below(kRegionBlocks);

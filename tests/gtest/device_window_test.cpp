@@ -265,7 +265,17 @@ TEST_F(WindowTest, StressWritersAndReaderProcessesOverFourTimesTheWindow) {
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
         << "reader " << pid << " read a wrong block or took SIGBUS (status " << status << ")";
   }
-  EXPECT_EQ(violations.load(), 0U) << "in " << writes.load() << " writes; the first: " << first;
+  {
+    const vmcoh_window_stats w = window();
+    const vmcoh_backing_stats b = backing();
+    EXPECT_EQ(violations.load(), 0U)
+        << "in " << writes.load() << " writes; the first: " << first
+        << fmt::format(
+               " (range waits {}, timed out {}; loads {}, failed {}, timed out {}; "
+               "PMDs {}, downgrades {})",
+               w.range_waits, w.range_wait_timeouts, b.loads, b.loads_failed, b.load_timeouts,
+               w.pmd_maps, w.pmd_downgrades);
+  }
   ASSERT_EQ(fsync_errno(), 0);
   for (std::uint64_t b = 0; b < blocks_; ++b) {
     if (b % 4 == 0) continue;
