@@ -6,7 +6,6 @@
 // removes the 2 MiB entry without unmapping its PMDs, and
 // APageMappingDowngradesTheRegionSoThatAPunchStillUnmapsIt must catch it.
 #include <fcntl.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -25,7 +24,6 @@
 #include <fmt/format.h>
 
 #include <vmcoh/backing_server.hpp>
-#include <vmcoh/error.hpp>
 #include <vmcoh/fd.hpp>
 #include <vmcoh/rng.hpp>
 #include <vmcoh/sigbus_probe.hpp>
@@ -40,12 +38,6 @@ using namespace std::chrono_literals;
 
 constexpr std::uint64_t kRegion = VMCOH_RANGE_SIZE;
 constexpr std::uint64_t kRegionBlocks = kRegion / kBlock;
-
-vmcoh_window_stats window_stats(int fd) {
-  vmcoh_window_stats stats{};
-  check_syscall(::ioctl(fd, VMCOH_IOC_GET_WINDOW_STATS, &stats), "VMCOH_IOC_GET_WINDOW_STATS");
-  return stats;
-}
 
 // Does the device map 2 MiB regions by PMDs?  Skips the test if not, or if absent.
 bool pmd_device() {
@@ -65,7 +57,7 @@ class PmdTest : public DeviceTest {
     DeviceTest::SetUp();
     device::set_size(fd(), kRegions * kRegion);
     for (std::uint64_t r = 0; r < kRegions; ++r) write_region(r, 1);
-    base_ = window_stats(fd());
+    base_ = device::get_window_stats(fd());
   }
 
   // Every block of region r at `generation`, in one write(2).
@@ -95,13 +87,13 @@ class PmdTest : public DeviceTest {
 
   // The 2 MiB counters since SetUp (the device's count from its load).
   [[nodiscard]] std::uint64_t pmd_maps() const {
-    return window_stats(fd()).pmd_maps - base_.pmd_maps;
+    return device::get_window_stats(fd()).pmd_maps - base_.pmd_maps;
   }
   [[nodiscard]] std::uint64_t pmd_fallbacks() const {
-    return window_stats(fd()).pmd_fallbacks - base_.pmd_fallbacks;
+    return device::get_window_stats(fd()).pmd_fallbacks - base_.pmd_fallbacks;
   }
   [[nodiscard]] std::uint64_t pmd_downgrades() const {
-    return window_stats(fd()).pmd_downgrades - base_.pmd_downgrades;
+    return device::get_window_stats(fd()).pmd_downgrades - base_.pmd_downgrades;
   }
 
   // Every block of region r through `m` is its stamp at `generation`; the first that is not.
@@ -393,13 +385,13 @@ TEST_F(PmdBackedTest, StoresThroughAPmdReachTheServerAtFsync) {
   std::vector<std::byte> all(kRegion);
   ASSERT_EQ(::pread(fd(), all.data(), kRegion, 0), static_cast<ssize_t>(kRegion));
   const Mapping m = map(PROT_READ | PROT_WRITE, MAP_SHARED, kRegion);
-  const std::uint64_t maps = window_stats(fd()).pmd_maps;
+  const std::uint64_t maps = device::get_window_stats(fd()).pmd_maps;
   store_block(m, 5, block_stamp(5, 2));
-  EXPECT_EQ(window_stats(fd()).pmd_maps, maps + 1);
+  EXPECT_EQ(device::get_window_stats(fd()).pmd_maps, maps + 1);
   ASSERT_EQ(::fsync(fd()), 0) << std::strerror(errno);
   EXPECT_EQ(server().block(5), block_stamp(5, 2));
   EXPECT_GE(backing().stores, kRegionBlocks) << "a PMD store must dirty the whole region";
-  EXPECT_GT(window_stats(fd()).pmd_downgrades, 0U);
+  EXPECT_GT(device::get_window_stats(fd()).pmd_downgrades, 0U);
 
   // Writeback left no entry behind: the next store maps a writable PMD again.
   const std::uint64_t stores = backing().stores;

@@ -44,12 +44,6 @@ using namespace std::chrono_literals;
 
 constexpr std::uint64_t kRangeBlocks = VMCOH_RANGE_SIZE / kBlock;
 
-vmcoh_window_stats window_stats(int fd) {
-  vmcoh_window_stats stats{};
-  check_syscall(::ioctl(fd, VMCOH_IOC_GET_WINDOW_STATS, &stats), "VMCOH_IOC_GET_WINDOW_STATS");
-  return stats;
-}
-
 // The device's window, or nullopt if it has none (or is absent).
 std::optional<vmcoh_window_stats> device_window() {
   if (!device_present()) return std::nullopt;
@@ -80,7 +74,7 @@ class WindowTest : public BackingTest {
     BackingTest::TearDown();
   }
 
-  [[nodiscard]] vmcoh_window_stats window() const { return window_stats(fd()); }
+  [[nodiscard]] vmcoh_window_stats window() const { return device::get_window_stats(fd()); }
   [[nodiscard]] Mapping map_all(int prot) const { return map(prot, MAP_SHARED, blocks_ * kBlock); }
   [[nodiscard]] int fsync_errno() const { return ::fsync(fd()) == 0 ? 0 : errno; }
 
@@ -361,7 +355,7 @@ TEST_F(DeviceTest, WindowWithoutAServerFillsThenGivesENOSPCUntilPunched) {
       << "a store into a region without a range did not raise SIGBUS";
 
   device::punch_hole(fd(), 0, VMCOH_RANGE_SIZE);
-  EXPECT_EQ(window_stats(fd()).ranges_free, 1U);
+  EXPECT_EQ(device::get_window_stats(fd()).ranges_free, 1U);
   EXPECT_EQ(::pwrite(fd(), page.bytes(), kBlock, static_cast<off_t>(last_region * kBlock)),
             static_cast<ssize_t>(kBlock))
       << std::strerror(errno);

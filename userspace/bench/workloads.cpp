@@ -45,6 +45,11 @@ struct WorkerReport {
   std::uint64_t timed_ns;
 };
 
+// A worker's rate over its timed passes.
+double pages_per_s(const WorkerReport& r) {
+  return r.timed_ns ? static_cast<double>(r.pages) * 1e9 / static_cast<double>(r.timed_ns) : 0.0;
+}
+
 // All workers start together: each counts itself ready, then waits for the last one.
 struct StartLine {
   std::uint64_t ready;
@@ -125,8 +130,7 @@ Measurement scale(const BenchTarget& target, const Settings& settings, ActorMode
   std::uint64_t pages = 0;
   std::uint64_t faults = 0;
   for (const WorkerReport& r : reports.items()) {
-    m.value +=
-        r.timed_ns ? static_cast<double>(r.pages) * 1e9 / static_cast<double>(r.timed_ns) : 0.0;
+    m.value += pages_per_s(r);
     pages += r.pages;
     faults += r.faults;
   }
@@ -308,18 +312,13 @@ RoundResults pmd_read(BenchTarget& target, const Settings& settings) {
   prepare_full(target, window);
   const bool huge = target.huge || target.target.is_device();
   const auto pmd_maps = [&] {
-    vmcoh_window_stats stats{};
-    if (target.target.is_device()) {
-      check_syscall(::ioctl(target.target.fd(), VMCOH_IOC_GET_WINDOW_STATS, &stats),
-                    "VMCOH_IOC_GET_WINDOW_STATS");
-    }
-    return stats.pmd_maps;
+    return target.target.is_device() ? device::get_window_stats(target.target.fd()).pmd_maps : 0;
   };
   const std::uint64_t maps_before = pmd_maps();
   const WorkerReport r =
       run_passes(target, 0, settings.window, Touch::load, nullptr, budget_ns(settings), huge);
   Measurement& m = out[{0, "", ActorMode::threads, 1}];
-  m.value = r.timed_ns ? static_cast<double>(r.pages) * 1e9 / static_cast<double>(r.timed_ns) : 0.0;
+  m.value = pages_per_s(r);
   m.extra["faults_per_page"] =
       r.pages ? static_cast<double>(r.faults) / static_cast<double>(r.pages) : 0.0;
   if (target.target.is_device() && r.pages) {
@@ -363,8 +362,7 @@ RoundResults window_read(BenchTarget& target, const Settings& settings) {
         run_passes(target, 0, set, Touch::load, nullptr, budget_ns(settings), target.huge);
     Measurement& m =
         out[{static_cast<int>(times), fmt::format("{}x", times), ActorMode::threads, 1}];
-    m.value =
-        r.timed_ns ? static_cast<double>(r.pages) * 1e9 / static_cast<double>(r.timed_ns) : 0.0;
+    m.value = pages_per_s(r);
     if (server) {
       m.extra["loads_per_page"] =
           r.pages ? static_cast<double>(loads() - loads_before) / static_cast<double>(r.pages)

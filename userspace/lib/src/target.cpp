@@ -26,6 +26,12 @@ vmcoh_stats get_stats(int fd) {
   return stats;
 }
 
+vmcoh_window_stats get_window_stats(int fd) {
+  vmcoh_window_stats stats{};
+  check_syscall(::ioctl(fd, VMCOH_IOC_GET_WINDOW_STATS, &stats), "VMCOH_IOC_GET_WINDOW_STATS");
+  return stats;
+}
+
 void set_size(int fd, std::uint64_t size) {
   vmcoh_set_size arg{};
   arg.size = size;

@@ -17,6 +17,7 @@ namespace vmcoh {
 namespace device {
 vmcoh_info get_info(int fd);
 vmcoh_stats get_stats(int fd);
+vmcoh_window_stats get_window_stats(int fd);  // ENODEV without a window
 void set_size(int fd, std::uint64_t size);
 void punch_hole(int fd, std::uint64_t offset, std::uint64_t length);
 }  // namespace device
