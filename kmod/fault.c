@@ -602,9 +602,7 @@ static vm_fault_t fault_pmd(struct vm_fault *vmf)
 	}
 unlock:
 	vmcoh_entry_unlock(&dev->entries, first, flags);
-	if (ret == VM_FAULT_FALLBACK)
-		vmcoh_count(dev, VMCOH_PMD_FALLBACKS);
-	return ret;
+	return ret == VM_FAULT_FALLBACK ? fault_pmd_fallback(dev) : ret;
 }
 
 #ifdef VMCOH_HAVE_PAGE_ENTRY_SIZE
