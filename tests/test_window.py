@@ -82,22 +82,23 @@ def run_window(results_dir, kernel, which, **kwargs):
     return proc, results(report)
 
 
+def check_safe_run(results_dir, kernel, which, scenarios, module):
+    """window.sh's run `which` against the safe module: exactly `scenarios`, all passed."""
+    _, found = run_window(results_dir, kernel, which)
+    assert set(found) == scenarios
+    for name, (failures, seconds, properties) in sorted(found.items()):
+        assert not failures, f"{module} failed {name}:\n{failures}"
+        print(f"{kernel} {which}: {name} passed in {seconds:.3f} s {properties}")
+
+
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_window_scenarios_pass(built, results_dir, kernel):
-    _, found = run_window(results_dir, kernel, "safe")
-    assert set(found) == SCENARIOS
-    for name, (failures, seconds, properties) in sorted(found.items()):
-        assert not failures, f"safe module failed {name}:\n{failures}"
-        print(f"{kernel} window: {name} passed in {seconds:.3f} s {properties}")
+    check_safe_run(results_dir, kernel, "safe", SCENARIOS, "safe module")
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_pmd_scenarios_pass(built, results_dir, kernel):
-    _, found = run_window(results_dir, kernel, "pmd")
-    assert set(found) == PMD_SCENARIOS
-    for name, (failures, seconds, properties) in sorted(found.items()):
-        assert not failures, f"safe module (pmd=1) failed {name}:\n{failures}"
-        print(f"{kernel} pmd: {name} passed in {seconds:.3f} s {properties}")
+    check_safe_run(results_dir, kernel, "pmd", PMD_SCENARIOS, "safe module (pmd=1)")
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
