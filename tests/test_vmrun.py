@@ -127,6 +127,7 @@ def test_seabios_escape_codes_are_stripped_from_the_console():
      vmrun.EXIT_PANIC),
     (False, 1, "start 2.1\n", ["[ 3.6] sysrq: Trigger a crash"], [], "", vmrun.EXIT_PANIC),
     (False, 0, "", ["vmcoh-init: cannot mount the host root"], [], "", vmrun.EXIT_BOOT),
+    (False, 0, "boot-splat 32\n", [], WARNING_BLOCK, "", vmrun.EXIT_SPLAT),
     (False, 1, "", [""], [], "qemu-system-x86_64: -kernel: bad image", vmrun.EXIT_RUNNER),
 ])
 def test_classify_gives_one_exit_code_per_outcome(timed_out, qemu_rc, ret, console, dmesg,
@@ -254,6 +255,31 @@ def test_panic_during_boot_is_booted_again_then_gives_251(tmp_path):
     for attempt in range(1, vmrun.BOOT_ATTEMPTS):
         assert "Kernel panic" in (tmp_path / f"boot.boot{attempt}.log").read_text()
     assert "Kernel panic" in log.read_text()
+
+
+# The kernel applies sysctl.* from its command line before it runs init: a
+# taint that init sees, as after a WARNING or a KASAN report while booting.
+BOOT_TAINT = "sysctl.kernel.tainted=512"
+
+
+@pytest.mark.vm
+def test_splat_during_boot_is_booted_again_then_gives_250(tmp_path):
+    """A splat before the command started is retried without running it; a
+    kernel that splats on every boot fails with 250 after BOOT_ATTEMPTS boots."""
+    marker = tmp_path / "ran"
+    r = run(tmp_path, "touch", str(marker), opts=["--append", BOOT_TAINT,
+                                                  "--rwdir", str(tmp_path)])
+    assert r.returncode == 250, r.stderr
+    assert r.stderr.count("kernel splat during boot") == vmrun.BOOT_ATTEMPTS
+    assert f"before the command ran, {vmrun.BOOT_ATTEMPTS} boot(s)" in r.stderr
+    assert not marker.exists()
+
+
+@pytest.mark.vm
+def test_allow_splat_runs_the_command_after_a_splat_during_boot(tmp_path):
+    r = run(tmp_path, "true", opts=["--append", BOOT_TAINT, "--allow-splat"])
+    assert r.returncode == 0, r.stderr
+    assert "booting again" not in r.stderr
 
 
 @pytest.mark.vm
