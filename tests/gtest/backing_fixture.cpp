@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <system_error>
 
 #include <vmcoh/error.hpp>
 #include <vmcoh/sigbus_probe.hpp>
@@ -35,8 +36,8 @@ ParameterOverride::~ParameterOverride() { std::ofstream(path_) << old_; }
 
 ReadResult read_block(int fd, std::uint64_t block) {
   ReadResult result;
-  const ssize_t n = ::pread(fd, result.page.bytes(), kBlock, static_cast<off_t>(block * kBlock));
-  if (n < 0) result.error = errno;
+  result.bytes = ::pread(fd, result.page.bytes(), kBlock, static_cast<off_t>(block * kBlock));
+  if (result.bytes < 0) result.error = errno;
   return result;
 }
 
@@ -47,6 +48,31 @@ std::string task_stacks(const std::string& pid) {
     std::getline(std::ifstream(task.path() / "comm"), comm);
     std::ifstream stack(task.path() / "stack");
     out << "task " << task.path().filename().string() << " (" << comm << ")\n" << stack.rdbuf();
+  }
+  return out.str();
+}
+
+std::string module_task_stacks() {
+  std::ostringstream out;
+  std::error_code ec;
+  for (const auto& proc : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string pid = proc.path().filename().string();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    for (const auto& task : std::filesystem::directory_iterator(proc.path() / "task", ec)) {
+      std::ostringstream stack;
+      stack << std::ifstream(task.path() / "stack").rdbuf();
+      if (stack.str().find("[vmcoh]") == std::string::npos) continue;
+      std::string comm;
+      std::string stat;
+      std::getline(std::ifstream(task.path() / "comm"), comm);
+      std::getline(std::ifstream(task.path() / "stat"), stat);
+      // The state follows the parenthesised comm in /proc/PID/stat.
+      const auto paren = stat.rfind(") ");
+      const char state = paren == std::string::npos ? '?' : stat[paren + 2];
+      out << "task " << task.path().filename().string() << " (" << comm << ", pid " << pid
+          << ", state " << state << ")\n"
+          << stack.str();
+    }
   }
   return out.str();
 }

@@ -38,16 +38,21 @@ class ParameterOverride {
   std::string old_;
 };
 
-// pread of one block: the page, or the errno.
+// pread of one block: the page, or the errno; `bytes` is what pread returned (-1 on error).
 struct ReadResult {
   PageImage page;
   int error = 0;
+  ssize_t bytes = 0;
 };
 ReadResult read_block(int fd, std::uint64_t block);
 
 // The tasks of process `pid` (or of this one), each with its kernel stack (we are root in the
 // VM): what a test prints when something that must not wait is stuck.
 std::string task_stacks(const std::string& pid = "self");
+
+// Every task in the system whose kernel stack has a frame of the module (the window's worker
+// included), each with its stack and state.
+std::string module_task_stacks();
 
 // A mapped block read through the SIGBUS probe: nullopt if the load raised SIGBUS (a broken
 // protocol may fail a load the test expects to succeed; that must fail the test, not kill it).

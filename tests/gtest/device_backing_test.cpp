@@ -136,21 +136,30 @@ TEST_F(BackingTest, StressNoReadSeesAGenerationOlderThanTheLastInvalidation) {
       const std::uint64_t b = rng.below(kBlocks);
       const std::uint64_t floor = committed[b].load();
       std::uint64_t generation = 0;
+      std::string what;  // how a read that saw no generation failed
       const bool via_map = rng.chance(1, 2);
       if (via_map) {
         // One 8-byte load of the stamp's generation word: atomic, unlike a page copy.
         const auto* word = reinterpret_cast<const volatile std::uint64_t*>(
             shared.data() + b * kBlock + offsetof(StampHeader, generation));
-        if (probe_load(&generation, word, 1)) generation = 0;
+        if (probe_load(&generation, word, 1)) {
+          generation = 0;
+          what = " (SIGBUS)";
+        }
       } else {
         const ReadResult r = read_block(fd(), b);
         const Observation seen = classify(r.page, b * kBlock, kTestRunId);
-        generation = r.error == 0 && seen.content == Content::valid ? seen.header.generation : 0;
+        if (r.bytes == static_cast<ssize_t>(kBlock) && seen.content == Content::valid) {
+          generation = seen.header.generation;
+        } else {
+          what = fmt::format(" (pread returned {}, errno {}, content {})", r.bytes, r.error,
+                             to_string(seen.content));
+        }
       }
       if (generation < floor && violations.fetch_add(1) == 0) {
         const std::scoped_lock lock(first_mutex);
-        first = fmt::format("block {}: {} saw generation {} after INVALIDATE of {} returned", b,
-                            via_map ? "a mapped load" : "pread", generation, floor);
+        first = fmt::format("block {}: {} saw generation {}{} after INVALIDATE of {} returned", b,
+                            via_map ? "a mapped load" : "pread", generation, what, floor);
       }
       samples.fetch_add(1);
     }

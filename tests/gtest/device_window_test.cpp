@@ -15,11 +15,14 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <future>
+#include <iostream>
+#include <stop_token>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -195,6 +198,7 @@ TEST_F(WindowTest, StressWritersAndReaderProcessesOverFourTimesTheWindow) {
   constexpr int kWriters = 3;
   constexpr int kReaders = 2;
   constexpr auto kStressTime = 10s;
+  constexpr auto kStallAfter = 10s;
   std::vector<std::uint64_t> last(blocks_, 1);  // writer b % 4 - 1 owns block b
   std::atomic<bool> done{false};
   std::atomic<std::uint64_t> writes{0};
@@ -220,6 +224,33 @@ TEST_F(WindowTest, StressWritersAndReaderProcessesOverFourTimesTheWindow) {
     readers.push_back(pid);
   }
 
+  // A write takes milliseconds.  If the writers are still at it well after the deadline,
+  // something waits that must not: say what, while it waits - by the time a load times out
+  // (load_timeout_ms, 30 s) all that is left to see is the SIGBUS.  It starts before the
+  // writers: a thread's stack is an mmap, which a stalled fault may hold up.
+  std::string stall;
+  std::jthread watchdog([&](const std::stop_token& stop) {
+    std::mutex mutex;
+    std::condition_variable_any cv;
+    std::unique_lock lock(mutex);
+    if (cv.wait_for(lock, stop, kStressTime + kStallAfter, [] { return false; }) ||
+        stop.stop_requested()) {
+      return;
+    }
+    const vmcoh_window_stats w = window();
+    const vmcoh_backing_stats b = backing();
+    stall = fmt::format(
+        "still writing {} s after the deadline: ranges free {} of {}, range waits {} (timed out "
+        "{}); loads {}, published {}, failed {}, timed out {}; stores {}\n",
+        kStallAfter.count(), w.ranges_free, w.ranges, w.range_waits, w.range_wait_timeouts, b.loads,
+        b.loads_published, b.loads_failed, b.load_timeouts, b.stores);
+    stall += "this process:\n" + task_stacks();
+    for (const pid_t pid : readers) {
+      stall += fmt::format("reader {}:\n", pid) + task_stacks(std::to_string(pid));
+    }
+    stall += "every task in the module:\n" + module_task_stacks();
+    std::cerr << stall << std::flush;
+  });
   auto writer = [&](int id) {
     Rng rng(0xd1e7 + id);
     while (!done.load(std::memory_order_relaxed)) {
@@ -252,6 +283,9 @@ TEST_F(WindowTest, StressWritersAndReaderProcessesOverFourTimesTheWindow) {
   std::this_thread::sleep_for(kStressTime);
   done = true;
   for (auto& t : writers) t.join();
+  watchdog.request_stop();
+  watchdog.join();
+  EXPECT_EQ(stall, "");
 
   for (const pid_t pid : readers) {
     int status = 0;
