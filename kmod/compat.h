@@ -42,6 +42,16 @@ static inline void vmcoh_release_fault_lock(struct vm_fault *vmf)
 #endif
 }
 
+/* Does the fault run under mmap_lock, rather than its VMA's lock? */
+static inline bool vmcoh_fault_holds_mmap_lock(struct vm_fault *vmf)
+{
+#ifdef VMCOH_HAVE_RELEASE_FAULT_LOCK
+	return !(vmf->flags & FAULT_FLAG_VMA_LOCK);
+#else
+	return true;
+#endif
+}
+
 /*
  * Can a range be mapped by one PMD?  ->huge_fault needs a DAX mapping
  * (FS_DAX), THP, and a CPU with large pages.

@@ -235,20 +235,43 @@ enum fault_wait_for {
 /*
  * Wait for @what, with the caller's entry lock let go of: a drop or a
  * reclaim may be waiting for it.  @load, for FAULT_WAIT_LOAD, is the load,
- * whose reference this drops.  The first attempt of a fault that may be
- * retried gives up mmap_lock (or the VMA lock) meanwhile, as
- * filemap_fault() does for I/O, so the server can still mmap and munmap in
- * the faulting mm, and retries the fault from the start.  Otherwise it
- * waits holding it, and tells its caller to look the index up again.
+ * whose reference this drops.
+ *
+ * A fault that may be retried gives up mmap_lock (or the VMA lock) while
+ * it waits, and is retried from the start - every attempt, as for
+ * userfaultfd, not only the first, as filemap_fault() does for I/O.  What
+ * we wait for may need the server, and the server may live in the faulting
+ * mm: once a task there queues for mmap_lock exclusive (an mmap, a new
+ * thread's stack), the server's own page faults queue behind it, behind
+ * us, and nobody answers (unsafe=wait_holding_mmap_lock).
+ *
+ * A first attempt whose wait failed is retried, and may do better.  A
+ * retried one fails with SIGBUS, taking mmap_lock again: the caller
+ * expects it held with any answer but VM_FAULT_RETRY, and uses nothing of
+ * the VMA, which may be gone, once told of an error.  (A retried attempt
+ * runs under mmap_lock: only a first one runs under the VMA lock.)  A
+ * fault that must not drop its lock (FAULT_FLAG_RETRY_NOWAIT) is told to
+ * retry at once.  One that may not be retried (GUP from a caller that
+ * cannot take mmap_lock again) waits holding it, and looks the index up
+ * again.
  */
 static vm_fault_t fault_wait(struct vm_fault *vmf, struct vmcoh_dev *dev,
 			     enum fault_wait_for what, struct vmcoh_req *load,
 			     bool *again)
 {
-	bool drop = fault_flag_allow_retry_first(vmf->flags) &&
-		    !(vmf->flags & FAULT_FLAG_RETRY_NOWAIT);
+	struct mm_struct *mm = vmf->vma->vm_mm;
+	bool drop = vmf->flags & FAULT_FLAG_ALLOW_RETRY;
+	bool retried = (vmf->flags & FAULT_FLAG_TRIED) &&
+		       vmcoh_fault_holds_mmap_lock(vmf);
 	int err;
 
+	if (vmcoh_unsafe(VMCOH_UNSAFE_WAIT_HOLDING_MMAP_LOCK))
+		drop = fault_flag_allow_retry_first(vmf->flags);
+	if (drop && (vmf->flags & FAULT_FLAG_RETRY_NOWAIT)) {
+		if (load)
+			vmcoh_req_put(load);
+		return VM_FAULT_RETRY;
+	}
 	if (drop)
 		vmcoh_release_fault_lock(vmf);
 	switch (what) {
@@ -262,8 +285,9 @@ static vm_fault_t fault_wait(struct vm_fault *vmf, struct vmcoh_dev *dev,
 		err = vmcoh_window_wait(dev);
 		break;
 	}
-	/* Having dropped the lock we must retry, even to fail. */
-	if (drop)
+	/* A fatal signal is the caller's to see, with the lock dropped. */
+	if (drop && (!err || !retried || err == -EINTR ||
+		     mmap_read_lock_killable(mm)))
 		return VM_FAULT_RETRY;
 	if (err)
 		return fault_sigbus(dev);
@@ -450,8 +474,13 @@ static vm_fault_t vmcoh_page_mkwrite(struct vm_fault *vmf)
 
 	if (fault_drop_pending(dev, index)) {
 		vmcoh_entry_unlock(&dev->entries, index, flags);
-		/* The drop unmaps our page: the store faults afresh. */
-		vmcoh_drop_wait(dev, index);
+		/*
+		 * ->page_mkwrite may not drop mmap_lock, and the drop waits
+		 * for the server (see fault_wait()).  Unmap the page so that
+		 * the store faults afresh in ->fault, which waits without it.
+		 */
+		unmap_mapping_pages(dev->mapping, index, 1, false);
+		vmcoh_count(dev, VMCOH_RANGED_UNMAPS);
 		return VM_FAULT_NOPAGE;
 	}
 

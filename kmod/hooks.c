@@ -43,6 +43,7 @@ static const char * const unsafe_names[VMCOH_NR_UNSAFE] = {
 	[VMCOH_UNSAFE_DROP_SKIPS_WRITEBACK]	= "drop_skips_writeback",
 	[VMCOH_UNSAFE_RECLAIM_IN_FAULT]		= "reclaim_in_fault",
 	[VMCOH_UNSAFE_PMD_DOWNGRADE_NO_UNMAP]	= "pmd_downgrade_no_unmap",
+	[VMCOH_UNSAFE_WAIT_HOLDING_MMAP_LOCK]	= "wait_holding_mmap_lock",
 };
 
 enum hold_state {

@@ -8,7 +8,10 @@ lives elsewhere against the safe module and against each unsafe variant:
 - dirty data across a coherence-lock drop (OCFS2): one deterministic, one
   under stress, and lock-drop-vs-fault, driven by hold points, whose unsafe
   variant deadlocks and must be reported, with the stuck stacks, by the
-  scenario's watchdog instead of hanging the run.
+  scenario's watchdog instead of hanging the run;
+- a server in the faulting process: a retried fault that waits for it must
+  not hold mmap_lock, or an mmap(2) there waits for the server, whose own
+  page faults wait for the mmap.
 
 The safe module must pass all of them, and the interleavings driven by hold
 points too.  Each variant must fail its deterministic scenario with the
@@ -30,6 +33,7 @@ LOAD_STRESS = "StressNoReadSeesAGenerationOlderThanTheLastInvalidation"
 DROP = "DirtyDataSurvivesADrop"
 DROP_STRESS = "StressNothingWrittenIsLostAcrossDropsAndFsyncs"
 DEADLOCK = "ADropDoesNotWaitForAFaultThatWaitsForIt"
+MMAP_LOCK = "AFaultWaitingForTheServerAgainLetsGoOfMmapLock"
 # Interleavings driven by hold points, run on the safe module only.
 HOLDS = {"ALoadStartedOverAMappedEntryLeavesNoStalePte", "AFaultDuringADropWaitsAndLoadsAgain"}
 
@@ -48,6 +52,8 @@ VARIANTS = {
         DROP, "the drop lost what was stored through mmap", DROP_STRESS),
     "drop_under_entry_lock": Variant(
         DEADLOCK, "deadlock: the DROP waits for an entry whose holder waits for the DROP", None),
+    "wait_holding_mmap_lock": Variant(
+        MMAP_LOCK, "mmap(2) waited for a fault that waits for the server", None),
 }
 
 
@@ -79,7 +85,7 @@ def test_unsafe_backing_protocols_are_caught(built, results_dir, kernel):
     assert proc.returncode == 0, explain(proc)
 
     safe = results(out / "backing-safe.json")
-    assert set(safe) == {LOAD, LOAD_STRESS, DROP, DROP_STRESS, DEADLOCK} | HOLDS
+    assert set(safe) == {LOAD, LOAD_STRESS, DROP, DROP_STRESS, DEADLOCK, MMAP_LOCK} | HOLDS
     for name, result in safe.items():
         assert not result.failures, f"safe module failed {name}:\n{result.failures}"
         print(f"{kernel} safe: {name} passed in {result.seconds:.3f} s {result.properties}")

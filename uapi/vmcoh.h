@@ -52,7 +52,10 @@
 #define VMCOH_UNSAFE_DROP_SKIPS_WRITEBACK 10	/* a drop invalidates dirty blocks unwritten */
 #define VMCOH_UNSAFE_RECLAIM_IN_FAULT	11	/* a fault reclaims a range, entry locked */
 #define VMCOH_UNSAFE_PMD_DOWNGRADE_NO_UNMAP 12	/* a 2 MiB entry goes, its PMDs stay */
-#define VMCOH_NR_UNSAFE			13
+#define VMCOH_UNSAFE_WAIT_HOLDING_MMAP_LOCK 13	/* a retried fault waits for the server
+						 * holding mmap_lock
+						 */
+#define VMCOH_NR_UNSAFE			14
 
 /* What free_before_unmap fills a block with before it lets it go. */
 #define VMCOH_POISON_BYTE		0x6b

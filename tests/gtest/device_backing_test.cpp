@@ -114,6 +114,42 @@ TEST_F(BackingTest, ALoadInvalidatedInFlightIsDroppedAndRedone) {
   EXPECT_GE(backing().loads_invalidated, 1U);
 }
 
+// What the window's stress found.  A fault that waits for the server lets go of mmap_lock, and
+// is retried - and so must every later attempt, not only the first.  Here the second attempt
+// waits (the first one's load was invalidated in flight) while another thread of the process
+// calls mmap(2), which wants mmap_lock exclusive.  A fault holding mmap_lock across its wait
+// makes the mmap wait for the server, and the server's own page faults then queue behind the
+// mmap: a server living in the faulting process would never answer.
+TEST_F(BackingTest, AFaultWaitingForTheServerAgainLetsGoOfMmapLock) {
+  constexpr std::uint64_t b = 13;
+  server().hold(b);
+  const Mapping shared = map(PROT_READ, MAP_SHARED);
+  // The thread that calls mmap(2) exists before the fault: creating one maps its stack.  (It
+  // does not wait for ever: an ASSERT below may return without telling it to go.)
+  std::promise<void> go;
+  auto mmap = std::async(std::launch::async, [start = go.get_future()] {
+    start.wait_for(kWait);
+    return Mapping::map(kBlock, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+  });
+  auto fault = std::async(std::launch::async, [&] { return probed_block(shared, b); });
+  ASSERT_TRUE(server().wait_for_loads(b, 1, kWait));
+  // The answer to the first load is dropped: the fault is retried, and loads again.
+  server().invalidate(b);
+  server().answer_held(b);
+  ASSERT_TRUE(server().wait_for_loads(b, 2, kWait));
+
+  go.set_value();
+  const bool stuck = mmap.wait_for(kStuck) != std::future_status::ready;
+  const std::string stacks = stuck ? task_stacks() : "";
+  server().release(b);
+  EXPECT_FALSE(stuck) << "mmap(2) waited for a fault that waits for the server: the fault "
+                         "held mmap_lock\n"
+                      << stacks;
+  EXPECT_EQ(fault.get(), std::optional(block_stamp(b, 1)));
+  EXPECT_GE(server().loads(b), 2U);
+  mmap.get();
+}
+
 // The same race under stress: the server changes blocks and invalidates them while readers fault
 // and read them.  Once INVALIDATE of generation g has returned, nothing may show an older one.
 TEST_F(BackingTest, StressNoReadSeesAGenerationOlderThanTheLastInvalidation) {

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Inside the VM: the scenarios of backed objects - loads racing invalidation,
-# and dirty data across coherence-lock drops - with the safe module and with
+# dirty data across coherence-lock drops, a server in the faulting process -
+# with the safe module and with
 # each unsafe variant of the protocol, which they must catch.  test_hooks=1
 # (the variants and hold points need it); load_timeout_ms bounds the stall
 # of invalidate_waits_load.
@@ -15,6 +16,7 @@ load="$load:BackingTest.StressNoReadSeesAGenerationOlderThanTheLastInvalidation"
 writeback='WritebackTest.DirtyDataSurvivesADrop'
 writeback="$writeback:WritebackTest.StressNothingWrittenIsLostAcrossDropsAndFsyncs"
 deadlock='WritebackHoldTest.ADropDoesNotWaitForAFaultThatWaitsForIt'
+mmap_lock='BackingTest.AFaultWaitingForTheServerAgainLetsGoOfMmapLock'
 status=0
 
 # run NAME FILTER [MODULE PARAMETER...]
@@ -32,11 +34,12 @@ run() {
 }
 
 # The safe module also runs the interleavings driven by hold points.
-run safe "$load:$writeback:BackingHoldTest.*:WritebackHoldTest.*"
+run safe "$load:$writeback:$mmap_lock:BackingHoldTest.*:WritebackHoldTest.*"
 for variant in load_after_invalidate invalidate_waits_load; do
 	run "$variant" "$load" unsafe="$variant"
 done
 run drop_skips_writeback "$writeback" unsafe=drop_skips_writeback
 # Not under stress: with nobody to kill the faulting task, it would hang.
 run drop_under_entry_lock "$deadlock" unsafe=drop_under_entry_lock
+run wait_holding_mmap_lock "$mmap_lock" unsafe=wait_holding_mmap_lock
 exit "$status"

@@ -87,6 +87,15 @@ void BackingServer::hold(std::uint64_t index) {
 void BackingServer::release(std::uint64_t index) {
   const std::scoped_lock lock(mutex_);
   held_blocks_.at(index) = false;
+  answer_held_locked(index);
+}
+
+void BackingServer::answer_held(std::uint64_t index) {
+  const std::scoped_lock lock(mutex_);
+  answer_held_locked(index);
+}
+
+void BackingServer::answer_held_locked(std::uint64_t index) {
   std::size_t kept = 0;
   for (std::size_t i = 0; i < held_count_; ++i) {
     if (held_[i].index == index) {

@@ -33,6 +33,7 @@ constexpr std::array<std::string_view, VMCOH_NR_UNSAFE> kUnsafeNames = {
     "drop_skips_writeback",
     "reclaim_in_fault",
     "pmd_downgrade_no_unmap",
+    "wait_holding_mmap_lock",
 };
 
 vmcoh_hold hold_arg(std::uint64_t point, std::chrono::milliseconds timeout) {

@@ -6,9 +6,10 @@
 // hold the answers for one block (they are received but not sent until released), make loads or
 // stores fail, change its copy and INVALIDATE, DROP a range, or make the server die.
 //
-// Everything the serving thread touches is allocated up front: a fault of this process that
-// waits for a load may hold mmap_lock, and a serving thread that had to grow its heap would wait
-// for that fault, which waits for it.
+// Everything the serving thread touches is allocated up front.  A fault of this process that
+// waits for a load lets go of mmap_lock whenever it may be retried (kmod/fault.c), but one that
+// may not (GUP from a caller that cannot take it again) holds it, and a serving thread that had
+// to grow its heap would wait for that fault, which waits for it.
 //
 // A minimal server, for users who write their own, is the loop in serve(): poll the device's fd
 // for POLLIN, VMCOH_IOC_RECV with VMCOH_RECV_NONBLOCK until EAGAIN, and VMCOH_IOC_REPLY for each
@@ -65,6 +66,8 @@ class BackingServer {
   void hold(std::uint64_t index);
   // Answers the held loads of `index` and stops holding it.
   void release(std::uint64_t index);
+  // Answers the held loads of `index` and goes on holding the next ones.
+  void answer_held(std::uint64_t index);
   // Loads of `index` are answered with `error` (a negative errno) until set back to 0.
   void fail_loads(std::uint64_t index, int error);
   // The same for STOREs of `index`: the server does not keep them.
@@ -99,6 +102,8 @@ class BackingServer {
                    std::uint64_t count) const;
   void serve();
   void handle(const vmcoh_request& request);
+  // Answers the held loads of `index`, with mutex_ held.
+  void answer_held_locked(std::uint64_t index);
   // REPLY, counting one the kernel refused as stale.
   void send_reply(std::uint64_t id, const PageImage* page, int error);
   void stop();
