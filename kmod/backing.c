@@ -58,8 +58,6 @@ static void req_release(struct kref *ref)
 
 	if (req->data)
 		__free_page(req->data);
-	if (req->block)
-		put_page(req->block);
 	kfree(req);
 }
 

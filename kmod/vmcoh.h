@@ -182,7 +182,9 @@ struct vmcoh_req {
 	u32 id;				/* in backing.inflight while pending */
 	int status;			/* when done: 0 or -EIO */
 	struct page *data;		/* STORE: the contents, freed with it */
-	struct page *block;		/* STORE: the block copied, referenced */
+	struct page *block;		/* STORE: the block copied, referenced
+					 * until the STORE ends
+					 */
 	struct list_head queued;	/* on backing.queue till received */
 	struct completion done;
 };

@@ -27,9 +27,10 @@
  *
  * Giving it back.  A range returns to the pool when its region has no
  * block left and the pool holds the only reference to its pages (no PTE
- * maps a block, no GUP pin holds one): after a punch, shrink or
- * invalidation freed its last block, or after a reclaim.  A pinned range
- * stays with its region, empty, until a later reclaim finds it idle: a pin
+ * maps a block, no GUP pin holds one, no STORE is in flight): after a
+ * punch, shrink or invalidation freed its last block, or after a reclaim.
+ * A pinned range stays with its region, empty, until a later reclaim finds
+ * it idle (tasks waiting for a range ask for one every second): a pin
  * never reaches memory another region uses.  It may see its index's newer
  * contents, once the index is written again.
  *
@@ -360,6 +361,9 @@ void vmcoh_window_blocks_free(struct vmcoh_dev *dev,
 
 enum reclaim_why { RECLAIM_INLINE, RECLAIM_BACKGROUND, RECLAIM_SHRINKER };
 
+/* How often a task waiting for a free range asks the worker again. */
+#define WINDOW_WAIT_KICK	HZ
+
 static const enum vmcoh_counter reclaim_counters[] = {
 	[RECLAIM_INLINE]	= VMCOH_RECLAIMS_INLINE,
 	[RECLAIM_BACKGROUND]	= VMCOH_RECLAIMS_BACKGROUND,
@@ -501,23 +505,35 @@ int vmcoh_window_wait(struct vmcoh_dev *dev)
 {
 	struct vmcoh_window *w = &dev->window;
 	unsigned int ms = READ_ONCE(vmcoh_load_timeout_ms);
-	long timeout = ms ? msecs_to_jiffies(ms) : MAX_SCHEDULE_TIMEOUT;
+	long left = ms ? msecs_to_jiffies(ms) : MAX_SCHEDULE_TIMEOUT;
 	unsigned long released = READ_ONCE(w->released);
-	long left;
+	long slice, ret;
 
 	if (!vmcoh_backed(dev))
 		return READ_ONCE(w->nr_free) ? 0 : -ENOSPC;
 	vmcoh_count(dev, VMCOH_RANGE_WAITS);
 	atomic_inc(&w->waiters);
-	queue_work(system_unbound_wq, &w->work);
-	left = wait_event_killable_timeout(w->free_wait,
-					   READ_ONCE(w->nr_free) ||
-					   READ_ONCE(w->released) != released,
-					   timeout);
+	do {
+		/*
+		 * Ask the worker, and ask again every WINDOW_WAIT_KICK: a
+		 * range that was still referenced when its reclaim ended
+		 * stays with its region, empty, and goes back to the pool
+		 * only when a reclaim looks at it again; once every task
+		 * that needs a range waits here, nothing else would.
+		 */
+		queue_work(system_unbound_wq, &w->work);
+		slice = min_t(long, left, WINDOW_WAIT_KICK);
+		ret = wait_event_killable_timeout(w->free_wait,
+						  READ_ONCE(w->nr_free) ||
+						  READ_ONCE(w->released) !=
+						  released, slice);
+		if (left != MAX_SCHEDULE_TIMEOUT)
+			left -= slice;
+	} while (!ret && left);
 	atomic_dec(&w->waiters);
-	if (left < 0)
+	if (ret < 0)
 		return -EINTR;
-	if (!left) {
+	if (!ret) {
 		vmcoh_count(dev, VMCOH_RANGE_WAIT_TIMEOUTS);
 		return -ENOSPC;
 	}

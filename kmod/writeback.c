@@ -80,6 +80,14 @@ void vmcoh_store_finish(struct vmcoh_req *store, int err)
 		/* Not kept: dirty again, unless an invalidation took it. */
 		vmcoh_block_mark_dirty(dev, store->index, store->block);
 	}
+	/*
+	 * The block is let go of before the writeback sees the end, not
+	 * with the last reference to the request: a window's reclaim gives
+	 * its range back right after the writeback, only if no page of it
+	 * is referenced (window.c).
+	 */
+	put_page(store->block);
+	store->block = NULL;
 	store->status = err ? -EIO : 0;
 	complete_all(&store->done);
 	vmcoh_req_put(store);

@@ -211,18 +211,22 @@ static struct vmcoh_req *test_take_store(struct kunit *test, pgoff_t index)
 /*
  * Writeback clears the mark before it copies, under the entry lock, and
  * waits for the answer holding no entry lock: the block may be dirtied
- * again meanwhile, and stays dirty.
+ * again meanwhile, and stays dirty.  The STORE references the block until
+ * it ends, and not a moment longer, though the request may live on: a
+ * window gives a range back only when nothing references its pages.
  */
 static void backing_writeback_copies_and_cleans(struct kunit *test)
 {
 	struct vmcoh_dev *dev = test->priv;
 	struct page *block = test_dirty_block(test, 6, 0x5a);
+	int refs = page_count(block);
 	struct vmcoh_test_worker *w;
 	struct vmcoh_req *store;
 	u8 *data;
 
 	w = vmcoh_test_worker_start(test, dev, test_op_writeback, 0, 15, 0);
 	store = test_take_store(test, 6);
+	KUNIT_EXPECT_EQ(test, page_count(block), refs + 1);
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&dev->map.nr_dirty), 0L);
 	data = kmap_local_page(store->data);
 	KUNIT_EXPECT_EQ(test, data[0], 0x5a);
@@ -231,9 +235,12 @@ static void backing_writeback_copies_and_cleans(struct kunit *test)
 	KUNIT_EXPECT_TRUE(test, vmcoh_block_mark_dirty(dev, 6, block));
 	KUNIT_EXPECT_FALSE(test, vmcoh_test_worker_done(w));
 
+	vmcoh_req_get(store);
 	vmcoh_store_finish(store, 0);
 	KUNIT_EXPECT_EQ(test, vmcoh_test_worker_wait(test, w), 0L);
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&dev->map.nr_dirty), 1L);
+	KUNIT_EXPECT_EQ(test, page_count(block), refs);
+	vmcoh_req_put(store);
 }
 
 /* A STORE the server did not keep leaves its block dirty, and fails. */
