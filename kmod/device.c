@@ -46,14 +46,10 @@ module_param(fault_around, uint, 0444);
 MODULE_PARM_DESC(fault_around,
 		 "Pages a read fault maps around itself: a power of two up to 32, 1 for none (default 16; always 1 with test_hooks=1)");
 
-/*
- * Off by default: with reclaim running, PMD mappings of a backed object
- * have been seen to stall the window for load_timeout_ms (issue 7).
- */
-static bool pmd;
+static bool pmd = true;
 module_param(pmd, bool, 0444);
 MODULE_PARM_DESC(pmd,
-		 "With a window, map each fully resident 2 MiB region by one PMD where a mapping allows (default 0; needs FS_DAX and THP)");
+		 "With a window, map each fully resident 2 MiB region by one PMD where a mapping allows (default 1; needs FS_DAX and THP)");
 
 static bool test_hooks;
 module_param(test_hooks, bool, 0444);

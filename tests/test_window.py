@@ -8,9 +8,8 @@ server, exhaustion under writer threads and reader processes, and the
 exact interleaving in which a fault that reclaimed inline would deadlock
 with an INVALIDATE.
 
-The 2 MiB scenarios (tests/gtest/device_pmd_test.cpp) run in a window of
-their own, with pmd=1 (off by default, see README): a fully resident region
-mapped by one PMD, GUP through it, stores through it, the downgrade by a
+The 2 MiB scenarios (tests/gtest/device_pmd_test.cpp) run first, in the
+same module load: a fully resident region mapped by one PMD, GUP through it, stores through it, the downgrade by a
 mapping of one page, partial punches and shrinks, a punch waiting for a
 PMD fault that holds its region, PMD and PTE faults mixed with punches and
 writes, and a backed object's PMD stores reaching the server at fsync.
@@ -82,23 +81,13 @@ def run_window(results_dir, kernel, which, **kwargs):
     return proc, results(report)
 
 
-def check_safe_run(results_dir, kernel, which, scenarios, module):
-    """window.sh's run `which` against the safe module: exactly `scenarios`, all passed."""
-    _, found = run_window(results_dir, kernel, which)
-    assert set(found) == scenarios
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_window_and_pmd_scenarios_pass(built, results_dir, kernel):
+    _, found = run_window(results_dir, kernel, "safe")
+    assert set(found) == SCENARIOS | PMD_SCENARIOS
     for name, (failures, seconds, properties) in sorted(found.items()):
-        assert not failures, f"{module} failed {name}:\n{failures}"
-        print(f"{kernel} {which}: {name} passed in {seconds:.3f} s {properties}")
-
-
-@pytest.mark.parametrize("kernel", KERNELS)
-def test_window_scenarios_pass(built, results_dir, kernel):
-    check_safe_run(results_dir, kernel, "safe", SCENARIOS, "safe module")
-
-
-@pytest.mark.parametrize("kernel", KERNELS)
-def test_pmd_scenarios_pass(built, results_dir, kernel):
-    check_safe_run(results_dir, kernel, "pmd", PMD_SCENARIOS, "safe module (pmd=1)")
+        assert not failures, f"safe module failed {name}:\n{failures}"
+        print(f"{kernel} safe: {name} passed in {seconds:.3f} s {properties}")
 
 
 @pytest.mark.parametrize("kernel", KERNELS)

@@ -47,7 +47,7 @@ bool pmd_device() {
 }
 
 constexpr const char* kNeedsPmd =
-    "needs 2 MiB mappings: window_mb > 0, pmd=1, FS_DAX (tests/guest/window.sh)";
+    "needs 2 MiB mappings: window_mb > 0, pmd=1 (the default), FS_DAX (tests/guest/window.sh)";
 
 // A plain object of two regions in a window, both written.
 class PmdTest : public DeviceTest {

@@ -1,15 +1,15 @@
 #!/bin/sh
-# Inside the VM: the window scenarios (tests/gtest/device_window_test.cpp)
-# with a window of two ranges (window_mb=4) - the object is four times that -
-# and the 2 MiB mappings (tests/gtest/device_pmd_test.cpp) against the safe
-# module; the fault that reclaims inline against unsafe=reclaim_in_fault,
+# Inside the VM: the 2 MiB mappings (tests/gtest/device_pmd_test.cpp), then
+# the window scenarios (tests/gtest/device_window_test.cpp), in one module
+# load with a window of two ranges (window_mb=4) - the object is four times
+# that - against the safe module; the fault that reclaims inline against
+# unsafe=reclaim_in_fault,
 # which deadlocks and must be reported by the scenario's watchdog; the 2 MiB
 # scenarios against unsafe=pmd_downgrade_no_unmap, which one must catch.
 # Separate runs, because a debug kernel's lockdep also reports the first
 # variant's deadlock: the caller allows splats for it only.
 # $1: directory for the JSON reports; $2: the module (default: ./vmcoh.ko);
-# $3: safe (default), pmd (the 2 MiB scenarios, pmd=1), reclaim_in_fault
-# or pmd_downgrade_no_unmap.
+# $3: safe (default), reclaim_in_fault or pmd_downgrade_no_unmap.
 # VMCOH_WINDOW_MB: the window
 # (default 4).  One range is too few for the stress scenario: five tasks on
 # four regions then take it from each other before their loads complete.
@@ -36,11 +36,10 @@ run() {
 }
 
 case $which in
-safe) run safe 'WindowTest.*:WindowHoldTest.*:DeviceTest.Window*' ;;
-pmd) run pmd 'Pmd*' pmd=1 ;;
+safe) run safe 'Pmd*:WindowTest.*:WindowHoldTest.*:DeviceTest.Window*' ;;
 reclaim_in_fault) run reclaim_in_fault 'WindowHoldTest.*' unsafe=reclaim_in_fault ;;
 pmd_downgrade_no_unmap)
-	run pmd_downgrade_no_unmap 'PmdTest.*' pmd=1 unsafe=pmd_downgrade_no_unmap ;;
+	run pmd_downgrade_no_unmap 'PmdTest.*' unsafe=pmd_downgrade_no_unmap ;;
 *) echo "window.sh: unknown run $which" >&2; exit 2 ;;
 esac
 exit "$status"
