@@ -22,9 +22,9 @@
 #include <fstream>
 #include <future>
 #include <iostream>
-#include <stop_token>
 #include <mutex>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <vector>
