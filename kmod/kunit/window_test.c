@@ -4,14 +4,17 @@
  * range goes back to the pool, and what a pin or a republication does to
  * that.  Each case runs against a private device of three 2 MiB regions
  * with a window of two ranges; it has no server, so nothing is reclaimed
- * but empty ranges.
+ * but empty ranges (one case poses as backed, with nothing dirty, to let
+ * the worker run).
  *
  * Lock order: see vmcoh.h.  The cases take io_rwsem around removals, as
  * invalidation does.
  */
 
+#include <linux/delay.h>
 #include <linux/highmem.h>
 #include <linux/mm.h>
+#include <linux/workqueue.h>
 
 #include "fixture.h"
 
@@ -200,12 +203,59 @@ static void window_second_publisher_finds_the_first(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&dev->map.nr_blocks), 1L);
 }
 
+static long test_op_window_wait(struct vmcoh_test_worker *w)
+{
+	return vmcoh_window_wait(w->dev);
+}
+
+/*
+ * Every range is empty but pinned, so the worker that a task waiting for a
+ * range asks can give none back.  When the pins go, nothing tells the
+ * worker: the waiter must ask again, or it sleeps until load_timeout_ms
+ * and fails.
+ */
+static void window_waiter_asks_again_once_a_pin_goes(struct kunit *test)
+{
+	struct vmcoh_dev *dev = test->priv;
+	unsigned int timeout_ms = READ_ONCE(vmcoh_load_timeout_ms);
+	struct page *a = test_publish(test, 5, 0x11);
+	struct page *b = test_publish(test, VMCOH_RANGE_PAGES + 5, 0x22);
+	struct vmcoh_block_list list = { };
+	struct vmcoh_test_worker *w;
+
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, a);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, b);
+	get_page(a);	/* as GUP would */
+	get_page(b);
+	test_remove(dev, 0, 2 * VMCOH_RANGE_PAGES - 1, &list);
+	test_free(dev, &list);
+	KUNIT_EXPECT_EQ(test, test_stats(dev).ranges_free, 0ULL);
+
+	/* Backed, with nothing to write back: the worker may reclaim. */
+	WRITE_ONCE(dev->backing.state, VMCOH_BACKING_SERVED);
+	WRITE_ONCE(vmcoh_load_timeout_ms, 10000);
+	w = vmcoh_test_worker_start(test, dev, test_op_window_wait, 0, 0, 0);
+	KUNIT_EXPECT_TRUE(test,
+			  vmcoh_test_wait_counter(dev, VMCOH_RANGE_WAITS, 1));
+	msleep(200);
+	flush_work(&dev->window.work);	/* it found nothing to give back */
+	KUNIT_EXPECT_FALSE(test, vmcoh_test_worker_done(w));
+	put_page(a);
+	put_page(b);
+	KUNIT_EXPECT_EQ(test, vmcoh_test_worker_wait(test, w), 0L);
+	KUNIT_EXPECT_EQ(test, test_stats(dev).range_wait_timeouts, 0ULL);
+	KUNIT_EXPECT_GE(test, test_stats(dev).ranges_free, 1ULL);
+	WRITE_ONCE(vmcoh_load_timeout_ms, timeout_ms);
+	WRITE_ONCE(dev->backing.state, VMCOH_BACKING_NONE);
+}
+
 static struct kunit_case vmcoh_window_cases[] = {
 	KUNIT_CASE(window_block_is_its_page_of_the_range),
 	KUNIT_CASE(window_full_then_freed_by_removal),
 	KUNIT_CASE(window_pinned_range_is_kept_until_idle),
 	KUNIT_CASE(window_republished_block_survives_the_old_free),
 	KUNIT_CASE(window_second_publisher_finds_the_first),
+	KUNIT_CASE(window_waiter_asks_again_once_a_pin_goes),
 	{}
 };
 
