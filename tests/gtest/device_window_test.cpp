@@ -78,6 +78,16 @@ class WindowTest : public BackingTest {
   }
 
   [[nodiscard]] vmcoh_window_stats window() const { return device::get_window_stats(fd()); }
+  // The window's and the backing store's counters, for what a failure says.
+  [[nodiscard]] std::string counters() const {
+    const vmcoh_window_stats w = window();
+    const vmcoh_backing_stats b = backing();
+    return fmt::format(
+        "ranges free {} of {}, range waits {} (timed out {}); loads {}, published {}, failed {}, "
+        "timed out {}; stores {}; PMDs {}, downgrades {}",
+        w.ranges_free, w.ranges, w.range_waits, w.range_wait_timeouts, b.loads, b.loads_published,
+        b.loads_failed, b.load_timeouts, b.stores, w.pmd_maps, w.pmd_downgrades);
+  }
   [[nodiscard]] Mapping map_all(int prot) const { return map(prot, MAP_SHARED, blocks_ * kBlock); }
   [[nodiscard]] int fsync_errno() const { return ::fsync(fd()) == 0 ? 0 : errno; }
 
@@ -237,13 +247,8 @@ TEST_F(WindowTest, StressWritersAndReaderProcessesOverFourTimesTheWindow) {
         stop.stop_requested()) {
       return;
     }
-    const vmcoh_window_stats w = window();
-    const vmcoh_backing_stats b = backing();
-    stall = fmt::format(
-        "still writing {} s after the deadline: ranges free {} of {}, range waits {} (timed out "
-        "{}); loads {}, published {}, failed {}, timed out {}; stores {}\n",
-        kStallAfter.count(), w.ranges_free, w.ranges, w.range_waits, w.range_wait_timeouts, b.loads,
-        b.loads_published, b.loads_failed, b.load_timeouts, b.stores);
+    stall =
+        fmt::format("still writing {} s after the deadline: {}\n", kStallAfter.count(), counters());
     stall += "this process:\n" + task_stacks();
     for (const pid_t pid : readers) {
       stall += fmt::format("reader {}:\n", pid) + task_stacks(std::to_string(pid));
@@ -293,17 +298,8 @@ TEST_F(WindowTest, StressWritersAndReaderProcessesOverFourTimesTheWindow) {
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
         << "reader " << pid << " read a wrong block or took SIGBUS (status " << status << ")";
   }
-  {
-    const vmcoh_window_stats w = window();
-    const vmcoh_backing_stats b = backing();
-    EXPECT_EQ(violations.load(), 0U)
-        << "in " << writes.load() << " writes; the first: " << first
-        << fmt::format(
-               " (range waits {}, timed out {}; loads {}, failed {}, timed out {}; "
-               "PMDs {}, downgrades {})",
-               w.range_waits, w.range_wait_timeouts, b.loads, b.loads_failed, b.load_timeouts,
-               w.pmd_maps, w.pmd_downgrades);
-  }
+  EXPECT_EQ(violations.load(), 0U)
+      << "in " << writes.load() << " writes; the first: " << first << " (" << counters() << ")";
   ASSERT_EQ(fsync_errno(), 0);
   for (std::uint64_t b = 0; b < blocks_; ++b) {
     if (b % 4 == 0) continue;
