@@ -100,17 +100,68 @@ KCSAN_CORE = """\
 [    4.425588] ==================================================================""".split("\n")
 KCSAN_MODULE = [line.replace("tick_nohz_idle_got_tick+0x1c/0x40",
                              "vmcoh_fault+0x1c/0x80 [vmcoh]") for line in KCSAN_CORE]
+KCSAN_DATA = ROOT / "tests" / "data" / "kcsan"
+# The two core-kernel races of issue 14 (tests/data/kcsan/README.md).
+KCSAN_SEEN = {name: (KCSAN_DATA / f"{name}.log").read_text().split("\n")
+              for name in ("poll-vs-server-submit", "rmap-vs-fault-around")}
 
 
 def test_kcsan_report_in_the_core_kernel_is_not_a_splat():
     assert vmrun.find_splat(KCSAN_CORE) is None
+    assert vmrun.kcsan_notes(KCSAN_CORE) == []  # nothing of a module's in it
 
 
-def test_kcsan_report_with_a_module_frame_is_a_splat():
+def test_kcsan_report_with_a_module_top_frame_is_a_splat():
     splat = vmrun.find_splat(KCSAN_MODULE + ["[    9.0] later"])
     assert splat is not None and "BUG: KCSAN" in splat[0]
     # A core-kernel report before it does not hide it.
     assert vmrun.find_splat(KCSAN_CORE + KCSAN_MODULE)[0].endswith(KCSAN_MODULE[1][15:])
+
+
+@pytest.mark.parametrize("name", sorted(KCSAN_SEEN))
+def test_core_kernel_races_reached_through_the_module_are_known_not_splats(name):
+    """Issue 14, item 11: both accesses are core code on core memory."""
+    lines = KCSAN_SEEN[name]
+    report = vmrun.kcsan_reports(lines)[0]
+    assert report.reached_through_module()  # the old rule made this a splat
+    assert report.module_access() is None
+    assert vmrun.find_splat(lines) is None
+    notes = vmrun.kcsan_notes(lines)
+    assert len(notes) == 1 and "known: " in notes[0], notes
+
+
+@pytest.mark.parametrize("name", sorted(KCSAN_SEEN))
+def test_the_same_races_with_the_module_making_an_access_are_splats(name):
+    """The rule is no allowlist: a module's own access in a known race's title fails the run."""
+    lines = KCSAN_SEEN[name]
+    report = vmrun.kcsan_reports(lines)[0]
+    top = report.accesses[1][1][0]  # the second access's top frame
+    own = [line.replace(top, "vmcoh_peek_page+0x1c/0x70 [vmcoh]") for line in lines]
+    splat = vmrun.find_splat(own)
+    assert splat is not None and "BUG: KCSAN" in splat[0], splat
+    assert vmrun.kcsan_notes(own) == []
+
+
+def test_a_race_on_module_memory_is_a_splat_whoever_makes_the_accesses():
+    """Core code (a wake-up, say) racing on a module's static variable is the module's race."""
+    lines = [line.replace("0xffffc90000587c38", "0xffffffffa0102c40")
+             for line in KCSAN_SEEN["poll-vs-server-submit"]]
+    assert vmrun.kcsan_reports(lines)[0].module_access() == "0xffffffffa0102c40 is a module's memory"
+    assert vmrun.find_splat(lines) is not None
+
+
+def test_an_unknown_core_race_reached_through_the_module_is_a_note_that_says_so():
+    lines = [line.replace("poll_schedule_timeout.constprop.0", "do_poll.constprop.0")
+             for line in KCSAN_SEEN["poll-vs-server-submit"]]
+    assert vmrun.find_splat(lines) is None
+    notes = vmrun.kcsan_notes(lines)
+    assert len(notes) == 1 and "not in KNOWN_CORE_RACES" in notes[0], notes
+
+
+def test_every_known_core_race_is_one_of_the_reports_seen():
+    """KNOWN_CORE_RACES stays short and exact: each entry matches a report on record."""
+    seen = {vmrun.kcsan_reports(lines)[0].functions for lines in KCSAN_SEEN.values()}
+    assert set(vmrun.KNOWN_CORE_RACES) == seen
 
 
 def test_seabios_escape_codes_are_stripped_from_the_console():
