@@ -169,10 +169,33 @@ static long ioctl_get_stats(struct vmcoh_dev *dev, void __user *arg)
 	return copy_to_user(arg, &stats, sizeof(stats)) ? -EFAULT : 0;
 }
 
+/*
+ * Commands that change the object, or that make a file its server: they need
+ * a file opened for writing, as ftruncate(2) and fallocate(2) do (uapi
+ * header, "Permissions").  DETACH, RECV and REPLY need the server's file,
+ * which ATTACH made sure was opened for writing.
+ */
+static bool ioctl_needs_write(unsigned int cmd)
+{
+	switch (cmd) {
+	case VMCOH_IOC_SET_SIZE:
+	case VMCOH_IOC_PUNCH_HOLE:
+	case VMCOH_IOC_ATTACH:
+	case VMCOH_IOC_INVALIDATE:
+	case VMCOH_IOC_DROP:
+		return true;
+	default:
+		return false;
+	}
+}
+
 long vmcoh_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct vmcoh_dev *dev = file->private_data;
 	void __user *uarg = (void __user *)arg;
+
+	if (ioctl_needs_write(cmd) && !(file->f_mode & FMODE_WRITE))
+		return -EBADF;
 
 	switch (cmd) {
 	case VMCOH_IOC_GET_INFO:

@@ -12,6 +12,22 @@
  * Offsets and lengths are in bytes.  The object is made of blocks of
  * vmcoh_info.block_size bytes (PAGE_SIZE); SET_SIZE and PUNCH_HOLE take
  * block-aligned values.
+ *
+ * Permissions.  Who may open /dev/vmcoh is the device node's mode (0600,
+ * root's, unless udev or the administrator says otherwise).  A file opened
+ * read-only may read, map shared read-only or privately, poll and ask
+ * (GET_INFO, the statistics); every command that changes the object -
+ * SET_SIZE, PUNCH_HOLE, ATTACH, INVALIDATE, DROP - fails with -EBADF on it,
+ * as ftruncate(2) and fallocate(2) do, and the core refuses it a writable
+ * shared mapping.  Serving the object (ATTACH) needs nothing more than a
+ * file opened for writing: a writer can already replace every block any
+ * mapper sees (write(2)) and make its accesses fault (SET_SIZE), which is
+ * what a server can do with its answers.  A server adds only two things:
+ * it sees which blocks are loaded, and it delays the faults that wait for
+ * it, each by load_timeout_ms at most (then SIGBUS), a bound root sets,
+ * and killably.  Unlike a FUSE server, which is why FUSE asks for
+ * allow_other, it owns no names, owners or modes, and cannot stall a task
+ * beyond what root allowed.
  */
 #ifndef _UAPI_VMCOH_H
 #define _UAPI_VMCOH_H

@@ -1,10 +1,14 @@
 // The ioctl ABI (uapi/vmcoh.h): GET_INFO describes the object, and every bad argument gets a
 // clean error and changes nothing.
+#include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 
 #include <cerrno>
 #include <cstdint>
 #include <limits>
+
+#include <vmcoh/fd.hpp>
 
 #include "test_object.hpp"
 
@@ -178,6 +182,35 @@ TEST_F(IoctlTest, BadUserPointerIsEfault) {
   EXPECT_EQ(ioctl_errno(fd(), VMCOH_IOC_SET_SIZE, bad), EFAULT);
   EXPECT_EQ(ioctl_errno(fd(), VMCOH_IOC_PUNCH_HOLE, bad), EFAULT);
   EXPECT_EQ(target().size(), kTestSize);
+}
+
+// The permission model (uapi/vmcoh.h, "Permissions"): what changes the object needs a file opened
+// for writing, as ftruncate(2) and fallocate(2) do; a read-only file may only look.
+TEST_F(IoctlTest, AReadOnlyFileCannotChangeTheObject) {
+  const Fd ro = Fd::open(device_path(), O_RDONLY);
+  pwrite_block(fd(), 3, block_stamp(3, 1));
+
+  EXPECT_EQ(set_size_errno(ro.get(), new_size(kBlock)), EBADF) << "SET_SIZE";
+  EXPECT_EQ(punch_errno(ro.get(), range(0, kTestSize)), EBADF) << "PUNCH_HOLE";
+  vmcoh_attach attach{};
+  EXPECT_EQ(ioctl_errno(ro.get(), VMCOH_IOC_ATTACH, &attach), EBADF) << "ATTACH";
+  attach.flags = VMCOH_ATTACH_WRITABLE;
+  EXPECT_EQ(ioctl_errno(ro.get(), VMCOH_IOC_ATTACH, &attach), EBADF) << "ATTACH writable";
+  vmcoh_range whole = range(0, kTestSize);
+  EXPECT_EQ(ioctl_errno(ro.get(), VMCOH_IOC_INVALIDATE, &whole), EBADF) << "INVALIDATE";
+  EXPECT_EQ(ioctl_errno(ro.get(), VMCOH_IOC_DROP, &whole), EBADF) << "DROP";
+  EXPECT_EQ(info().backing, std::uint64_t{VMCOH_BACKING_NONE}) << "the read-only file attached";
+
+  // Nothing changed, and a read-only file still reads, maps shared read-only and asks.
+  EXPECT_EQ(target().size(), kTestSize);
+  EXPECT_EQ(pread_block(ro.get(), 3), block_stamp(3, 1));
+  vmcoh_info i{};
+  EXPECT_EQ(ioctl_errno(ro.get(), VMCOH_IOC_GET_INFO, &i), 0);
+  void* shared_rw = ::mmap(nullptr, kBlock, PROT_READ | PROT_WRITE, MAP_SHARED, ro.get(), 0);
+  EXPECT_EQ(shared_rw, MAP_FAILED) << "the core refuses a writable shared mapping";
+  if (shared_rw != MAP_FAILED) ::munmap(shared_rw, kBlock);
+  const Mapping map = Mapping::map(kTestSize, PROT_READ, MAP_SHARED, ro.get());
+  EXPECT_EQ(mapped_block(map, 3), block_stamp(3, 1));
 }
 
 }  // namespace
