@@ -97,8 +97,19 @@ static vm_fault_t fault_sigbus(struct vmcoh_dev *dev)
 	return VM_FAULT_SIGBUS;
 }
 
+/*
+ * The zero page may be mapped at @index by any VMA: remove it everywhere
+ * before a block takes its place.  Called with @index's entry lock held,
+ * so no fault can map the zero page here again meanwhile.
+ */
+static void fault_unmap_zero_page(struct vmcoh_dev *dev, pgoff_t index)
+{
+	unmap_mapping_pages(dev->mapping, index, 1, false);
+	vmcoh_count(dev, VMCOH_ZERO_PAGE_UPGRADES);
+}
+
 /* Called with @index's entry lock held. */
-static struct page *fault_alloc_block(struct vmcoh_dev *dev, pgoff_t index)
+static struct page *fault_publish_block(struct vmcoh_dev *dev, pgoff_t index)
 {
 	struct page *new, *block;
 	bool ours;
@@ -117,14 +128,33 @@ static struct page *fault_alloc_block(struct vmcoh_dev *dev, pgoff_t index)
 }
 
 /*
- * The zero page may be mapped at @index by any VMA: remove it everywhere
- * before a block takes its place.  Called with @index's entry lock held,
- * so no fault can map the zero page here again meanwhile.
+ * A store into the hole at @index: publish a block there.  Called with the
+ * entry lock held; *@flags are the entry's.  If the zero page may be
+ * mapped (VMCOH_ENTRY_ZERO), it goes from every VMA first: once the block
+ * is published, write(2), which takes no entry lock, copies into it and
+ * returns, and a zero-page PTE left behind would show zeros after that -
+ * the linux-mm 2017 seed's symptom.  unsafe=zero_unmap_after_publish
+ * unmaps after publishing instead; FAULT_ALLOCATED parks in between.
  */
-static void fault_unmap_zero_page(struct vmcoh_dev *dev, pgoff_t index)
+static struct page *fault_alloc_block(struct vmcoh_dev *dev, pgoff_t index,
+				      unsigned long *flags)
 {
-	unmap_mapping_pages(dev->mapping, index, 1, false);
-	vmcoh_count(dev, VMCOH_ZERO_PAGE_UPGRADES);
+	bool late = vmcoh_unsafe(VMCOH_UNSAFE_ZERO_UNMAP_AFTER_PUBLISH);
+	struct page *block;
+
+	if ((*flags & VMCOH_ENTRY_ZERO) && !late) {
+		fault_unmap_zero_page(dev, index);
+		*flags &= ~VMCOH_ENTRY_ZERO;
+	}
+	block = fault_publish_block(dev, index);
+	if (IS_ERR(block))
+		return block;
+	vmcoh_hold_fault(dev, VMCOH_HOLD_FAULT_ALLOCATED, index);
+	if (*flags & VMCOH_ENTRY_ZERO) {
+		fault_unmap_zero_page(dev, index);
+		*flags &= ~VMCOH_ENTRY_ZERO;
+	}
+	return block;
 }
 
 static vm_fault_t fault_install_pte(struct vm_fault *vmf, struct page *page)
@@ -402,7 +432,7 @@ retry:
 
 	/* A private store copies whatever we map: it never allocates. */
 	if (!page && store) {
-		page = fault_alloc_block(dev, index);
+		page = fault_alloc_block(dev, index, &flags);
 		if (IS_ERR(page)) {
 			ret = PTR_ERR(page) == -ENOMEM ? VM_FAULT_OOM :
 							 fault_sigbus(dev);
@@ -494,8 +524,10 @@ static vm_fault_t vmcoh_page_mkwrite(struct vm_fault *vmf)
 	}
 
 	if (page == dev->zero_page) {
+		/* Our own PTE maps it, whatever the entry says. */
+		flags |= VMCOH_ENTRY_ZERO;
 		if (!block) {
-			block = fault_alloc_block(dev, index);
+			block = fault_alloc_block(dev, index, &flags);
 			if (IS_ERR(block)) {
 				ret = PTR_ERR(block) == -ENOMEM ?
 					VM_FAULT_OOM : fault_sigbus(dev);
@@ -507,7 +539,8 @@ static vm_fault_t vmcoh_page_mkwrite(struct vm_fault *vmf)
 		 * the retried store write-faults once more and comes back
 		 * here with the block, which the core then makes writable.
 		 */
-		fault_unmap_zero_page(dev, index);
+		if (flags & VMCOH_ENTRY_ZERO)
+			fault_unmap_zero_page(dev, index);
 		flags = 0;
 		ret = fault_install_pte(vmf, block);
 	} else if (page != block) {

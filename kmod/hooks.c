@@ -44,6 +44,7 @@ static const char * const unsafe_names[VMCOH_NR_UNSAFE] = {
 	[VMCOH_UNSAFE_RECLAIM_IN_FAULT]		= "reclaim_in_fault",
 	[VMCOH_UNSAFE_PMD_DOWNGRADE_NO_UNMAP]	= "pmd_downgrade_no_unmap",
 	[VMCOH_UNSAFE_WAIT_HOLDING_MMAP_LOCK]	= "wait_holding_mmap_lock",
+	[VMCOH_UNSAFE_ZERO_UNMAP_AFTER_PUBLISH]	= "zero_unmap_after_publish",
 };
 
 enum hold_state {
@@ -68,7 +69,8 @@ static struct hold_slot hold_slots[VMCOH_NR_HOLD_POINTS];
 
 static bool hold_is_fault_point(unsigned int point)
 {
-	return point <= VMCOH_HOLD_FAULT_BEFORE_PTE;
+	return point <= VMCOH_HOLD_FAULT_BEFORE_PTE ||
+	       point == VMCOH_HOLD_FAULT_ALLOCATED;
 }
 
 /* Whether park number @park at @slot has been ended by someone else. */

@@ -71,7 +71,8 @@
 #define VMCOH_UNSAFE_WAIT_HOLDING_MMAP_LOCK 13	/* a retried fault waits for the server
 						 * holding mmap_lock
 						 */
-#define VMCOH_NR_UNSAFE			14
+#define VMCOH_UNSAFE_ZERO_UNMAP_AFTER_PUBLISH 14	/* store: publish, then unmap */
+#define VMCOH_NR_UNSAFE			15
 
 /* What free_before_unmap fills a block with before it lets it go. */
 #define VMCOH_POISON_BYTE		0x6b
@@ -135,7 +136,10 @@ struct vmcoh_stats {
  * test_hooks=1; otherwise these ioctls fail with -EPERM.
  *
  * Fault points fire in ->fault for a fault at @index, and in a 2 MiB fault
- * at the first index of its region (all but SIZE_CHECKED).  Invalidation
+ * at the first index of its region (all but SIZE_CHECKED and ALLOCATED).
+ * FAULT_ALLOCATED fires in ->fault or ->page_mkwrite when a store has just
+ * published a block in a hole, its entry locked: the zero page is already
+ * unmapped everywhere (unsafe=zero_unmap_after_publish: not yet).  Invalidation
  * points fire when write(2), punch or shrink invalidates a range covering
  * @index, with io_rwsem held; @ops narrows them to some operations.  In the safe
  * protocol they come in the order MAP_CHANGED, ENTRIES_REMOVED,
@@ -157,7 +161,8 @@ struct vmcoh_stats {
 #define VMCOH_HOLD_INVAL_BEFORE_UNMAP	6	/* page tables not yet unmapped */
 #define VMCOH_HOLD_INVAL_BEFORE_FREE	7	/* unmapped, blocks not yet freed */
 #define VMCOH_HOLD_DROP_STARTED		8	/* a drop began: nothing written back yet */
-#define VMCOH_NR_HOLD_POINTS		9
+#define VMCOH_HOLD_FAULT_ALLOCATED	9	/* a store published a block in a hole */
+#define VMCOH_NR_HOLD_POINTS		10
 
 /* vmcoh_hold.ops, for invalidation points; 0 means any */
 #define VMCOH_HOLD_OP_WRITE		_BITULL(0)

@@ -40,7 +40,8 @@ run() {
 
 run safe
 for variant in lookup_before_lock unmap_before_remove no_size_recheck \
-	no_even_cows free_before_unmap write_no_invalidate; do
+	no_even_cows free_before_unmap write_no_invalidate \
+	zero_unmap_after_publish; do
 	run "$variant" unsafe="$variant"
 done
 

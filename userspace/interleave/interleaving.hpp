@@ -26,6 +26,8 @@ extern const Interleaving kTruncateVsNopage;
 extern const Interleaving kTruncateEvenCows;
 extern const Interleaving kFreeBeforeUnmap;
 extern const Interleaving kWriteNoInvalidate;
+extern const Interleaving kZeroUnmapAfterPublishFault;
+extern const Interleaving kZeroUnmapAfterPublishMkwrite;
 
 [[nodiscard]] std::span<const Interleaving* const> all_interleavings() noexcept;
 // nullptr if there is none of that name.

@@ -6,10 +6,18 @@ namespace vmcoh::interleave {
 
 namespace {
 
-// In the order of the README's table: write, punch, truncate, then the three single-step bugs.
-constexpr std::array<const Interleaving*, 6> kAll = {
-    &kWriteVsFault,     &kUnmapBeforeRemove, &kTruncateVsNopage,
-    &kTruncateEvenCows, &kFreeBeforeUnmap,   &kWriteNoInvalidate,
+// In the order of the README's table: write, punch, truncate, then the three single-step bugs,
+// then a store fault that fills a hole racing write(2) (issue 14), through ->fault and
+// ->page_mkwrite.
+constexpr std::array<const Interleaving*, 8> kAll = {
+    &kWriteVsFault,
+    &kUnmapBeforeRemove,
+    &kTruncateVsNopage,
+    &kTruncateEvenCows,
+    &kFreeBeforeUnmap,
+    &kWriteNoInvalidate,
+    &kZeroUnmapAfterPublishFault,
+    &kZeroUnmapAfterPublishMkwrite,
 };
 
 }  // namespace

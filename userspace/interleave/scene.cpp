@@ -58,6 +58,11 @@ int pwrite_page(int fd, std::uint64_t index, const PageImage& page) noexcept {
   return n == static_cast<ssize_t>(kPageSize) ? 0 : EIO;
 }
 
+int store_page(std::byte* base, std::uint64_t index, const PageImage& page) noexcept {
+  auto* dst = reinterpret_cast<volatile std::uint64_t*>(base + index * kPageSize);
+  return probe_store(dst, page.words.data(), kWordsPerPage).has_value() ? EFAULT : 0;
+}
+
 int punch_page(int fd, std::uint64_t index) noexcept {
   vmcoh_range range{};
   range.offset = index * kPageSize;

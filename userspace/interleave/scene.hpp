@@ -59,6 +59,8 @@ Load load_page(const std::byte* base, std::uint64_t index) noexcept;
 
 // Allocation-free operations on the device for side jobs: each returns 0 or an errno.
 int pwrite_page(int fd, std::uint64_t index, const PageImage& page) noexcept;
+// Stores `page` into page `index` of the mapping at `base`, word by word; EFAULT on SIGBUS.
+int store_page(std::byte* base, std::uint64_t index, const PageImage& page) noexcept;
 int punch_page(int fd, std::uint64_t index) noexcept;
 int set_size_pages(int fd, std::uint64_t pages) noexcept;
 

@@ -14,9 +14,9 @@ namespace vmcoh {
 namespace {
 
 constexpr std::array<std::string_view, VMCOH_NR_HOLD_POINTS> kHoldPointNames = {
-    "FAULT_SIZE_CHECKED", "FAULT_LOCKED",      "FAULT_LOOKED_UP",
-    "FAULT_BEFORE_PTE",   "INVAL_MAP_CHANGED", "INVAL_ENTRIES_REMOVED",
-    "INVAL_BEFORE_UNMAP", "INVAL_BEFORE_FREE", "DROP_STARTED",
+    "FAULT_SIZE_CHECKED", "FAULT_LOCKED",          "FAULT_LOOKED_UP",    "FAULT_BEFORE_PTE",
+    "INVAL_MAP_CHANGED",  "INVAL_ENTRIES_REMOVED", "INVAL_BEFORE_UNMAP", "INVAL_BEFORE_FREE",
+    "DROP_STARTED",       "FAULT_ALLOCATED",
 };
 
 constexpr std::array<std::string_view, VMCOH_NR_UNSAFE> kUnsafeNames = {
@@ -34,6 +34,7 @@ constexpr std::array<std::string_view, VMCOH_NR_UNSAFE> kUnsafeNames = {
     "reclaim_in_fault",
     "pmd_downgrade_no_unmap",
     "wait_holding_mmap_lock",
+    "zero_unmap_after_publish",
 };
 
 vmcoh_hold hold_arg(std::uint64_t point, std::chrono::milliseconds timeout) {
