@@ -8,6 +8,8 @@
 
 #include <linux/mm.h>
 
+#include "../uapi/vmcoh.h"
+
 /*
  * Kbuild probes the kernel headers for each symbol below and defines
  * VMCOH_HAVE_<NAME> when it exists: distributions backport, so versions
@@ -54,12 +56,16 @@ static inline bool vmcoh_fault_holds_mmap_lock(struct vm_fault *vmf)
 
 /*
  * Can a range be mapped by one PMD?  ->huge_fault needs a DAX mapping
- * (FS_DAX), THP, and a CPU with large pages.
+ * (FS_DAX), THP, and a CPU with large pages; and a PMD must map exactly one
+ * range (VMCOH_RANGE_SIZE), which it does not with arm64's 16K or 64K pages
+ * or on ppc64 (where PMD_SIZE is not even a constant).
  */
 static inline bool vmcoh_pmd_supported(void)
 {
 #if IS_ENABLED(CONFIG_FS_DAX) && IS_ENABLED(CONFIG_TRANSPARENT_HUGEPAGE)
-	return has_transparent_hugepage();
+	unsigned long pmd_size = PMD_SIZE;
+
+	return pmd_size == VMCOH_RANGE_SIZE && has_transparent_hugepage();
 #else
 	return false;
 #endif

@@ -76,7 +76,8 @@
 
 #define ENTRY_WAIT_TABLE_BITS	10
 #define ENTRY_WAIT_TABLE_SIZE	BIT(ENTRY_WAIT_TABLE_BITS)
-#define ENTRY_PMD_COLOUR	((PMD_SIZE >> PAGE_SHIFT) - 1)
+/* The indices of a 2 MiB entry: one range, which dev->pmd maps by one PMD. */
+#define ENTRY_PMD_COLOUR	(VMCOH_RANGE_PAGES - 1)
 
 #ifdef CONFIG_LOCKDEP
 static struct lock_class_key entry_lock_key;
