@@ -395,6 +395,15 @@ static inline bool vmcoh_backed(struct vmcoh_dev *dev)
 	return READ_ONCE(dev->backing.state) != VMCOH_BACKING_NONE;
 }
 
+/*
+ * Served: a server is attached, which can load again whatever is given up.
+ * An orphaned object cannot: it keeps its resident blocks (uapi header).
+ */
+static inline bool vmcoh_served(struct vmcoh_dev *dev)
+{
+	return READ_ONCE(dev->backing.state) == VMCOH_BACKING_SERVED;
+}
+
 static inline bool vmcoh_writable(struct vmcoh_dev *dev)
 {
 	return READ_ONCE(dev->backing.state) == VMCOH_BACKING_SERVED &&

@@ -200,7 +200,7 @@ static void window_kick(struct vmcoh_dev *dev)
 {
 	struct vmcoh_window *w = &dev->window;
 
-	if (window_wants_reclaim(w) && vmcoh_backed(dev))
+	if (window_wants_reclaim(w) && vmcoh_served(dev))
 		queue_work(system_unbound_wq, &w->work);
 }
 
@@ -373,13 +373,14 @@ static const enum vmcoh_counter reclaim_counters[] = {
 /*
  * Pick the least recently used range that may be reclaimed, other than the
  * one of @skip, and mark it.  An empty idle range goes straight back to the
- * pool (*@released).  Only a backed object can give blocks back.
+ * pool (*@released).  Only a served object can give blocks back: an
+ * orphaned one could not load them again.
  */
 static struct vmcoh_window_range *
 reclaim_pick(struct vmcoh_dev *dev, pgoff_t skip, bool *released)
 {
 	struct vmcoh_window *w = &dev->window;
-	bool backed = vmcoh_backed(dev);
+	bool served = vmcoh_served(dev);
 	struct vmcoh_window_range *range, *victim = NULL;
 
 	*released = false;
@@ -395,7 +396,7 @@ reclaim_pick(struct vmcoh_dev *dev, pgoff_t skip, bool *released)
 			}
 			continue;	/* pinned */
 		}
-		if (backed) {
+		if (served) {
 			range->reclaiming = true;
 			victim = range;
 			break;
@@ -499,7 +500,7 @@ int vmcoh_window_reclaim_in_fault(struct vmcoh_dev *dev, pgoff_t index)
  *
  * Return: 0 once a range is free, or was given back since the call (it
  * may be gone again: retry); -ENOSPC on timeout, or at once for an object
- * without a server; -EINTR on a fatal signal.
+ * without a server (none, or orphaned); -EINTR on a fatal signal.
  */
 int vmcoh_window_wait(struct vmcoh_dev *dev)
 {
@@ -509,7 +510,7 @@ int vmcoh_window_wait(struct vmcoh_dev *dev)
 	unsigned long released = READ_ONCE(w->released);
 	long slice, ret;
 
-	if (!vmcoh_backed(dev))
+	if (!vmcoh_served(dev))
 		return READ_ONCE(w->nr_free) ? 0 : -ENOSPC;
 	vmcoh_count(dev, VMCOH_RANGE_WAITS);
 	atomic_inc(&w->waiters);
@@ -586,7 +587,7 @@ static void window_work(struct work_struct *work)
 	struct vmcoh_window *w = &dev->window;
 	enum reclaim_why why;
 
-	while (vmcoh_backed(dev) && window_wants_reclaim(w)) {
+	while (vmcoh_served(dev) && window_wants_reclaim(w)) {
 		why = READ_ONCE(w->shrink_target) ? RECLAIM_SHRINKER :
 						    RECLAIM_BACKGROUND;
 		if (window_reclaim_one(dev, ULONG_MAX, why))
@@ -615,7 +616,7 @@ static unsigned long window_shrink_count(struct shrinker *shrink,
 
 	xa_lock(&w->regions);
 	n = window_spare_ranges(w);
-	if (vmcoh_backed(dev))
+	if (vmcoh_served(dev))
 		n += w->nr_ranges - w->nr_free;
 	xa_unlock(&w->regions);
 	return n ? n * VMCOH_RANGE_PAGES : SHRINK_EMPTY;
@@ -634,7 +635,7 @@ static unsigned long window_shrink_scan(struct shrinker *shrink,
 	unsigned long want = DIV_ROUND_UP(sc->nr_to_scan, VMCOH_RANGE_PAGES);
 	unsigned long n = window_give_back(w, want);
 
-	if (n < want && vmcoh_backed(dev)) {
+	if (n < want && vmcoh_served(dev)) {
 		xa_lock(&w->regions);
 		WRITE_ONCE(w->shrink_target,
 			   min_t(unsigned long, want - n,

@@ -275,6 +275,9 @@ static int drop_range(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
 	int err;
 
 	for (;;) {
+		/* An orphaned object keeps what it has: nobody could reload it. */
+		if (op == VMCOH_OP_RECLAIM && !vmcoh_served(dev))
+			return -EAGAIN;
 		if (writeback) {
 			err = writeback_range(dev, first, last);
 			if (err)
@@ -282,7 +285,7 @@ static int drop_range(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
 		}
 		if (down_write_killable(&dev->io_rwsem))
 			return -EINTR;
-		if (op == VMCOH_OP_RECLAIM && !vmcoh_backed(dev)) {
+		if (op == VMCOH_OP_RECLAIM && !vmcoh_served(dev)) {
 			up_write(&dev->io_rwsem);
 			return -EAGAIN;
 		}
@@ -308,7 +311,7 @@ static int drop_range(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
  *
  * Return: 0 once the range is written back and invalidated; -EIO if a
  * STORE failed, and the range keeps its blocks; -EAGAIN if a reclaim found
- * the object without a server; -EINTR on a fatal signal.
+ * the object without a server (none, or orphaned); -EINTR on a fatal signal.
  */
 int vmcoh_drop_range(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
 		     enum vmcoh_op op)

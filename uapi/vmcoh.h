@@ -314,9 +314,11 @@ struct vmcoh_backing_stats {
  * reclaimed - written back, invalidated, returned to the pool - by a
  * background worker (which keeps a reserve), the shrinker (which asks the
  * worker), or read(2)/write(2) inline; a fault waits for a free range and
- * never reclaims.  An object without a server cannot give ranges back: once
- * the pool is empty its writes fail with -ENOSPC and its write faults with
- * SIGBUS, as at the max_mb cap.
+ * never reclaims.  An object without a server, never served or orphaned,
+ * cannot give ranges back - an orphaned one keeps its resident blocks, which
+ * nobody could load again, under memory pressure too: once the pool is empty
+ * its writes fail with -ENOSPC and its write faults with SIGBUS, as at the
+ * max_mb cap.
  *
  * 2 MiB mappings (VMCOH_FEATURE_PMD: a window, module parameter pmd=1, and
  * a kernel with FS_DAX and THP): a shared mapping of a fully

@@ -198,6 +198,31 @@ TEST_F(WindowTest, TheShrinkerGivesRangesBackAndTheWindowRefills) {
   }
 }
 
+// An orphaned object keeps its resident blocks (uapi/vmcoh.h): its server died, nobody could load
+// them again, so neither the worker nor the shrinker may give their range back (issue 14, item 5).
+TEST_F(WindowTest, AnOrphanedObjectKeepsItsResidentBlocksUnderMemoryPressure) {
+  const Mapping shared = map_all(PROT_READ);
+  for (std::uint64_t b = 0; b < kRangeBlocks; ++b) ASSERT_TRUE(probed_block(shared, b));
+  server().die();
+  ASSERT_EQ(info().backing, std::uint64_t{VMCOH_BACKING_ORPHANED});
+  const vmcoh_window_stats before = window();
+  std::ofstream("/proc/sys/vm/drop_caches") << "3" << std::flush;
+  // The worker reclaims for the shrinker, if it does, in the background: give it time to.
+  vmcoh_window_stats after = window();
+  for (auto deadline = std::chrono::steady_clock::now() + 1s;
+       reclaims(after) == reclaims(before) && std::chrono::steady_clock::now() < deadline;
+       after = window()) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(reclaims(after), reclaims(before)) << "a range of the orphaned object was reclaimed";
+  for (std::uint64_t b = 0; b < kRangeBlocks; ++b) {
+    EXPECT_EQ(pread_block(fd(), b), block_stamp(b, 1)) << "pread of block " << b;
+    const std::optional<PageImage> page = probed_block(shared, b);
+    ASSERT_TRUE(page) << "SIGBUS at block " << b;
+    ASSERT_EQ(*page, block_stamp(b, 1)) << "block " << b;
+  }
+}
+
 // Exhaustion: writer threads and reader processes over four times the window, at random, so
 // that ranges are reclaimed under every one of them all the time.  Writers own blocks 1..3
 // (mod 4) and read back each value they write, through the mapping or pread; the readers, in
