@@ -264,6 +264,7 @@ static int __init vmcoh_init(void)
 	return 0;
 
 err_mapping:
+	vmcoh_window_stop(&vmcoh);
 	vmcoh_mapping_exit();
 err_zero_page:
 	put_page(vmcoh.zero_page);
@@ -283,9 +284,13 @@ err_hooks:
 static void __exit vmcoh_exit(void)
 {
 	misc_deregister(&vmcoh_misc);
-	/* Every file and VMA is gone: open files pin the module. */
-	vmcoh_mapping_exit();
+	/*
+	 * Every file and VMA is gone: open files pin the module.  The reclaim
+	 * worker and the shrinker may still run (a kick from before): stop
+	 * them while the mapping they unmap from is still there.
+	 */
 	vmcoh_window_stop(&vmcoh);
+	vmcoh_mapping_exit();
 	vmcoh_blockmap_destroy(&vmcoh);
 	vmcoh_window_destroy(&vmcoh);
 	vmcoh_entries_destroy(&vmcoh.entries);
