@@ -152,9 +152,11 @@ static int vmcoh_mmap(struct file *file, struct vm_area_struct *vma)
 	/*
 	 * vm_insert_page() must not have to set VM_MIXEDMAP from a fault,
 	 * and VM_MIXEDMAP keeps mlock, NUMA hinting and khugepaged away
-	 * from pages that are not in a page cache.
+	 * from pages that are not in a page cache.  VM_DONTDUMP, as DRM's
+	 * mappings have it: a core dump would read every page, loading each
+	 * from the server and filling every hole of a sparse object.
 	 */
-	vm_flags_set(vma, VM_MIXEDMAP);
+	vm_flags_set(vma, VM_MIXEDMAP | VM_DONTDUMP);
 	vma->vm_ops = &vmcoh_vm_ops;
 	return 0;
 }
