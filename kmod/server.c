@@ -15,9 +15,10 @@
  * server died, which orphans the object (see the uapi header).
  *
  * Lock order: see vmcoh.h.  The channel's lock is a leaf spinlock.  REPLY
- * copies the answer from the server's memory holding nothing, and then
- * takes an entry lock to install it (backing.c); RECV copies a STORE's
- * contents to the server holding nothing.  ATTACH and DETACH take io_rwsem
+ * copies the answer from the server's memory holding nothing, before it
+ * takes the request out of inflight, and then takes an entry lock to
+ * install it (backing.c); RECV copies a STORE's contents to the server
+ * holding nothing.  ATTACH and DETACH take io_rwsem
  * exclusive; DROP is writeback.c's.
  */
 
@@ -367,9 +368,9 @@ static long server_reply(struct file *file, void __user *arg)
 {
 	struct vmcoh_dev *dev = file->private_data;
 	struct vmcoh_backing *backing = &dev->backing;
+	struct page *block = NULL;
 	struct vmcoh_reply req;
 	struct vmcoh_req *r;
-	struct page *block;
 	bool ok;
 
 	if (copy_from_user(&req, arg, sizeof(req)))
@@ -386,9 +387,22 @@ static long server_reply(struct file *file, void __user *arg)
 	if (req.id > U32_MAX)
 		return -ENOENT;
 
+	/*
+	 * A LOAD's answer is copied in while the request is still in flight:
+	 * a copy that blocks (a buffer that faults on userfaultfd, or on a
+	 * mapping of this very object) must not keep it from timing out.
+	 */
+	if (req.length == PAGE_SIZE) {
+		block = reply_block(dev, req.data);
+		if (IS_ERR(block))
+			return PTR_ERR(block);
+	}
+
 	xa_lock(&backing->inflight);
 	if (backing->server != file) {
 		xa_unlock(&backing->inflight);
+		if (block)
+			vmcoh_block_free(dev, block);
 		return -EPERM;
 	}
 	r = xa_load(&backing->inflight, req.id);
@@ -398,6 +412,8 @@ static long server_reply(struct file *file, void __user *arg)
 	if (!r || !list_empty(&r->queued) || !ok ||
 	    !server_take_locked(backing, r)) {
 		xa_unlock(&backing->inflight);
+		if (block)
+			vmcoh_block_free(dev, block);
 		return ok ? -ENOENT : -EINVAL;
 	}
 	xa_unlock(&backing->inflight);
@@ -406,11 +422,6 @@ static long server_reply(struct file *file, void __user *arg)
 	if (req.error || r->op == VMCOH_REQ_STORE) {
 		vmcoh_req_finish(r, NULL, req.error ? -EIO : 0);
 		return 0;
-	}
-	block = reply_block(dev, req.data);
-	if (IS_ERR(block)) {
-		vmcoh_load_finish(r, NULL, PTR_ERR(block));
-		return PTR_ERR(block);
 	}
 	vmcoh_load_finish(r, block, 0);
 	return 0;

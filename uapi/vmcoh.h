@@ -209,6 +209,10 @@ struct vmcoh_hold {
  *              server kept the contents; if not, the block stays dirty and
  *              the fsync or DROP that sent it fails with -EIO.  -ENOENT if
  *              the id is unknown: the request timed out or was answered.
+ *              -EFAULT if a LOAD's data cannot be read: the request stays
+ *              pending, to be answered again or to time out; the answer is
+ *              read before the request is taken, so a read that blocks
+ *              does not keep it from timing out.
  *   INVALIDATE says the server's copy of a range changed: when it returns,
  *              no mapping, read(2) or later load shows the old contents.
  *              It never waits for a load in flight; such a load is

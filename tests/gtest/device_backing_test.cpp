@@ -3,15 +3,20 @@
 // (../shared/seeds/wendelin-virtmem-loadblk-unlocked.txt) with the server's timing: a load is held
 // at the server while the rest of the scenario runs, then answered.
 #include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -361,6 +366,77 @@ TEST_F(BackingTest, ALoadTheServerLeavesUnansweredTimesOut) {
   EXPECT_EQ(backing().load_timeouts, before.load_timeouts + 1);
   server().release(17);
   EXPECT_EQ(server().stale_replies(), 1U) << "a late answer is refused with ENOENT";
+}
+
+// A page of memory whose first read blocks until resolve(): userfaultfd, missing mode.
+class StuckPage {
+ public:
+  StuckPage()
+      : uffd_(static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC))),
+        page_(Mapping::map(kBlock, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1)) {
+    if (!uffd_) return;
+    uffdio_api api{};
+    api.api = UFFD_API;
+    uffdio_register reg{};
+    reg.range.start = reinterpret_cast<std::uintptr_t>(page_.data());
+    reg.range.len = kBlock;
+    reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+    if (::ioctl(uffd_.get(), UFFDIO_API, &api) != 0 ||
+        ::ioctl(uffd_.get(), UFFDIO_REGISTER, &reg) != 0) {
+      uffd_.reset();
+    }
+  }
+  [[nodiscard]] bool usable() const noexcept { return uffd_.valid(); }
+  [[nodiscard]] std::byte* data() const noexcept { return page_.data(); }
+  // True once something is stuck reading the page (within `timeout`).
+  [[nodiscard]] bool wait_stuck(std::chrono::milliseconds timeout) const {
+    pollfd p{uffd_.get(), POLLIN, 0};
+    return ::poll(&p, 1, static_cast<int>(timeout.count())) == 1;
+  }
+  // Fills the page with `page`: whoever was stuck goes on.
+  void resolve(const PageImage& page) {
+    uffdio_copy copy{};
+    copy.dst = reinterpret_cast<std::uintptr_t>(page_.data());
+    copy.src = reinterpret_cast<std::uintptr_t>(page.bytes());
+    copy.len = kBlock;
+    if (::ioctl(uffd_.get(), UFFDIO_COPY, &copy) != 0) throw_errno("UFFDIO_COPY");
+  }
+
+ private:
+  Fd uffd_;
+  Mapping page_;
+};
+
+// REPLY copies a LOAD's answer from the server's memory.  A copy that blocks - the buffer faults
+// on userfaultfd, or on a mapping of the object whose load waits - must not keep the load from
+// timing out: the copy comes before the request leaves the in-flight set, where the timeout
+// finds it (issue 14, item 10).
+TEST_F(DeviceTest, AReplyStuckCopyingItsAnswerDoesNotKeepTheLoadFromTimingOut) {
+  StuckPage answer;
+  if (!answer.usable()) GTEST_SKIP() << "no userfaultfd here";
+  const ParameterOverride timeout("load_timeout_ms", "300");
+  const Fd server = Fd::open(device_path(), O_RDWR);
+  vmcoh_attach attach{};
+  ASSERT_EQ(::ioctl(server.get(), VMCOH_IOC_ATTACH, &attach), 0) << std::strerror(errno);
+
+  auto reader = std::async(std::launch::async, [this] { return read_block(fd(), 9).error; });
+  vmcoh_request request{};
+  ASSERT_EQ(::ioctl(server.get(), VMCOH_IOC_RECV, &request), 0) << std::strerror(errno);
+  auto replier = std::async(std::launch::async, [&] {
+    vmcoh_reply reply{};
+    reply.id = request.id;
+    reply.data = reinterpret_cast<std::uintptr_t>(answer.data());
+    reply.length = kBlock;
+    return ::ioctl(server.get(), VMCOH_IOC_REPLY, &reply) == 0 ? 0 : errno;
+  });
+  ASSERT_TRUE(answer.wait_stuck(5s)) << "the REPLY never read its answer";
+  const bool ended = reader.wait_for(3s) == std::future_status::ready;
+  answer.resolve(block_stamp(9, 1));
+  EXPECT_TRUE(ended) << "the load outlived load_timeout_ms (300 ms) by 3 s, waiting for a REPLY "
+                        "stuck copying its answer";
+  EXPECT_EQ(reader.get(), EIO);
+  EXPECT_EQ(replier.get(), ENOENT) << "the REPLY of a load that timed out";
+  EXPECT_EQ(::ioctl(server.get(), VMCOH_IOC_DETACH, &attach), 0) << std::strerror(errno);
 }
 
 TEST_F(BackingTest, ABackedObjectIsReadOnly) {
