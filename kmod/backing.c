@@ -157,7 +157,7 @@ struct vmcoh_req *vmcoh_load_start(struct vmcoh_dev *dev, pgoff_t index,
  */
 int vmcoh_req_wait(struct vmcoh_dev *dev, struct vmcoh_req *req)
 {
-	unsigned int ms = READ_ONCE(vmcoh_load_timeout_ms);
+	unsigned int ms = vmcoh_load_timeout(dev);
 	long timeout = ms ? msecs_to_jiffies(ms) : MAX_SCHEDULE_TIMEOUT;
 	long left;
 	int ret;

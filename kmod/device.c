@@ -227,6 +227,7 @@ static int __init vmcoh_init(void)
 	}
 	/* Hold points count on one fault per page: the tests park faults. */
 	vmcoh.fault_around = test_hooks ? 1 : fault_around;
+	vmcoh.load_timeout_ms = -1;	/* the module parameter, read live */
 
 	err = vmcoh_hooks_init(test_hooks, unsafe);
 	if (err)

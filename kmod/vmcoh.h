@@ -232,6 +232,12 @@ struct vmcoh_dev {
 	struct page *zero_page;		/* what holes map; never written */
 	unsigned int fault_around;	/* pages a read fault maps, see fault.c */
 	bool pmd;			/* 2 MiB mappings, see fault.c */
+	/*
+	 * How long a load or store may wait for the server, in ms (0:
+	 * forever); -1, the module parameter load_timeout_ms.  KUnit's
+	 * private devices set their own and leave the parameter alone.
+	 */
+	int load_timeout_ms;
 	struct vmcoh_backing backing;
 	struct vmcoh_window window;
 	struct vmcoh_counters __percpu *counters;
@@ -389,6 +395,13 @@ static inline bool vmcoh_entry_is_zero(void *entry)
 
 /* backing.c */
 extern unsigned int vmcoh_load_timeout_ms;
+
+static inline unsigned int vmcoh_load_timeout(struct vmcoh_dev *dev)
+{
+	int ms = READ_ONCE(dev->load_timeout_ms);
+
+	return ms < 0 ? READ_ONCE(vmcoh_load_timeout_ms) : ms;
+}
 
 static inline bool vmcoh_backed(struct vmcoh_dev *dev)
 {

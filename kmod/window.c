@@ -505,7 +505,7 @@ int vmcoh_window_reclaim_in_fault(struct vmcoh_dev *dev, pgoff_t index)
 int vmcoh_window_wait(struct vmcoh_dev *dev)
 {
 	struct vmcoh_window *w = &dev->window;
-	unsigned int ms = READ_ONCE(vmcoh_load_timeout_ms);
+	unsigned int ms = vmcoh_load_timeout(dev);
 	long left = ms ? msecs_to_jiffies(ms) : MAX_SCHEDULE_TIMEOUT;
 	unsigned long released = READ_ONCE(w->released);
 	long slice, ret;

@@ -31,6 +31,7 @@ int vmcoh_test_dev_init(struct kunit *test)
 	}
 	address_space_init_once(&t->mapping);
 	t->dev.mapping = &t->mapping;
+	t->dev.load_timeout_ms = -1;
 	init_rwsem(&t->dev.io_rwsem);
 	vmcoh_backing_init(&t->dev.backing);
 	vmcoh_blockmap_init(&t->dev.map, VMCOH_TEST_PAGES << PAGE_SHIFT,

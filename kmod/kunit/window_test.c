@@ -217,7 +217,6 @@ static long test_op_window_wait(struct vmcoh_test_worker *w)
 static void window_waiter_asks_again_once_a_pin_goes(struct kunit *test)
 {
 	struct vmcoh_dev *dev = test->priv;
-	unsigned int timeout_ms = READ_ONCE(vmcoh_load_timeout_ms);
 	struct page *a = test_publish(test, 5, 0x11);
 	struct page *b = test_publish(test, VMCOH_RANGE_PAGES + 5, 0x22);
 	struct vmcoh_block_list list = { };
@@ -233,7 +232,7 @@ static void window_waiter_asks_again_once_a_pin_goes(struct kunit *test)
 
 	/* Backed, with nothing to write back: the worker may reclaim. */
 	WRITE_ONCE(dev->backing.state, VMCOH_BACKING_SERVED);
-	WRITE_ONCE(vmcoh_load_timeout_ms, 10000);
+	WRITE_ONCE(dev->load_timeout_ms, 10000);	/* not the parameter */
 	w = vmcoh_test_worker_start(test, dev, test_op_window_wait, 0, 0, 0);
 	KUNIT_EXPECT_TRUE(test,
 			  vmcoh_test_wait_counter(dev, VMCOH_RANGE_WAITS, 1));
@@ -245,7 +244,6 @@ static void window_waiter_asks_again_once_a_pin_goes(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, vmcoh_test_worker_wait(test, w), 0L);
 	KUNIT_EXPECT_EQ(test, test_stats(dev).range_wait_timeouts, 0ULL);
 	KUNIT_EXPECT_GE(test, test_stats(dev).ranges_free, 1ULL);
-	WRITE_ONCE(vmcoh_load_timeout_ms, timeout_ms);
 	WRITE_ONCE(dev->backing.state, VMCOH_BACKING_NONE);
 }
 
