@@ -93,6 +93,7 @@ static int vmcoh_open(struct inode *inode, struct file *file)
 static int vmcoh_flush(struct file *file, fl_owner_t id)
 {
 	vmcoh_hooks_flush_file(file, id);
+	vmcoh_server_flush(file, id);
 	return 0;
 }
 

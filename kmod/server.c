@@ -11,8 +11,10 @@
  * whoever takes it out finishes it with vmcoh_req_finish(), outside the
  * lock.
  *
- * The server's file is the channel: closing it without DETACH means the
- * server died, which orphans the object (see the uapi header).
+ * The server's file is the channel, and the process that ATTACHed it the
+ * server: when that process holds no descriptor of it any more (closed,
+ * or exited) without DETACH, the server died, which orphans the object
+ * (see the uapi header) - whoever else still holds the file.
  *
  * Lock order: see vmcoh.h.  The channel's lock is a leaf spinlock.  REPLY
  * copies the answer from the server's memory holding nothing, before it
@@ -22,6 +24,7 @@
  * exclusive; DROP is writeback.c's.
  */
 
+#include <linux/fdtable.h>
 #include <linux/highmem.h>
 #include <linux/poll.h>
 #include <linux/uaccess.h>
@@ -128,10 +131,12 @@ void vmcoh_server_cancel(struct vmcoh_dev *dev, struct vmcoh_req *load,
 }
 
 /*
- * The server is gone (closed its file, or DETACH): switch to @state and
- * fail every request it has not answered.
+ * The server of @file is gone (closed its file, or DETACH): switch to
+ * @state and fail every request it has not answered.  Nothing happens if
+ * @file is not the server's (any more).
  */
-static void server_detach(struct vmcoh_dev *dev, unsigned int state)
+static void server_detach(struct vmcoh_dev *dev, struct file *file,
+			  unsigned int state)
 {
 	struct vmcoh_backing *backing = &dev->backing;
 	XA_STATE(xas, &backing->inflight, 0);
@@ -139,6 +144,10 @@ static void server_detach(struct vmcoh_dev *dev, unsigned int state)
 	LIST_HEAD(failed);
 
 	xas_lock(&xas);
+	if (backing->server != file) {
+		xas_unlock(&xas);
+		return;
+	}
 	WRITE_ONCE(backing->state, state);
 	WRITE_ONCE(backing->server, NULL);
 	xas_for_each(&xas, load, U32_MAX) {
@@ -164,7 +173,36 @@ void vmcoh_server_release(struct file *file)
 	struct vmcoh_dev *dev = file->private_data;
 
 	if (server_is(&dev->backing, file))
-		server_detach(dev, VMCOH_BACKING_ORPHANED);
+		server_detach(dev, file, VMCOH_BACKING_ORPHANED);
+}
+
+static int server_fd_is(const void *file, struct file *f, unsigned int fd)
+{
+	return f == file;
+}
+
+/**
+ * vmcoh_server_flush - a descriptor of @file in table @id is closed
+ * @file: a file of /dev/vmcoh
+ * @id: the descriptor table (->flush's owner)
+ *
+ * The process that ATTACHed serves.  Once its descriptor table holds no
+ * descriptor of the server's file - closed, or the process exited - the
+ * server is gone, as at the last close, even if a child that inherited
+ * the file keeps it open: its requests would otherwise wait for nobody
+ * until load_timeout_ms.  The descriptor being closed has already left the
+ * table when ->flush runs.
+ */
+void vmcoh_server_flush(struct file *file, fl_owner_t id)
+{
+	struct vmcoh_dev *dev = file->private_data;
+	struct vmcoh_backing *backing = &dev->backing;
+
+	if (!server_is(backing, file) || READ_ONCE(backing->server_files) != id)
+		return;
+	if (iterate_fd(id, 0, server_fd_is, file))
+		return;
+	server_detach(dev, file, VMCOH_BACKING_ORPHANED);
 }
 
 __poll_t vmcoh_server_poll(struct file *file, struct poll_table_struct *pt)
@@ -226,6 +264,7 @@ static long server_attach(struct file *file, void __user *arg)
 		WRITE_ONCE(backing->writable, writable);
 		WRITE_ONCE(backing->state, VMCOH_BACKING_SERVED);
 		WRITE_ONCE(backing->server, file);
+		WRITE_ONCE(backing->server_files, current->files);
 	}
 	xa_unlock(&backing->inflight);
 	/* Holes may be mapped to the zero page: the server's data goes there. */
@@ -248,7 +287,7 @@ static long server_detach_ioctl(struct file *file, void __user *arg)
 	if (!server_is(&dev->backing, file))
 		return -EPERM;
 	/* Orphaned meanwhile: loads fail rather than read as holes. */
-	server_detach(dev, VMCOH_BACKING_ORPHANED);
+	server_detach(dev, file, VMCOH_BACKING_ORPHANED);
 	down_write(&dev->io_rwsem);
 	/* Dirty blocks stay, orphaned, for the next server (uapi header). */
 	dropped = vmcoh_backing_drop_all(dev);

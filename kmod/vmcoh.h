@@ -157,6 +157,7 @@ struct vmcoh_backing {
 	unsigned int state;		/* VMCOH_BACKING_* */
 	bool writable;			/* the server takes STOREs */
 	struct file *server;		/* the attached server's file */
+	fl_owner_t server_files;	/* the descriptor table that ATTACHed */
 	struct list_head queue;		/* requests not yet received */
 	u32 next_id;
 	wait_queue_head_t recv_wait;	/* the server, for RECV and poll */
@@ -475,6 +476,7 @@ void vmcoh_server_cancel(struct vmcoh_dev *dev, struct vmcoh_req *req,
 long vmcoh_ioctl_server(struct file *file, unsigned int cmd,
 			void __user *arg);
 void vmcoh_server_release(struct file *file);
+void vmcoh_server_flush(struct file *file, fl_owner_t id);
 __poll_t vmcoh_server_poll(struct file *file, struct poll_table_struct *pt);
 
 /* invalidate.c */

@@ -242,9 +242,11 @@ struct vmcoh_hold {
  * shrinks over it: a dead server orphans the object with its dirty blocks,
  * and a new writable server receives them at the next fsync.
  *
- * Closing the server's file without DETACH (the server died) orphans the
- * object: requests in flight fail, later loads fail at once, resident
- * blocks stay, and a new server may ATTACH.  A request not answered within
+ * The process that ATTACHed is the server.  When it no longer holds a
+ * descriptor of the server's file without having DETACHed - it closed it,
+ * or exited: the server died - the object is orphaned, even if a process
+ * it forked still holds the file: requests in flight fail, later loads
+ * fail at once, resident blocks stay, and a new server may ATTACH.  A request not answered within
  * the module parameter load_timeout_ms fails the same way.
  *
  * Without a writable server a backed object is read-only: write(2) fails

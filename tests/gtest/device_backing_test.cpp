@@ -439,6 +439,50 @@ TEST_F(DeviceTest, AReplyStuckCopyingItsAnswerDoesNotKeepTheLoadFromTimingOut) {
   EXPECT_EQ(::ioctl(server.get(), VMCOH_IOC_DETACH, &attach), 0) << std::strerror(errno);
 }
 
+// The process that ATTACHed serves: once it is gone, the object is orphaned at once, though a
+// child it forked still holds the file - or every load would wait for nobody until
+// load_timeout_ms (issue 14, item 10).
+TEST_F(DeviceTest, AServerThatExitsIsGoneThoughItsChildStillHoldsTheFile) {
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  Fd from_server(fds[0]);
+  Fd to_parent(fds[1]);
+  const std::string path = device_path().string();
+  const pid_t server = ::fork();
+  ASSERT_GE(server, 0);
+  if (server == 0) {
+    // Async-signal-safe calls only: the parent may have threads.
+    const int dev = ::open(path.c_str(), O_RDWR);
+    vmcoh_attach attach{};
+    pid_t child = -1;
+    if (dev >= 0 && ::ioctl(dev, VMCOH_IOC_ATTACH, &attach) == 0) child = ::fork();
+    if (child == 0) {
+      ::pause();  // holds the server's file until killed
+      ::_exit(0);
+    }
+    static_cast<void>(::write(to_parent.get(), &child, sizeof(child)));
+    ::_exit(0);  // the server exits; its child lives on
+  }
+  to_parent.reset();
+  pid_t child = -1;
+  ASSERT_EQ(::read(from_server.get(), &child, sizeof(child)), static_cast<ssize_t>(sizeof(child)));
+  ASSERT_GT(child, 0) << "the server could not attach or fork";
+  int status = 0;
+  ASSERT_EQ(::waitpid(server, &status, 0), server);
+  EXPECT_EQ(info().backing, std::uint64_t{VMCOH_BACKING_ORPHANED})
+      << "the server exited, its child holds the file: still served";
+  EXPECT_EQ(read_block(fd(), 3).error, EIO) << "a load with no server must fail at once";
+  ::kill(child, SIGKILL);
+  // Back to a plain object: shrink away what is there, attach and detach a server.
+  device::set_size(fd(), 0);
+  for (auto deadline = std::chrono::steady_clock::now() + 5s;
+       info().backing == VMCOH_BACKING_SERVED && std::chrono::steady_clock::now() < deadline;) {
+    std::this_thread::sleep_for(10ms);  // the child's last close orphans it, if not yet
+  }
+  BackingServer(device_path(), 0);
+  EXPECT_EQ(info().backing, std::uint64_t{VMCOH_BACKING_NONE});
+}
+
 TEST_F(BackingTest, ABackedObjectIsReadOnly) {
   const PageImage page = block_stamp(2, 9);
   errno = 0;
