@@ -523,7 +523,16 @@ static vm_fault_t vmcoh_page_mkwrite(struct vm_fault *vmf)
 		goto unlock;
 	}
 
-	if (page == dev->zero_page) {
+	if (page == dev->zero_page && vmcoh_backed(dev)) {
+		/*
+		 * A hole's zero page, mapped before a server attached (ATTACH
+		 * unmaps them all, but we may have found it first): the store
+		 * faults afresh in ->fault, which loads the server's block.
+		 */
+		fault_unmap_zero_page(dev, index);
+		flags &= ~VMCOH_ENTRY_ZERO;
+		ret = VM_FAULT_NOPAGE;
+	} else if (page == dev->zero_page) {
 		/* Our own PTE maps it, whatever the entry says. */
 		flags |= VMCOH_ENTRY_ZERO;
 		if (!block) {

@@ -20,7 +20,8 @@
  * copies the answer from the server's memory holding nothing, before it
  * takes the request out of inflight, and then takes an entry lock to
  * install it (backing.c); RECV copies a STORE's contents to the server
- * holding nothing.  ATTACH and DETACH take io_rwsem
+ * holding nothing.  ATTACH publishes a drop of the whole object
+ * (drop_mutex) and then takes io_rwsem exclusive, DETACH takes io_rwsem
  * exclusive; DROP is writeback.c's.
  */
 
@@ -249,9 +250,18 @@ static long server_attach(struct file *file, void __user *arg)
 	if (ret < 0)
 		return ret;
 	writable = ret & VMCOH_ATTACH_WRITABLE;
-	ret = 0;
 
-	/* io_rwsem: write(2) cannot add a block while we look. */
+	/*
+	 * Faults, read(2) and write(2) wait while the object changes hands,
+	 * as for a DROP of all of it.  A store into a hole that saw the
+	 * object plain has then either published its block before we look
+	 * (-EBUSY), or cannot dirty it: the dirty mark comes in
+	 * ->page_mkwrite, which waits now, and the block is dropped below.
+	 * io_rwsem: write(2) cannot add a block while we look.
+	 */
+	ret = vmcoh_drop_begin(dev);
+	if (ret)
+		return ret;
 	down_write(&dev->io_rwsem);
 	xa_lock(&backing->inflight);
 	was = backing->state;
@@ -267,10 +277,15 @@ static long server_attach(struct file *file, void __user *arg)
 		WRITE_ONCE(backing->server_files, current->files);
 	}
 	xa_unlock(&backing->inflight);
-	/* Holes may be mapped to the zero page: the server's data goes there. */
+	/*
+	 * Holes may be mapped to the zero page: the server's data goes there.
+	 * A plain object has no dirty block, and none can be marked meanwhile
+	 * (see above), so nothing is kept.
+	 */
 	if (!ret && was == VMCOH_BACKING_NONE)
-		vmcoh_backing_drop_all(dev);
+		WARN_ON_ONCE(!vmcoh_backing_drop_all(dev));
 	up_write(&dev->io_rwsem);
+	vmcoh_drop_end(dev);
 	if (!ret)
 		vmcoh_count(dev, VMCOH_ATTACHES);
 	return ret;

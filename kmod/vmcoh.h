@@ -453,6 +453,8 @@ int vmcoh_drop(struct vmcoh_dev *dev, loff_t offset, loff_t len);
 int vmcoh_drop_range(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
 		     enum vmcoh_op op);
 bool __vmcoh_drop_pending(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last);
+int vmcoh_drop_begin(struct vmcoh_dev *dev);
+void vmcoh_drop_end(struct vmcoh_dev *dev);
 int vmcoh_drop_wait(struct vmcoh_dev *dev, pgoff_t index);
 
 /*

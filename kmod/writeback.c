@@ -334,6 +334,30 @@ int vmcoh_drop_range(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
 }
 
 /**
+ * vmcoh_drop_begin - make faults and I/O on the whole object wait
+ * @dev: the device
+ *
+ * For ATTACH, which changes who owns the object's contents: steps 1 and 5
+ * of a DROP with nothing in between, so that faults, read(2) and write(2)
+ * that begin meanwhile wait for vmcoh_drop_end() and then look again.
+ *
+ * Return: 0, or -EINTR on a fatal signal.
+ */
+int vmcoh_drop_begin(struct vmcoh_dev *dev)
+{
+	if (mutex_lock_killable(&dev->backing.drop_mutex))
+		return -EINTR;
+	drop_publish(dev, true, 0, ULONG_MAX);
+	return 0;
+}
+
+void vmcoh_drop_end(struct vmcoh_dev *dev)
+{
+	drop_publish(dev, false, 0, 0);
+	mutex_unlock(&dev->backing.drop_mutex);
+}
+
+/**
  * vmcoh_drop - the server's DROP of a range
  * @dev: the device
  * @offset: page-aligned start

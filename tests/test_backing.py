@@ -35,7 +35,8 @@ DROP_STRESS = "StressNothingWrittenIsLostAcrossDropsAndFsyncs"
 DEADLOCK = "ADropDoesNotWaitForAFaultThatWaitsForIt"
 MMAP_LOCK = "AFaultWaitingForTheServerAgainLetsGoOfMmapLock"
 # Interleavings driven by hold points, run on the safe module only.
-HOLDS = {"ALoadStartedOverAMappedEntryLeavesNoStalePte", "AFaultDuringADropWaitsAndLoadsAgain"}
+HOLDS = {"ALoadStartedOverAMappedEntryLeavesNoStalePte", "AFaultDuringADropWaitsAndLoadsAgain",
+         "AStoreRacingAttachLoadsTheServersBlock"}
 
 
 class Variant(NamedTuple):

@@ -34,7 +34,7 @@ run() {
 }
 
 # The safe module also runs the interleavings driven by hold points.
-run safe "$load:$writeback:$mmap_lock:BackingHoldTest.*:WritebackHoldTest.*"
+run safe "$load:$writeback:$mmap_lock:BackingHoldTest.*:WritebackHoldTest.*:AttachHoldTest.*"
 for variant in load_after_invalidate invalidate_waits_load; do
 	run "$variant" "$load" unsafe="$variant"
 done
