@@ -153,7 +153,8 @@ struct vmcoh_req *vmcoh_load_start(struct vmcoh_dev *dev, pgoff_t index,
  * Return: for a load, 0 if the caller should look the index up again (the
  * block came in, or the load was invalidated and must be redone); for a
  * store, 0 if the server kept it.  -EIO if it failed; -EINTR on a fatal
- * signal.
+ * signal; -EDEADLK at once if current is the one task that receives the
+ * server's requests (vmcoh_server_waits_on_itself()).
  */
 int vmcoh_req_wait(struct vmcoh_dev *dev, struct vmcoh_req *req)
 {
@@ -164,6 +165,15 @@ int vmcoh_req_wait(struct vmcoh_dev *dev, struct vmcoh_req *req)
 
 	if (req->op == VMCOH_REQ_LOAD)
 		vmcoh_count(dev, VMCOH_LOAD_WAITS);
+	if (unlikely(!completion_done(&req->done) &&
+		     vmcoh_server_waits_on_itself(dev))) {
+		/* Nobody else would receive it: fail it now, not at timeout. */
+		vmcoh_server_cancel(dev, req, -EDEADLK);
+		wait_for_completion(&req->done);	/* imminent, as below */
+		ret = req->status ? -EDEADLK : 0;
+		vmcoh_req_put(req);
+		return ret;
+	}
 	left = wait_for_completion_killable_timeout(&req->done, timeout);
 	if (!left) {
 		vmcoh_server_cancel(dev, req, -ETIMEDOUT);

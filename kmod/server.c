@@ -49,6 +49,7 @@ void vmcoh_backing_init(struct vmcoh_backing *backing)
 
 void vmcoh_backing_destroy(struct vmcoh_backing *backing)
 {
+	put_pid(backing->receiver);
 	/* The server's release failed every request, and no file is open. */
 	WARN_ON_ONCE(!xa_empty(&backing->inflight));
 	xa_destroy(&backing->inflight);
@@ -142,6 +143,7 @@ static void server_detach(struct vmcoh_dev *dev, struct file *file,
 	struct vmcoh_backing *backing = &dev->backing;
 	XA_STATE(xas, &backing->inflight, 0);
 	struct vmcoh_req *load, *next;
+	struct pid *receiver;
 	LIST_HEAD(failed);
 
 	xas_lock(&xas);
@@ -151,6 +153,9 @@ static void server_detach(struct vmcoh_dev *dev, struct file *file,
 	}
 	WRITE_ONCE(backing->state, state);
 	WRITE_ONCE(backing->server, NULL);
+	receiver = backing->receiver;
+	backing->receiver = NULL;
+	backing->receivers = false;
 	xas_for_each(&xas, load, U32_MAX) {
 		/* XA_FLAGS_ALLOC1 keeps index 0 busy with a zero entry. */
 		if (xas_retry(&xas, load))
@@ -160,6 +165,7 @@ static void server_detach(struct vmcoh_dev *dev, struct file *file,
 		list_add_tail(&load->queued, &failed);
 	}
 	xas_unlock(&xas);
+	put_pid(receiver);
 	wake_up_all(&backing->recv_wait);
 
 	list_for_each_entry_safe(load, next, &failed, queued) {
@@ -315,6 +321,50 @@ static long server_detach_ioctl(struct file *file, void __user *arg)
 	return 0;
 }
 
+/*
+ * Who receives the server's requests: one task, or more than one.  A task
+ * that alone answers must not wait for an answer (see
+ * vmcoh_server_waits_on_itself()).
+ */
+static void server_note_receiver(struct vmcoh_backing *backing,
+				 struct file *file)
+{
+	struct pid *pid = get_task_pid(current, PIDTYPE_PID);
+
+	xa_lock(&backing->inflight);
+	if (backing->server == file && !backing->receivers) {
+		if (!backing->receiver)
+			swap(backing->receiver, pid);
+		else if (backing->receiver != pid)
+			backing->receivers = true;
+	}
+	xa_unlock(&backing->inflight);
+	put_pid(pid);
+}
+
+/**
+ * vmcoh_server_waits_on_itself - would current wait for its own answer?
+ * @dev: the device
+ *
+ * True if current is the one task that has received the server's requests:
+ * a load or a range it waited for would need a request that only it can
+ * receive and answer (a LOAD of its own, or the STOREs of a reclaim), and
+ * it would wait for load_timeout_ms, or for ever.
+ */
+bool vmcoh_server_waits_on_itself(struct vmcoh_dev *dev)
+{
+	struct vmcoh_backing *backing = &dev->backing;
+	bool self;
+
+	if (!READ_ONCE(backing->receiver))
+		return false;
+	xa_lock(&backing->inflight);
+	self = backing->state == VMCOH_BACKING_SERVED && !backing->receivers &&
+	       backing->receiver == task_pid(current);
+	xa_unlock(&backing->inflight);
+	return self;
+}
+
 /* Wait for a request and take it off the queue, with a reference. */
 static struct vmcoh_req *server_next(struct vmcoh_backing *backing,
 				     struct file *file, bool nonblock)
@@ -376,6 +426,7 @@ static long server_recv(struct file *file, void __user *arg)
 	    !req.data)
 		return -EINVAL;
 
+	server_note_receiver(backing, file);
 	r = server_next(backing, file, req.flags & VMCOH_RECV_NONBLOCK);
 	if (IS_ERR(r))
 		return PTR_ERR(r);

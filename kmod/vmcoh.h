@@ -158,6 +158,8 @@ struct vmcoh_backing {
 	bool writable;			/* the server takes STOREs */
 	struct file *server;		/* the attached server's file */
 	fl_owner_t server_files;	/* the descriptor table that ATTACHed */
+	struct pid *receiver;		/* the one task that RECVs, if one */
+	bool receivers;			/* more than one task has RECVed */
 	struct list_head queue;		/* requests not yet received */
 	u32 next_id;
 	wait_queue_head_t recv_wait;	/* the server, for RECV and poll */
@@ -479,6 +481,7 @@ long vmcoh_ioctl_server(struct file *file, unsigned int cmd,
 			void __user *arg);
 void vmcoh_server_release(struct file *file);
 void vmcoh_server_flush(struct file *file, fl_owner_t id);
+bool vmcoh_server_waits_on_itself(struct vmcoh_dev *dev);
 __poll_t vmcoh_server_poll(struct file *file, struct poll_table_struct *pt);
 
 /* invalidate.c */

@@ -500,7 +500,8 @@ int vmcoh_window_reclaim_in_fault(struct vmcoh_dev *dev, pgoff_t index)
  *
  * Return: 0 once a range is free, or was given back since the call (it
  * may be gone again: retry); -ENOSPC on timeout, or at once for an object
- * without a server (none, or orphaned); -EINTR on a fatal signal.
+ * without a server (none, or orphaned); -EDEADLK at once if current alone
+ * receives the server's requests; -EINTR on a fatal signal.
  */
 int vmcoh_window_wait(struct vmcoh_dev *dev)
 {
@@ -512,6 +513,9 @@ int vmcoh_window_wait(struct vmcoh_dev *dev)
 
 	if (!vmcoh_served(dev))
 		return READ_ONCE(w->nr_free) ? 0 : -ENOSPC;
+	/* The worker's reclaim may send STOREs only we would answer. */
+	if (vmcoh_server_waits_on_itself(dev))
+		return READ_ONCE(w->nr_free) ? 0 : -EDEADLK;
 	vmcoh_count(dev, VMCOH_RANGE_WAITS);
 	atomic_inc(&w->waiters);
 	do {

@@ -246,8 +246,9 @@ struct vmcoh_hold {
  * descriptor of the server's file without having DETACHed - it closed it,
  * or exited: the server died - the object is orphaned, even if a process
  * it forked still holds the file: requests in flight fail, later loads
- * fail at once, resident blocks stay, and a new server may ATTACH.  A request not answered within
- * the module parameter load_timeout_ms fails the same way.
+ * fail at once, resident blocks stay, and a new server may ATTACH.  A
+ * request not answered within the module parameter load_timeout_ms fails
+ * the same way.
  *
  * Without a writable server a backed object is read-only: write(2) fails
  * with -EROFS, a shared writable mmap() with -EACCES, a store through a
@@ -260,7 +261,13 @@ struct vmcoh_hold {
  * sends one LOAD however many tasks want it, and holds no lock of vmcoh
  * while the server works: the server may fault, read and invalidate
  * freely, but must not wait for its own requests (fsync, or an access to
- * a range it is dropping).
+ * a range it is dropping).  A thread that receives requests must leave it
+ * to another to wait for one: a fault or read(2) of a block that is not
+ * resident needs a LOAD, and with a window a free range may need a
+ * reclaim's STOREs.  While one task alone has ever RECVed for the server,
+ * such a wait of that task fails at once - -EDEADLK for read(2) and
+ * write(2), SIGBUS for a fault - instead of after load_timeout_ms, or
+ * never with 0.
  */
 #define VMCOH_REQ_LOAD			1	/* send the block at offset */
 #define VMCOH_REQ_STORE			2	/* keep these contents of it */

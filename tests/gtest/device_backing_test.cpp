@@ -532,6 +532,45 @@ TEST_F(AttachHoldTest, AStoreRacingAttachLoadsTheServersBlock) {
   EXPECT_GE(server_->stores(kHole), 1U) << "fsync sent no STORE of the stored block";
 }
 
+// The one thread that receives a server's requests cannot wait for one: it alone would answer.
+// A read or fault of its own on a block that is not resident fails at once (-EDEADLK, SIGBUS)
+// instead of stalling for load_timeout_ms - for ever with 0 (issue 14, item 7; with a window, a
+// range wait whose reclaim sends STOREs is the same wait).
+TEST_F(DeviceTest, TheTaskThatAloneServesCannotWaitForItsOwnLoad) {
+  const ParameterOverride timeout("load_timeout_ms", "2000");
+  const Fd server = Fd::open(device_path(), O_RDWR);
+  vmcoh_attach attach{};
+  ASSERT_EQ(::ioctl(server.get(), VMCOH_IOC_ATTACH, &attach), 0) << std::strerror(errno);
+  vmcoh_request request{};
+  request.flags = VMCOH_RECV_NONBLOCK;
+  ASSERT_EQ(::ioctl(server.get(), VMCOH_IOC_RECV, &request), -1);
+  ASSERT_EQ(errno, EAGAIN) << "this thread receives the server's requests now";
+
+  install_sigbus_probe();
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(read_block(fd(), 4).error, EDEADLK);
+  const Mapping shared = map(PROT_READ, MAP_SHARED);
+  EXPECT_TRUE(load_would_sigbus(shared.data() + 5 * kBlock));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s)
+      << "the serving thread waited for its own LOADs (load_timeout_ms 2000)";
+
+  // Another thread of the server may wait: this one answers.
+  auto reader = std::async(std::launch::async, [this] { return read_block(fd(), 6); });
+  request = vmcoh_request{};
+  ASSERT_EQ(::ioctl(server.get(), VMCOH_IOC_RECV, &request), 0) << std::strerror(errno);
+  EXPECT_EQ(request.offset, 6 * kBlock);
+  const PageImage page = block_stamp(6, 1);
+  vmcoh_reply reply{};
+  reply.id = request.id;
+  reply.data = reinterpret_cast<std::uintptr_t>(page.bytes());
+  reply.length = kBlock;
+  EXPECT_EQ(::ioctl(server.get(), VMCOH_IOC_REPLY, &reply), 0) << std::strerror(errno);
+  const ReadResult read = reader.get();
+  EXPECT_EQ(read.error, 0);
+  EXPECT_EQ(read.page, page);
+  EXPECT_EQ(::ioctl(server.get(), VMCOH_IOC_DETACH, &attach), 0) << std::strerror(errno);
+}
+
 TEST_F(BackingTest, ABackedObjectIsReadOnly) {
   const PageImage page = block_stamp(2, 9);
   errno = 0;
