@@ -154,7 +154,7 @@ static void server_detach(struct vmcoh_dev *dev, struct file *file,
 	WRITE_ONCE(backing->state, state);
 	WRITE_ONCE(backing->server, NULL);
 	receiver = backing->receiver;
-	backing->receiver = NULL;
+	WRITE_ONCE(backing->receiver, NULL);
 	backing->receivers = false;
 	xas_for_each(&xas, load, U32_MAX) {
 		/* XA_FLAGS_ALLOC1 keeps index 0 busy with a zero entry. */
@@ -333,10 +333,13 @@ static void server_note_receiver(struct vmcoh_backing *backing,
 
 	xa_lock(&backing->inflight);
 	if (backing->server == file && !backing->receivers) {
-		if (!backing->receiver)
-			swap(backing->receiver, pid);
-		else if (backing->receiver != pid)
+		if (!backing->receiver) {
+			/* Read locklessly by vmcoh_server_waits_on_itself(). */
+			WRITE_ONCE(backing->receiver, pid);
+			pid = NULL;
+		} else if (backing->receiver != pid) {
 			backing->receivers = true;
+		}
 	}
 	xa_unlock(&backing->inflight);
 	put_pid(pid);
