@@ -479,7 +479,7 @@ TEST_F(DeviceTest, AServerThatExitsIsGoneThoughItsChildStillHoldsTheFile) {
        info().backing == VMCOH_BACKING_SERVED && std::chrono::steady_clock::now() < deadline;) {
     std::this_thread::sleep_for(10ms);  // the child's last close orphans it, if not yet
   }
-  BackingServer(device_path(), 0);
+  { const BackingServer plain(device_path(), 0); }
   EXPECT_EQ(info().backing, std::uint64_t{VMCOH_BACKING_NONE});
 }
 
@@ -498,7 +498,7 @@ class AttachHoldTest : public DeviceTest {
     server_.reset();
     if (device_present() && info().backing != VMCOH_BACKING_NONE) {
       device::set_size(fd(), 0);
-      BackingServer(device_path(), 0);
+      const BackingServer plain(device_path(), 0);
     }
     DeviceTest::TearDown();
   }

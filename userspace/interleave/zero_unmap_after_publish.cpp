@@ -79,6 +79,9 @@ void run(Scene& s, bool a_read_first) {
                    load_page(st.b_map, kIndex), a_data);
 }
 
+void run_fault(Scene& s) { run(s, false); }
+void run_mkwrite(Scene& s) { run(s, true); }
+
 }  // namespace
 
 const Interleaving kZeroUnmapAfterPublishFault = {
@@ -88,7 +91,7 @@ const Interleaving kZeroUnmapAfterPublishFault = {
     true,
     "B read-faults a hole (zero page); A store-faults it (->fault), parks at FAULT_ALLOCATED; "
     "B pwrite()s the page and loads it through its mapping; A goes on; B's load must not be zeros",
-    [](Scene& s) { run(s, false); },
+    run_fault,
 };
 
 const Interleaving kZeroUnmapAfterPublishMkwrite = {
@@ -98,7 +101,7 @@ const Interleaving kZeroUnmapAfterPublishMkwrite = {
     true,
     "A and B read-fault a hole (zero page); A stores (->page_mkwrite), parks at FAULT_ALLOCATED; "
     "B pwrite()s the page and loads it through its mapping; A goes on; B's load must not be zeros",
-    [](Scene& s) { run(s, true); },
+    run_mkwrite,
 };
 
 }  // namespace vmcoh::interleave
