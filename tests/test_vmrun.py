@@ -101,9 +101,10 @@ KCSAN_CORE = """\
 KCSAN_MODULE = [line.replace("tick_nohz_idle_got_tick+0x1c/0x40",
                              "vmcoh_fault+0x1c/0x80 [vmcoh]") for line in KCSAN_CORE]
 KCSAN_DATA = ROOT / "tests" / "data" / "kcsan"
-# The two core-kernel races of issue 14 (tests/data/kcsan/README.md).
+# Core-kernel races seen on the kcsan kernel (tests/data/kcsan/README.md).
 KCSAN_SEEN = {name: (KCSAN_DATA / f"{name}.log").read_text().split("\n")
-              for name in ("poll-vs-server-submit", "rmap-vs-fault-around")}
+              for name in ("poll-vs-server-submit", "rmap-vs-fault-around",
+                           "hiwater-rss-vs-punch")}
 
 
 def test_kcsan_report_in_the_core_kernel_is_not_a_splat():
