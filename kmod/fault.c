@@ -98,14 +98,19 @@ static vm_fault_t fault_sigbus(struct vmcoh_dev *dev)
 }
 
 /*
- * The zero page may be mapped at @index by any VMA: remove it everywhere
- * before a block takes its place.  Called with @index's entry lock held,
- * so no fault can map the zero page here again meanwhile.
+ * If the zero page may be mapped at @index by any VMA (*@flags, the
+ * entry's, has VMCOH_ENTRY_ZERO), remove it everywhere before a block takes
+ * its place.  Called with @index's entry lock held, so no fault can map
+ * the zero page here again meanwhile.
  */
-static void fault_unmap_zero_page(struct vmcoh_dev *dev, pgoff_t index)
+static void fault_unmap_zero_page(struct vmcoh_dev *dev, pgoff_t index,
+				  unsigned long *flags)
 {
+	if (!(*flags & VMCOH_ENTRY_ZERO))
+		return;
 	unmap_mapping_pages(dev->mapping, index, 1, false);
 	vmcoh_count(dev, VMCOH_ZERO_PAGE_UPGRADES);
+	*flags &= ~VMCOH_ENTRY_ZERO;
 }
 
 /* Called with @index's entry lock held. */
@@ -142,18 +147,13 @@ static struct page *fault_alloc_block(struct vmcoh_dev *dev, pgoff_t index,
 	bool late = vmcoh_unsafe(VMCOH_UNSAFE_ZERO_UNMAP_AFTER_PUBLISH);
 	struct page *block;
 
-	if ((*flags & VMCOH_ENTRY_ZERO) && !late) {
-		fault_unmap_zero_page(dev, index);
-		*flags &= ~VMCOH_ENTRY_ZERO;
-	}
+	if (!late)
+		fault_unmap_zero_page(dev, index, flags);
 	block = fault_publish_block(dev, index);
 	if (IS_ERR(block))
 		return block;
 	vmcoh_hold_fault(dev, VMCOH_HOLD_FAULT_ALLOCATED, index);
-	if (*flags & VMCOH_ENTRY_ZERO) {
-		fault_unmap_zero_page(dev, index);
-		*flags &= ~VMCOH_ENTRY_ZERO;
-	}
+	fault_unmap_zero_page(dev, index, flags);	/* late: only now */
 	return block;
 }
 
@@ -440,12 +440,10 @@ retry:
 		}
 	}
 
-	if (!page) {
+	if (!page)
 		page = dev->zero_page;
-	} else if (flags & VMCOH_ENTRY_ZERO) {
-		fault_unmap_zero_page(dev, index);
-		flags &= ~VMCOH_ENTRY_ZERO;
-	}
+	else
+		fault_unmap_zero_page(dev, index, &flags);
 
 	vmcoh_hold_fault(dev, VMCOH_HOLD_FAULT_BEFORE_PTE, index);
 	ret = fault_install_pte(vmf, page);
@@ -523,18 +521,18 @@ static vm_fault_t vmcoh_page_mkwrite(struct vm_fault *vmf)
 		goto unlock;
 	}
 
+	/* Our own PTE maps the zero page, whatever the entry says. */
+	if (page == dev->zero_page)
+		flags |= VMCOH_ENTRY_ZERO;
 	if (page == dev->zero_page && vmcoh_backed(dev)) {
 		/*
 		 * A hole's zero page, mapped before a server attached (ATTACH
 		 * unmaps them all, but we may have found it first): the store
 		 * faults afresh in ->fault, which loads the server's block.
 		 */
-		fault_unmap_zero_page(dev, index);
-		flags &= ~VMCOH_ENTRY_ZERO;
+		fault_unmap_zero_page(dev, index, &flags);
 		ret = VM_FAULT_NOPAGE;
 	} else if (page == dev->zero_page) {
-		/* Our own PTE maps it, whatever the entry says. */
-		flags |= VMCOH_ENTRY_ZERO;
 		if (!block) {
 			block = fault_alloc_block(dev, index, &flags);
 			if (IS_ERR(block)) {
@@ -548,8 +546,7 @@ static vm_fault_t vmcoh_page_mkwrite(struct vm_fault *vmf)
 		 * the retried store write-faults once more and comes back
 		 * here with the block, which the core then makes writable.
 		 */
-		if (flags & VMCOH_ENTRY_ZERO)
-			fault_unmap_zero_page(dev, index);
+		fault_unmap_zero_page(dev, index, &flags);
 		flags = 0;
 		ret = fault_install_pte(vmf, block);
 	} else if (page != block) {

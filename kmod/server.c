@@ -480,6 +480,7 @@ static long server_reply(struct file *file, void __user *arg)
 	struct vmcoh_reply req;
 	struct vmcoh_req *r;
 	bool ok;
+	int err;
 
 	if (copy_from_user(&req, arg, sizeof(req)))
 		return -EFAULT;
@@ -508,10 +509,8 @@ static long server_reply(struct file *file, void __user *arg)
 
 	xa_lock(&backing->inflight);
 	if (backing->server != file) {
-		xa_unlock(&backing->inflight);
-		if (block)
-			vmcoh_block_free(dev, block);
-		return -EPERM;
+		err = -EPERM;
+		goto refused;
 	}
 	r = xa_load(&backing->inflight, req.id);
 	ok = !r || req.error ||
@@ -519,10 +518,8 @@ static long server_reply(struct file *file, void __user *arg)
 	/* Only what RECV delivered can be answered. */
 	if (!r || !list_empty(&r->queued) || !ok ||
 	    !server_take_locked(backing, r)) {
-		xa_unlock(&backing->inflight);
-		if (block)
-			vmcoh_block_free(dev, block);
-		return ok ? -ENOENT : -EINVAL;
+		err = ok ? -ENOENT : -EINVAL;
+		goto refused;
 	}
 	xa_unlock(&backing->inflight);
 
@@ -533,6 +530,12 @@ static long server_reply(struct file *file, void __user *arg)
 	}
 	vmcoh_load_finish(r, block, 0);
 	return 0;
+
+refused:
+	xa_unlock(&backing->inflight);
+	if (block)
+		vmcoh_block_free(dev, block);
+	return err;
 }
 
 /* INVALIDATE and DROP take a range of the object. */

@@ -422,7 +422,7 @@ static inline bool vmcoh_served(struct vmcoh_dev *dev)
 
 static inline bool vmcoh_writable(struct vmcoh_dev *dev)
 {
-	return READ_ONCE(dev->backing.state) == VMCOH_BACKING_SERVED &&
+	return vmcoh_served(dev) &&
 	       READ_ONCE(dev->backing.writable);
 }
 
