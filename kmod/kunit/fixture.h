@@ -24,7 +24,10 @@ struct vmcoh_test_dev {
 	struct address_space mapping;
 };
 
-/* Suite .init/.exit: test->priv is a struct vmcoh_dev of 16 pages. */
+/*
+ * Suite .init/.exit: test->priv is a struct vmcoh_dev of 16 pages.  With an
+ * unsafe protocol loaded (test_hooks=1 unsafe=...), every case is skipped.
+ */
 int vmcoh_test_dev_init(struct kunit *test);
 void vmcoh_test_dev_exit(struct kunit *test);
 

@@ -5,24 +5,13 @@
  * entry lock held on their range.  The fixture's address space has no
  * VMAs, so unmaps are counted but find nothing.
  *
- * With an unsafe protocol loaded (test_hooks=1 unsafe=...), these cases
- * are skipped: they check the safe order.
- *
  * Lock order: see vmcoh.h.  The test thread holds one entry lock while a
  * worker takes io_rwsem and waits for it, as a fault does against a punch.
  */
 
-#include "../hooks.h"
 #include "fixture.h"
 
 #define ZERO	VMCOH_ENTRY_ZERO
-
-static int invalidate_test_init(struct kunit *test)
-{
-	if (static_branch_unlikely(&vmcoh_test_hooks) && vmcoh_unsafe_variant)
-		kunit_skip(test, "an unsafe protocol is loaded");
-	return vmcoh_test_dev_init(test);
-}
 
 static long op_punch(struct vmcoh_test_worker *w)
 {
@@ -164,7 +153,7 @@ static struct kunit_case vmcoh_invalidate_cases[] = {
 
 static struct kunit_suite vmcoh_invalidate_suite = {
 	.name = "vmcoh_invalidate",
-	.init = invalidate_test_init,
+	.init = vmcoh_test_dev_init,
 	.exit = vmcoh_test_dev_exit,
 	.test_cases = vmcoh_invalidate_cases,
 };
