@@ -213,7 +213,8 @@ void vmcoh_load_finish(struct vmcoh_req *load, struct page *block, int err)
 			 * find the index gone; nobody else publishes blocks
 			 * of a backed object, so it cannot be taken.  If the
 			 * window has no range for it (-ENOSPC: the region's
-			 * was reclaimed, emptied, and taken), the waiters
+			 * was reclaimed, emptied, and taken), or its page may
+			 * still be written through a pin (-EBUSY), the waiters
 			 * load again, as after an invalidation.
 			 */
 			published = vmcoh_block_publish(dev, index, block,

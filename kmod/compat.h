@@ -55,6 +55,25 @@ static inline bool vmcoh_fault_holds_mmap_lock(struct vm_fault *vmf)
 }
 
 /*
+ * How many page-table entries map a page of @folio.  Later kernels (6.12)
+ * keep the count of a large folio in one field, folio_large_mapcount();
+ * 6.1 sums each page's in folio_mapcount(), which it does not export.
+ */
+static inline int vmcoh_folio_mapcount(struct folio *folio)
+{
+#ifdef VMCOH_HAVE_FOLIO_LARGE_MAPCOUNT
+	return folio_mapcount(folio);
+#else
+	long i, n = folio_nr_pages(folio);
+	int mapcount = 0;
+
+	for (i = 0; i < n; i++)
+		mapcount += page_mapcount(folio_page(folio, i));
+	return mapcount;
+#endif
+}
+
+/*
  * Can a range be mapped by one PMD?  ->huge_fault needs a DAX mapping
  * (FS_DAX), THP, and a CPU with large pages; and a PMD must map exactly one
  * range (VMCOH_RANGE_SIZE), which it does not with arm64's 16K or 64K pages

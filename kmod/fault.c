@@ -52,7 +52,9 @@
  *
  * Backed objects add two waits, each taken with the entry lock let go: for
  * a load in flight (backing.c), and for a DROP of the index's range
- * (writeback.c), which itself waits for entry locks.  ->page_mkwrite of a
+ * (writeback.c), which itself waits for entry locks.  A window adds two
+ * more, the same way: for a free range, and for a pin of the page's old
+ * block to go (window.c, "Pins") before the page backs the index again.  ->page_mkwrite of a
  * backed object marks the block dirty under the entry lock, so writeback,
  * which clears the mark and write-protects under the same lock, sees every
  * store.
@@ -260,6 +262,7 @@ enum fault_wait_for {
 	FAULT_WAIT_LOAD,	/* the load of its block */
 	FAULT_WAIT_DROP,	/* the end of a DROP of its index */
 	FAULT_WAIT_RANGE,	/* a free range of the window */
+	FAULT_WAIT_PIN,		/* a pin of its page's old block to go */
 };
 
 /*
@@ -311,6 +314,9 @@ static vm_fault_t fault_wait(struct vm_fault *vmf, struct vmcoh_dev *dev,
 	case FAULT_WAIT_DROP:
 		err = vmcoh_drop_wait(dev, vmf->pgoff);
 		break;
+	case FAULT_WAIT_PIN:
+		err = vmcoh_window_wait_unpinned(dev, vmf->pgoff);
+		break;
 	default:
 		err = vmcoh_window_wait(dev);
 		break;
@@ -330,17 +336,22 @@ static vm_fault_t fault_wait(struct vm_fault *vmf, struct vmcoh_dev *dev,
  * range of the window before its block is loaded.  Never reclaim here: the
  * reclaim takes io_rwsem and waits for entry locks, and an invalidation
  * holding io_rwsem may be waiting for ours.  unsafe=reclaim_in_fault does,
- * as fuse DAX once did (the 2020 seed), and deadlocks with it.  Return
- * false if the caller must let go of its entry lock and wait.
+ * as fuse DAX once did (the 2020 seed), and deadlocks with it.  Return 0,
+ * or what the caller must let go of its entry lock and wait for: a free
+ * range, or a pin of the page's old block (-EBUSY).
  */
-static bool fault_reserve_range(struct vmcoh_dev *dev, pgoff_t index)
+static int fault_reserve_range(struct vmcoh_dev *dev, pgoff_t index)
 {
-	if (!vmcoh_window_enabled(dev) || !vmcoh_window_reserve(dev, index))
-		return true;
-	if (!vmcoh_unsafe(VMCOH_UNSAFE_RECLAIM_IN_FAULT))
-		return false;
+	int err;
+
+	if (!vmcoh_window_enabled(dev))
+		return 0;
+	err = vmcoh_window_reserve(dev, index);
+	if (!err || err == -EBUSY ||
+	    !vmcoh_unsafe(VMCOH_UNSAFE_RECLAIM_IN_FAULT))
+		return err;
 	vmcoh_window_reclaim_in_fault(dev, index);
-	return !vmcoh_window_reserve(dev, index);
+	return vmcoh_window_reserve(dev, index);
 }
 
 /*
@@ -416,9 +427,12 @@ retry:
 
 	/* Not resident in a backed object: our lock becomes the load. */
 	if (!page && vmcoh_backed(dev)) {
-		if (!fault_reserve_range(dev, index)) {
+		err = fault_reserve_range(dev, index);
+		if (err) {
 			vmcoh_entry_unlock(&dev->entries, index, flags);
-			ret = fault_wait(vmf, dev, FAULT_WAIT_RANGE, NULL, &again);
+			ret = fault_wait(vmf, dev, err == -EBUSY ?
+					 FAULT_WAIT_PIN : FAULT_WAIT_RANGE,
+					 NULL, &again);
 			goto out;
 		}
 		load = vmcoh_load_start(dev, index, flags);
@@ -433,6 +447,11 @@ retry:
 	/* A private store copies whatever we map: it never allocates. */
 	if (!page && store) {
 		page = fault_alloc_block(dev, index, &flags);
+		if (page == ERR_PTR(-EBUSY)) {
+			vmcoh_entry_unlock(&dev->entries, index, flags);
+			ret = fault_wait(vmf, dev, FAULT_WAIT_PIN, NULL, &again);
+			goto out;
+		}
 		if (IS_ERR(page)) {
 			ret = PTR_ERR(page) == -ENOMEM ? VM_FAULT_OOM :
 							 fault_sigbus(dev);
@@ -535,6 +554,12 @@ static vm_fault_t vmcoh_page_mkwrite(struct vm_fault *vmf)
 	} else if (page == dev->zero_page) {
 		if (!block) {
 			block = fault_alloc_block(dev, index, &flags);
+			if (block == ERR_PTR(-EBUSY)) {
+				/* ->fault waits for the pin, without mmap_lock. */
+				fault_unmap_zero_page(dev, index, &flags);
+				ret = VM_FAULT_NOPAGE;
+				goto unlock;
+			}
 			if (IS_ERR(block)) {
 				ret = PTR_ERR(block) == -ENOMEM ?
 					VM_FAULT_OOM : fault_sigbus(dev);

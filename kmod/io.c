@@ -130,6 +130,11 @@ static int io_block(struct vmcoh_dev *dev, struct kiocb *iocb, pgoff_t index,
 		err = vmcoh_window_reclaim_inline(dev, index);
 		return err ? err : io_lock(dev, iocb, write) ?: 1;
 	}
+	/* The page's old block may be written through a pin (window.c). */
+	if (err == -EBUSY) {
+		err = vmcoh_window_wait_unpinned(dev, index);
+		return err ? err : io_lock(dev, iocb, write) ?: 1;
+	}
 	return err;
 }
 
@@ -212,6 +217,8 @@ static ssize_t write_fill_hole(struct vmcoh_dev *dev, pgoff_t index,
 	}
 	block = vmcoh_block_publish(dev, index, new, &ours);
 	if (IS_ERR(block)) {
+		/* Not written: the caller may try again (-EBUSY). */
+		iov_iter_revert(from, copied);
 		vmcoh_block_free(dev, new);
 		return PTR_ERR(block);
 	}
@@ -297,6 +304,18 @@ ssize_t vmcoh_write_iter(struct kiocb *iocb, struct iov_iter *from)
 		} else {
 			copied = write_fill_hole(dev, index, off, len, from,
 						 &filled);
+		}
+		if (copied == -EBUSY) {
+			/* As in io_block(): wait for the pin, holding nothing. */
+			write_invalidate_filled(dev, &fill_first, &fill_last);
+			io_unlock(dev, true);
+			err = iocb->ki_flags & IOCB_NOWAIT ? -EAGAIN :
+			      vmcoh_window_wait_unpinned(dev, index) ?:
+			      io_lock(dev, iocb, true);
+			if (err)
+				goto unlocked;
+			err = write_check(dev, pos, from);
+			continue;
 		}
 		if (copied < 0) {
 			err = copied;

@@ -118,6 +118,7 @@ enum vmcoh_counter {
 	VMCOH_RECLAIMS_FAILED,
 	VMCOH_RANGE_WAITS,
 	VMCOH_RANGE_WAIT_TIMEOUTS,
+	VMCOH_PIN_WAITS,
 	VMCOH_PMD_MAPS,
 	VMCOH_PMD_FALLBACKS,
 	VMCOH_PMD_DOWNGRADES,
@@ -203,8 +204,13 @@ struct vmcoh_window_range {
 	unsigned int nr_blocks;		/* published blocks of the region */
 	bool reclaiming;
 	struct list_head lru;		/* window.free, or window.busy */
-	/* Blocks out of the map, not yet freed (io_rwsem exclusive). */
+	/*
+	 * Blocks out of the map, not yet freed: set under blocks.xa_lock,
+	 * cleared under the window's lock, both with io_rwsem exclusive.
+	 */
 	DECLARE_BITMAP(freeing, VMCOH_RANGE_PAGES);
+	/* Freed while the range was pinned (window's lock), see window.c. */
+	DECLARE_BITMAP(pinned, VMCOH_RANGE_PAGES);
 	struct vmcoh_window_range *freeing_next;	/* on a vmcoh_block_list */
 };
 
@@ -524,6 +530,7 @@ void vmcoh_window_blocks_free(struct vmcoh_dev *dev,
 int vmcoh_window_reclaim_inline(struct vmcoh_dev *dev, pgoff_t index);
 int vmcoh_window_reclaim_in_fault(struct vmcoh_dev *dev, pgoff_t index);
 int vmcoh_window_wait(struct vmcoh_dev *dev);
+int vmcoh_window_wait_unpinned(struct vmcoh_dev *dev, pgoff_t index);
 void vmcoh_window_read_stats(struct vmcoh_dev *dev,
 			     struct vmcoh_window_stats *stats);
 

@@ -31,8 +31,29 @@
  * punch, shrink or invalidation freed its last block, or after a reclaim.
  * A pinned range stays with its region, empty, until a later reclaim finds
  * it idle (tasks waiting for a range ask for one every second): a pin
- * never reaches memory another region uses.  It may see its index's newer
- * contents, once the index is written again.
+ * never reaches memory another region uses.
+ *
+ * Pins.  A GUP reference (O_DIRECT, process_vm_writev(), vmsplice; the
+ * core refuses io_uring's long-term pins of our mappings: io_uring itself
+ * on 6.1, GUP on 6.12, which keeps FOLL_LONGTERM writes away from
+ * mappings with ->page_mkwrite) holds a page, not a block.  In the page
+ * cache, or in an object without a window, the block a punch frees goes
+ * with the pin, and a store through the pin lands in memory nobody reads.
+ * Here the index's next block is the same page, so such a store would land
+ * on data written after the punch returned.  So a page is not published
+ * again while its old block may still be written through a pin, as
+ * fs/dax.c's truncation waits for pinned pages (dax_layout_busy_page()):
+ * a publication, or a reservation for a load, of an index whose block is
+ * being freed, or was freed while the range was pinned (range->pinned),
+ * fails with -EBUSY while the range is pinned, and its caller waits,
+ * holding nothing (vmcoh_window_wait_unpinned()).  Pinned means referenced
+ * beyond the pool's reference and one per page-table mapping
+ * (range_pinned()); refcounts are the compound page's, so a pin of any of
+ * its pages counts, as do a STORE in flight and a fault between its
+ * get_page() and its rmap: the wait is conservative, and short but for
+ * pins.  A pin taken after the check, through a PTE the invalidation has
+ * not unmapped yet, writes the index's new block, as a store through that
+ * PTE does (see above).
  *
  * Reclaiming a range of a backed object is a DROP of its region
  * (writeback.c): faults and I/O on the region wait, dirty blocks are
@@ -74,6 +95,7 @@
 #include <linux/slab.h>
 #include <linux/workqueue.h>
 
+#include "compat.h"
 #include "hooks.h"
 #include "vmcoh.h"
 
@@ -108,6 +130,37 @@ static bool range_idle(struct vmcoh_window_range *range)
 	return page_count(range->head) == 1;
 }
 
+/*
+ * Referenced beyond the pool's reference and the one of each page-table
+ * entry that maps a page of it: a GUP pin, a STORE in flight, or a
+ * mapping on its way in or out.  PMDs hold neither a reference nor a
+ * mapcount.
+ */
+static bool range_pinned(struct vmcoh_window_range *range)
+{
+	struct folio *folio = page_folio(range->head);
+
+	return folio_ref_count(folio) - 1 > vmcoh_folio_mapcount(folio);
+}
+
+/*
+ * May the page of @index back it again?  Not while the range is pinned,
+ * if the index's block is being freed, or was freed while it was pinned.
+ * Called with the window's lock held.
+ */
+static bool range_slot_unpinned(struct vmcoh_window_range *range,
+				pgoff_t index)
+{
+	unsigned int slot = index & (VMCOH_RANGE_PAGES - 1);
+
+	if (!test_bit(slot, range->pinned) && !test_bit(slot, range->freeing))
+		return true;
+	if (range_pinned(range))
+		return false;
+	__clear_bit(slot, range->pinned);
+	return true;
+}
+
 static void window_wake(struct vmcoh_window *w)
 {
 	wake_up_all(&w->free_wait);
@@ -124,6 +177,7 @@ static bool range_release_locked(struct vmcoh_window *w,
 	if (range->nr_blocks || range->reclaiming || !range_idle(range))
 		return false;
 	__xa_erase(&w->regions, range->region);
+	bitmap_zero(range->pinned, VMCOH_RANGE_PAGES);	/* idle: unpinned */
 	list_move(&range->lru, &w->free);
 	WRITE_ONCE(w->nr_free, w->nr_free + 1);
 	WRITE_ONCE(w->released, w->released + 1);
@@ -205,8 +259,10 @@ static void window_kick(struct vmcoh_dev *dev)
 }
 
 /*
- * The range of @index's region, or a free one taken for it.  Return it,
- * NULL if the pool has none, or an ERR_PTR(-ENOMEM).
+ * The range of @index's region, or a free one taken for it, whose page for
+ * @index may back it (see "Pins" above).  Return it, NULL if the pool has
+ * none, ERR_PTR(-EBUSY) if the page may still be written through a pin,
+ * or ERR_PTR(-ENOMEM).
  */
 static struct vmcoh_window_range *
 window_get(struct vmcoh_dev *dev, pgoff_t index, bool publish)
@@ -215,15 +271,19 @@ window_get(struct vmcoh_dev *dev, pgoff_t index, bool publish)
 	XA_STATE(xas, &w->regions, range_region(index));
 	struct vmcoh_window_range *range;
 	struct page *spare = NULL;
-	bool no_memory;
+	bool no_memory, pinned;
 
 	for (;;) {
 		xas_lock(&xas);
 		range = range_get_locked(w, &xas, &spare);
-		if (range && publish)
+		pinned = range && !range_slot_unpinned(range, index);
+		if (pinned)
+			range = NULL;
+		else if (range && publish)
 			range->nr_blocks++;
 		/* Only free ranges without memory: bring some along. */
-		no_memory = !range && !xas_error(&xas) && w->nr_free && !spare;
+		no_memory = !range && !pinned && !xas_error(&xas) &&
+			    w->nr_free && !spare;
 		xas_unlock(&xas);
 		if (xas_nomem(&xas, GFP_KERNEL))
 			continue;
@@ -238,7 +298,7 @@ window_get(struct vmcoh_dev *dev, pgoff_t index, bool publish)
 	window_kick(dev);
 	if (xas_error(&xas))
 		return ERR_PTR(xas_error(&xas));
-	return range;
+	return pinned ? ERR_PTR(-EBUSY) : range;
 }
 
 /**
@@ -250,7 +310,8 @@ window_get(struct vmcoh_dev *dev, pgoff_t index, bool publish)
  * may be reclaimed before it is; the load is then cancelled with it.
  *
  * Return: 0; -ENOSPC if the pool has no free range (the worker has been
- * asked for one); -ENOMEM.
+ * asked for one); -EBUSY if the index's page may still be written through
+ * a pin (vmcoh_window_wait_unpinned()); -ENOMEM.
  */
 int vmcoh_window_reserve(struct vmcoh_dev *dev, pgoff_t index)
 {
@@ -271,7 +332,8 @@ int vmcoh_window_reserve(struct vmcoh_dev *dev, pgoff_t index)
  * As vmcoh_block_publish(), whose window half this is.
  *
  * Return: the block of @index; ERR_PTR(-ENOSPC) if the pool has no free
- * range, -ENXIO beyond EOF, or -ENOMEM.
+ * range, -EBUSY if the page may still be written through a pin, -ENXIO
+ * beyond EOF, or -ENOMEM.
  */
 struct page *vmcoh_window_publish(struct vmcoh_dev *dev, pgoff_t index,
 				  struct page *src, bool *ours)
@@ -320,7 +382,8 @@ void vmcoh_window_block_removed(struct vmcoh_dev *dev, pgoff_t index,
 
 	if (WARN_ON_ONCE(!range))
 		return;
-	__set_bit(index & (VMCOH_RANGE_PAGES - 1), range->freeing);
+	/* Atomic: window_get() reads it under the window's lock only. */
+	set_bit(index & (VMCOH_RANGE_PAGES - 1), range->freeing);
 	if (!range->freeing_next) {
 		range->freeing_next = list->ranges ?: range;
 		list->ranges = range;
@@ -330,7 +393,9 @@ void vmcoh_window_block_removed(struct vmcoh_dev *dev, pgoff_t index,
 
 /*
  * Free the blocks of @list's ranges: count them out, and give back ranges
- * left without any.  Their pages are not touched (see above).
+ * left without any.  Their pages are not touched (see above).  Called
+ * after the invalidation's unmap: a range still referenced beyond its
+ * mappings now is pinned, and its freed pages are marked so.
  */
 void vmcoh_window_blocks_free(struct vmcoh_dev *dev,
 			      struct vmcoh_block_list *list)
@@ -344,11 +409,14 @@ void vmcoh_window_blocks_free(struct vmcoh_dev *dev,
 		next = range->freeing_next == range ? NULL :
 						      range->freeing_next;
 		range->freeing_next = NULL;
+		xa_lock(&w->regions);
 		n = bitmap_weight(range->freeing, VMCOH_RANGE_PAGES);
+		if (range_pinned(range))
+			bitmap_or(range->pinned, range->pinned, range->freeing,
+				  VMCOH_RANGE_PAGES);
 		bitmap_zero(range->freeing, VMCOH_RANGE_PAGES);
 		atomic_long_sub(n, &dev->map.nr_blocks);
 		vmcoh_count_add(dev, VMCOH_BLOCKS_FREED, n);
-		xa_lock(&w->regions);
 		range->nr_blocks -= n;
 		freed |= range_release_locked(w, range);
 		xa_unlock(&w->regions);
@@ -545,6 +613,50 @@ int vmcoh_window_wait(struct vmcoh_dev *dev)
 	return 0;
 }
 
+/* How often a task waiting for a pin to go looks again: nothing tells us. */
+#define WINDOW_PIN_POLL_MS	10
+/* How long the task that alone serves waits, for what may be its STORE. */
+#define WINDOW_PIN_SERVER_MS	200
+
+/**
+ * vmcoh_window_wait_unpinned - wait until the page of @index may back it
+ * @dev: the device, with a window
+ * @index: an index whose publication or reservation failed with -EBUSY
+ *
+ * The caller holds no entry lock and not io_rwsem.  A pin's holder does not
+ * tell us when it lets go, so this looks again every WINDOW_PIN_POLL_MS,
+ * for as long as the pin lasts: as truncation of a DAX file waits for a
+ * pinned page.  The range may change hands meanwhile; the caller retries.
+ *
+ * Return: 0 to try again; -EINTR on a fatal signal; -EDEADLK after
+ * WINDOW_PIN_SERVER_MS if current alone receives the server's requests,
+ * since the reference may be a STORE in flight that only it would answer.
+ */
+int vmcoh_window_wait_unpinned(struct vmcoh_dev *dev, pgoff_t index)
+{
+	struct vmcoh_window *w = &dev->window;
+	unsigned long since = jiffies;
+	struct vmcoh_window_range *range;
+	bool unpinned;
+
+	vmcoh_count(dev, VMCOH_PIN_WAITS);
+	for (;;) {
+		xa_lock(&w->regions);
+		range = xa_load(&w->regions, range_region(index));
+		unpinned = !range || range_slot_unpinned(range, index);
+		xa_unlock(&w->regions);
+		if (unpinned)
+			return 0;
+		if (vmcoh_server_waits_on_itself(dev) &&
+		    time_after(jiffies, since +
+			       msecs_to_jiffies(WINDOW_PIN_SERVER_MS)))
+			return -EDEADLK;
+		schedule_timeout_killable(msecs_to_jiffies(WINDOW_PIN_POLL_MS));
+		if (fatal_signal_pending(current))
+			return -EINTR;
+	}
+}
+
 /* Free ranges whose memory the pool could give back, beyond the reserve. */
 static unsigned long window_spare_ranges(struct vmcoh_window *w)
 {
@@ -717,6 +829,7 @@ void vmcoh_window_read_stats(struct vmcoh_dev *dev,
 	stats->range_waits = vmcoh_counter_read(dev, VMCOH_RANGE_WAITS);
 	stats->range_wait_timeouts =
 		vmcoh_counter_read(dev, VMCOH_RANGE_WAIT_TIMEOUTS);
+	stats->pin_waits = vmcoh_counter_read(dev, VMCOH_PIN_WAITS);
 	stats->pmd_maps = vmcoh_counter_read(dev, VMCOH_PMD_MAPS);
 	stats->pmd_fallbacks = vmcoh_counter_read(dev, VMCOH_PMD_FALLBACKS);
 	stats->pmd_downgrades = vmcoh_counter_read(dev, VMCOH_PMD_DOWNGRADES);

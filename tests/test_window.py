@@ -4,9 +4,10 @@ tests/guest/window.sh runs the scenarios of the virtiofs DAX seed
 (tests/gtest/device_window_test.cpp) with window_mb=4 - two ranges, for an
 object four times that: mapped reads, writes that reclaim inline, stores
 that survive the reclaim of their range, the shrinker, an object without a
-server, exhaustion under writer threads and reader processes, and the
-exact interleaving in which a fault that reclaimed inline would deadlock
-with an INVALIDATE.
+server, exhaustion under writer threads and reader processes, the exact
+interleaving in which a fault that reclaimed inline would deadlock with an
+INVALIDATE, and stores through GUP pins of a block that was punched or
+invalidated, which must not land on the index's next block (the same page).
 
 The 2 MiB scenarios (tests/gtest/device_pmd_test.cpp) run first, in the
 same module load: a fully resident region mapped by one PMD, GUP through it, stores through it, the downgrade by a
@@ -41,6 +42,12 @@ SCENARIOS = {
     "StressWritersAndReaderProcessesOverFourTimesTheWindow",
     "AFaultWaitingForARangeDoesNotHoldItsEntry",
     "WindowWithoutAServerFillsThenGivesENOSPCUntilPunched",
+    # GUP references to a freed block's page (issue 14, item 3).
+    "WindowAnODirectReadLandsInTheMappedBlocks",
+    "WindowAPinTakenBeforeAPunchDoesNotOverwriteALaterWrite",
+    "WindowAPinTakenBeforeAPunchDoesNotOverwriteALaterStore",
+    "WindowASplicedPageKeepsWhatTheBlockHeld",
+    "AStoreThroughAPinDoesNotLandOnTheBlockReloadedAfterAnInvalidate",
 }
 PMD_SCENARIOS = {
     "ReadsOfAResidentRegionMapItWithOnePmd",

@@ -267,7 +267,8 @@ struct vmcoh_hold {
  * reclaim's STOREs.  While one task alone has ever RECVed for the server,
  * such a wait of that task fails at once - -EDEADLK for read(2) and
  * write(2), SIGBUS for a fault - instead of after load_timeout_ms, or
- * never with 0.
+ * never with 0.  Its wait for a pin (see "Pins in a window") fails so
+ * after 200 ms, since the reference may be a STORE in flight.
  */
 #define VMCOH_REQ_LOAD			1	/* send the block at offset */
 #define VMCOH_REQ_STORE			2	/* keep these contents of it */
@@ -333,6 +334,17 @@ struct vmcoh_backing_stats {
  * its writes fail with -ENOSPC and its write faults with SIGBUS, as at the
  * max_mb cap.
  *
+ * Pins in a window.  Since block i is always page i of its range, a page
+ * that GUP holds (O_DIRECT, process_vm_writev(), vmsplice) when its block
+ * is punched, truncated, invalidated or reclaimed does not back the index
+ * again until the reference goes: the write(2), store or load that would
+ * put the index's next block there waits for it (killable; pin_waits counts
+ * the waits), as truncation of a DAX file waits for pinned pages.  So a
+ * store through such a pin never lands on data written after the punch.
+ * Without a window the punched block's page simply goes with the pin.
+ * Long-term pins (io_uring fixed buffers) of a mapping are refused by the
+ * kernel, by io_uring on 6.1 and by GUP on 6.12.
+ *
  * 2 MiB mappings (VMCOH_FEATURE_PMD: a window, module parameter pmd=1, and
  * a kernel with FS_DAX and THP): a shared mapping of a fully
  * resident aligned region, whose 2 MiB of addresses it covers, aligned,
@@ -360,7 +372,8 @@ struct vmcoh_window_stats {
 	__u64 pmd_maps;			/* regions mapped by one PMD */
 	__u64 pmd_fallbacks;		/* 2 MiB faults left to PTEs */
 	__u64 pmd_downgrades;		/* 2 MiB entries unmapped for a PTE */
-	__u64 reserved[2];
+	__u64 pin_waits;		/* waits for a pin of a freed block */
+	__u64 reserved[1];
 };
 
 #define VMCOH_IOC_MAGIC		0xC7

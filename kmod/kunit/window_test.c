@@ -185,6 +185,37 @@ static void window_republished_block_survives_the_old_free(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, test_stats(dev).ranges_busy, 1ULL);
 }
 
+/*
+ * A page whose block was freed while the range was pinned is not published
+ * again until the pin goes (window.c, "Pins"); other pages of the range
+ * are.  The same while the block is being freed: the pin is seen then too.
+ */
+static void window_pinned_page_waits_for_the_pin(struct kunit *test)
+{
+	struct vmcoh_dev *dev = test->priv;
+	struct vmcoh_block_list list = { };
+	struct page *block = test_publish(test, 5, 0x88);
+
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, block);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, test_publish(test, 6, 0x89));
+	get_page(block);		/* as GUP does */
+	test_remove(dev, 5, 5, &list);
+	KUNIT_EXPECT_PTR_EQ(test, test_publish(test, 5, 0x99),
+			    ERR_PTR(-EBUSY));
+	test_free(dev, &list);
+	KUNIT_EXPECT_PTR_EQ(test, test_publish(test, 5, 0x99),
+			    ERR_PTR(-EBUSY));
+	KUNIT_EXPECT_EQ(test, vmcoh_window_reserve(dev, 5), -EBUSY);
+	KUNIT_EXPECT_EQ(test, vmcoh_window_reserve(dev, 7), 0);
+	KUNIT_EXPECT_EQ(test, first_byte(block), 0x88);
+
+	put_page(block);
+	KUNIT_EXPECT_EQ(test, vmcoh_window_wait_unpinned(dev, 5), 0);
+	KUNIT_EXPECT_PTR_EQ(test, test_publish(test, 5, 0x99), block);
+	KUNIT_EXPECT_EQ(test, first_byte(block), 0x99);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&dev->map.nr_blocks), 2L);
+}
+
 /* Two publishers of one index: the second finds the first's contents. */
 static void window_second_publisher_finds_the_first(struct kunit *test)
 {
@@ -254,6 +285,7 @@ static struct kunit_case vmcoh_window_cases[] = {
 	KUNIT_CASE(window_full_then_freed_by_removal),
 	KUNIT_CASE(window_pinned_range_is_kept_until_idle),
 	KUNIT_CASE(window_republished_block_survives_the_old_free),
+	KUNIT_CASE(window_pinned_page_waits_for_the_pin),
 	KUNIT_CASE(window_second_publisher_finds_the_first),
 	KUNIT_CASE(window_waiter_asks_again_once_a_pin_goes),
 	{}

@@ -37,6 +37,7 @@
 #include <vmcoh/test_hooks.hpp>
 
 #include "backing_fixture.hpp"
+#include "stuck_page.hpp"
 
 namespace vmcoh::test {
 namespace {
@@ -367,45 +368,6 @@ TEST_F(BackingTest, ALoadTheServerLeavesUnansweredTimesOut) {
   server().release(17);
   EXPECT_EQ(server().stale_replies(), 1U) << "a late answer is refused with ENOENT";
 }
-
-// A page of memory whose first read blocks until resolve(): userfaultfd, missing mode.
-class StuckPage {
- public:
-  StuckPage()
-      : uffd_(static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC))),
-        page_(Mapping::map(kBlock, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1)) {
-    if (!uffd_) return;
-    uffdio_api api{};
-    api.api = UFFD_API;
-    uffdio_register reg{};
-    reg.range.start = reinterpret_cast<std::uintptr_t>(page_.data());
-    reg.range.len = kBlock;
-    reg.mode = UFFDIO_REGISTER_MODE_MISSING;
-    if (::ioctl(uffd_.get(), UFFDIO_API, &api) != 0 ||
-        ::ioctl(uffd_.get(), UFFDIO_REGISTER, &reg) != 0) {
-      uffd_.reset();
-    }
-  }
-  [[nodiscard]] bool usable() const noexcept { return uffd_.valid(); }
-  [[nodiscard]] std::byte* data() const noexcept { return page_.data(); }
-  // True once something is stuck reading the page (within `timeout`).
-  [[nodiscard]] bool wait_stuck(std::chrono::milliseconds timeout) const {
-    pollfd p{uffd_.get(), POLLIN, 0};
-    return ::poll(&p, 1, static_cast<int>(timeout.count())) == 1;
-  }
-  // Fills the page with `page`: whoever was stuck goes on.
-  void resolve(const PageImage& page) {
-    uffdio_copy copy{};
-    copy.dst = reinterpret_cast<std::uintptr_t>(page_.data());
-    copy.src = reinterpret_cast<std::uintptr_t>(page.bytes());
-    copy.len = kBlock;
-    if (::ioctl(uffd_.get(), UFFDIO_COPY, &copy) != 0) throw_errno("UFFDIO_COPY");
-  }
-
- private:
-  Fd uffd_;
-  Mapping page_;
-};
 
 // REPLY copies a LOAD's answer from the server's memory.  A copy that blocks - the buffer faults
 // on userfaultfd, or on a mapping of the object whose load waits - must not keep the load from

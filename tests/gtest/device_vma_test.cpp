@@ -1,7 +1,11 @@
 // What the device's mappings are to the rest of mm/: flags a core dump, mlock or khugepaged go by.
+#include <liburing.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -46,6 +50,31 @@ TEST_F(VmaTest, MappingsAreLeftOutOfCoreDumps) {
     EXPECT_NE((vm_flags + " ").find(" dd "), std::string::npos)
         << (flags == MAP_SHARED ? "MAP_SHARED: " : "MAP_PRIVATE: ") << vm_flags;
   }
+}
+
+// A long-term pin of a block would hold its page for as long as the pin lasts, and the window
+// (window.c, "Pins") makes whoever writes the index next wait that long.  No long-term pin
+// reaches our pages through io_uring's fixed buffers: 6.1's io_uring refuses file-backed VMAs
+// other than shmem and hugetlbfs (io_uring/rsrc.c, -EOPNOTSUPP), and 6.12's GUP refuses a
+// writable FOLL_LONGTERM pin of a shared mapping that needs write notification
+// (writable_file_mapping_allowed() in mm/gup.c, -EFAULT); a read-only one cannot take io_uring's
+// FOLL_WRITE pin (-EFAULT).  If a kernel ever allows it, this fails, and the pin wait must be
+// thought about again (issue 14, item 3).
+TEST_F(VmaTest, IoUringCannotRegisterAMappingAsAFixedBuffer) {
+  io_uring ring{};
+  const int rc = io_uring_queue_init(4, &ring, 0);
+  if (rc < 0) GTEST_SKIP() << "no io_uring here: " << std::strerror(-rc);
+  for (const int prot : {PROT_READ | PROT_WRITE, PROT_READ}) {
+    const Mapping map = this->map(prot, MAP_SHARED);
+    const iovec buffer{map.data(), kBlock};
+    const int err = io_uring_register_buffers(&ring, &buffer, 1);
+    EXPECT_TRUE(err == -EOPNOTSUPP || err == -EFAULT)
+        << (prot & PROT_WRITE ? "PROT_READ | PROT_WRITE" : "PROT_READ")
+        << ": io_uring_register_buffers() said " << err
+        << (err == 0 ? " (registered: a long-term pin of our page)" : "");
+    if (err == 0) io_uring_unregister_buffers(&ring);
+  }
+  io_uring_queue_exit(&ring);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,6 +40,7 @@
 #include <vmcoh/test_hooks.hpp>
 
 #include "backing_fixture.hpp"
+#include "stuck_page.hpp"
 
 namespace vmcoh::test {
 namespace {
@@ -384,6 +386,33 @@ TEST_F(WindowHoldTest, AFaultWaitingForARangeDoesNotHoldItsEntry) {
   EXPECT_GT(window().range_waits, 0U);
 }
 
+// The backed case of the pins (issue 14, item 3): a store through a pin taken before the server's
+// INVALIDATE must not land on the block loaded after it, where nothing would mark it dirty.  The
+// load waits for the pin to go before its answer takes the page.
+TEST_F(WindowTest, AStoreThroughAPinDoesNotLandOnTheBlockReloadedAfterAnInvalidate) {
+  StuckPage source;
+  if (!source.usable()) GTEST_SKIP() << "no userfaultfd here";
+  const Mapping shared = map_all(PROT_READ | PROT_WRITE);
+  ASSERT_EQ(read_block(fd(), 1).page, block_stamp(1, 1));
+  const vmcoh_window_stats before = window();
+  auto pin = std::async(std::launch::async, [&] {
+    const iovec local{source.data(), kBlock};
+    const iovec remote{shared.data() + kBlock, kBlock};
+    return ::process_vm_writev(::getpid(), &local, 1, &remote, 1, 0);
+  });
+  ASSERT_TRUE(source.wait_stuck(5s)) << "process_vm_writev() never started its copy";
+  server().set_block(1, block_stamp(1, 2));
+  server().invalidate(1);
+  auto reader = std::async(std::launch::async, [&] { return read_block(fd(), 1); });
+  static_cast<void>(reader.wait_for(1s));
+  source.resolve(block_stamp(1, 3));
+  EXPECT_EQ(pin.get(), static_cast<ssize_t>(kBlock)) << std::strerror(errno);
+  EXPECT_EQ(reader.get().page, block_stamp(1, 2));
+  EXPECT_EQ(pread_block(fd(), 1), block_stamp(1, 2))
+      << "a store through a pin taken before the INVALIDATE landed on the block loaded after it";
+  EXPECT_GT(window().pin_waits, before.pin_waits) << "the load never waited for the pin";
+}
+
 // A plain object (no server) in a window: its blocks cannot be given back, so once every range
 // is owned, writes into a new region fail with ENOSPC and stores with SIGBUS; punching a
 // region's blocks returns its range to the pool.
@@ -416,6 +445,158 @@ TEST_F(DeviceTest, WindowWithoutAServerFillsThenGivesENOSPCUntilPunched) {
       << std::strerror(errno);
   EXPECT_EQ(pread_block(fd(), last_region), page);
   EXPECT_EQ(pread_block(fd(), 0), PageImage{}) << "the punched block is not a hole";
+}
+
+// A store through a GUP pin taken before a punch must not land on what is written at the index
+// after the punch (issue 14, item 3).  process_vm_writev() pins the page of block 1, then stops
+// inside its copy, reading a source page held by userfaultfd; meanwhile the block is punched and
+// written again with write(2), and only then does the copy go on.  Without a window the punched
+// block's page is freed once the pin lets go, and write(2) fills a new one.  In a window, block
+// i is always page i of its region's range, so the module must not publish the index again into
+// that page while a pin may write it: the punch, or the write(2), waits for the pin instead, as
+// truncation waits for pinned pages in fs/dax.c (dax_layout_busy_page()).
+enum class Rewrite { write, store };
+
+void expect_a_pin_taken_before_a_punch_does_not_overwrite_a_later_write(int fd, Rewrite how) {
+  StuckPage source;
+  if (!source.usable()) GTEST_SKIP() << "no userfaultfd here";
+  device::set_size(fd, 4 * kBlock);
+  const PageImage before = block_stamp(1, 1);
+  const PageImage after = block_stamp(1, 2);
+  const PageImage pinned = block_stamp(1, 3);
+  ASSERT_EQ(::pwrite(fd, before.bytes(), kBlock, kBlock), static_cast<ssize_t>(kBlock));
+  const Mapping shared = Mapping::map(4 * kBlock, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
+
+  auto pin = std::async(std::launch::async, [&] {
+    const iovec local{source.data(), kBlock};
+    const iovec remote{shared.data() + kBlock, kBlock};
+    return ::process_vm_writev(::getpid(), &local, 1, &remote, 1, 0);
+  });
+  ASSERT_TRUE(source.wait_stuck(5s)) << "process_vm_writev() never started its copy";
+  auto punch = std::async(std::launch::async, [&] { device::punch_hole(fd, kBlock, kBlock); });
+  // The write(2) comes after the punch returned, and the pin may not be waited for after that:
+  // the write waits (a fault would, or a load) or not, the copy goes on after 1 s regardless.
+  const auto rewrite = [&] {
+    return std::async(std::launch::async, [&]() -> ssize_t {
+      if (how == Rewrite::write) return ::pwrite(fd, after.bytes(), kBlock, kBlock);
+      store_block(shared, 1, after);  // a store fault, into the hole the punch left
+      return static_cast<ssize_t>(kBlock);
+    });
+  };
+  std::future<ssize_t> write;
+  if (punch.wait_for(1s) == std::future_status::ready) {
+    write = rewrite();
+    static_cast<void>(write.wait_for(1s));
+  }
+  source.resolve(pinned);
+  EXPECT_EQ(pin.get(), static_cast<ssize_t>(kBlock)) << std::strerror(errno);
+  punch.get();
+  if (!write.valid()) write = rewrite();
+  ASSERT_EQ(write.get(), static_cast<ssize_t>(kBlock)) << std::strerror(errno);
+  EXPECT_EQ(pread_block(fd, 1), after)
+      << "a store through a pin taken before the punch overwrote "
+      << (how == Rewrite::write ? "a write(2)" : "a store") << " that returned after it";
+}
+
+// The same with a reference rather than a pin (FOLL_GET, as O_DIRECT takes on 6.1): vmsplice()
+// puts the page of block 1 into a pipe, and what the pipe's reader gets must be what block 1 held
+// then, not what a write(2) after a punch put there.  In a window the write(2) waits until the
+// pipe gives the page back.
+void expect_a_spliced_page_keeps_what_the_block_held(int fd) {
+  device::set_size(fd, 4 * kBlock);
+  const PageImage before = block_stamp(1, 1);
+  const PageImage after = block_stamp(1, 2);
+  ASSERT_EQ(::pwrite(fd, before.bytes(), kBlock, kBlock), static_cast<ssize_t>(kBlock));
+  const Mapping shared = Mapping::map(4 * kBlock, PROT_READ, MAP_SHARED, fd);
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  const Fd out(fds[0]);
+  const Fd in(fds[1]);
+  const iovec page{shared.data() + kBlock, kBlock};
+  ASSERT_EQ(::vmsplice(in.get(), &page, 1, 0), static_cast<ssize_t>(kBlock))
+      << std::strerror(errno);
+
+  auto rewrite = std::async(std::launch::async, [&] {
+    device::punch_hole(fd, kBlock, kBlock);
+    return ::pwrite(fd, after.bytes(), kBlock, kBlock);
+  });
+  static_cast<void>(rewrite.wait_for(1s));
+  PageImage spliced;
+  ASSERT_EQ(::read(out.get(), spliced.bytes(), kBlock), static_cast<ssize_t>(kBlock));
+  ASSERT_EQ(rewrite.get(), static_cast<ssize_t>(kBlock)) << std::strerror(errno);
+  EXPECT_EQ(spliced, before) << "the pipe holds what a write(2) after the punch wrote";
+  EXPECT_EQ(pread_block(fd, 1), after);
+}
+
+// O_DIRECT into a mapping: the read's I/O pins the mapped blocks (GUP, as in the tests above) and
+// its data must land in them, with or without a window, and with nothing made to wait.  The
+// file is this test's own executable, on the VM's 9p root, whose O_DIRECT reads go to the
+// pinned pages by virtio zero-copy.
+void expect_an_o_direct_read_lands_in_the_mapped_blocks(int fd) {
+  constexpr std::uint64_t kBlocks = 16;
+  const Fd direct(::open("/proc/self/exe", O_RDONLY | O_DIRECT | O_CLOEXEC));
+  if (!direct) GTEST_SKIP() << "no O_DIRECT here: " << std::strerror(errno);
+  device::set_size(fd, kBlocks * kBlock);
+  device::punch_hole(fd, 0, kBlocks * kBlock);
+  const Mapping shared = Mapping::map(kBlocks * kBlock, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
+  const ssize_t n = ::pread(direct.get(), shared.data(), kBlocks * kBlock, 0);
+  if (n < 0 && errno == EINVAL) GTEST_SKIP() << "this filesystem refuses O_DIRECT";
+  ASSERT_EQ(n, static_cast<ssize_t>(kBlocks * kBlock)) << std::strerror(errno);
+  const Fd plain = Fd::open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+  for (std::uint64_t b = 0; b < kBlocks; ++b) {
+    PageImage want;
+    ASSERT_EQ(::pread(plain.get(), want.bytes(), kBlock, static_cast<off_t>(b * kBlock)),
+              static_cast<ssize_t>(kBlock));
+    ASSERT_EQ(pread_block(fd, b), want) << "block " << b;
+  }
+}
+
+TEST_F(DeviceTest, AnODirectReadLandsInTheMappedBlocks) {
+  if (device_window()) GTEST_SKIP() << "the window's case is WindowAnODirectRead...";
+  expect_an_o_direct_read_lands_in_the_mapped_blocks(fd());
+}
+
+TEST_F(DeviceTest, WindowAnODirectReadLandsInTheMappedBlocks) {
+  const std::optional<vmcoh_window_stats> before = device_window();
+  if (!before) GTEST_SKIP() << "needs a window: window_mb > 0 (tests/guest/window.sh)";
+  expect_an_o_direct_read_lands_in_the_mapped_blocks(fd());
+  EXPECT_EQ(device::get_window_stats(fd()).pin_waits, before->pin_waits)
+      << "a pin with no punch made something wait";
+}
+
+TEST_F(DeviceTest, APinTakenBeforeAPunchDoesNotOverwriteALaterWrite) {
+  if (device_window()) GTEST_SKIP() << "the window's case is WindowAPinTaken...";
+  expect_a_pin_taken_before_a_punch_does_not_overwrite_a_later_write(fd(), Rewrite::write);
+  expect_a_pin_taken_before_a_punch_does_not_overwrite_a_later_write(fd(), Rewrite::store);
+}
+
+TEST_F(DeviceTest, WindowAPinTakenBeforeAPunchDoesNotOverwriteALaterWrite) {
+  const std::optional<vmcoh_window_stats> before = device_window();
+  if (!before) GTEST_SKIP() << "needs a window: window_mb > 0 (tests/guest/window.sh)";
+  expect_a_pin_taken_before_a_punch_does_not_overwrite_a_later_write(fd(), Rewrite::write);
+  EXPECT_GT(device::get_window_stats(fd()).pin_waits, before->pin_waits)
+      << "the write(2) never waited for the pin";
+}
+
+TEST_F(DeviceTest, WindowAPinTakenBeforeAPunchDoesNotOverwriteALaterStore) {
+  const std::optional<vmcoh_window_stats> before = device_window();
+  if (!before) GTEST_SKIP() << "needs a window: window_mb > 0 (tests/guest/window.sh)";
+  expect_a_pin_taken_before_a_punch_does_not_overwrite_a_later_write(fd(), Rewrite::store);
+  EXPECT_GT(device::get_window_stats(fd()).pin_waits, before->pin_waits)
+      << "the store's fault never waited for the pin";
+}
+
+TEST_F(DeviceTest, ASplicedPageKeepsWhatTheBlockHeld) {
+  if (device_window()) GTEST_SKIP() << "the window's case is WindowASplicedPage...";
+  expect_a_spliced_page_keeps_what_the_block_held(fd());
+}
+
+TEST_F(DeviceTest, WindowASplicedPageKeepsWhatTheBlockHeld) {
+  const std::optional<vmcoh_window_stats> before = device_window();
+  if (!before) GTEST_SKIP() << "needs a window: window_mb > 0 (tests/guest/window.sh)";
+  expect_a_spliced_page_keeps_what_the_block_held(fd());
+  EXPECT_GT(device::get_window_stats(fd()).pin_waits, before->pin_waits)
+      << "the write(2) never waited for the pipe";
 }
 
 }  // namespace
