@@ -57,7 +57,8 @@
  * table of wait queues and a wake function that filters on the index.
  *
  * Lock order: see vmcoh.h.  entries.xa_lock nests outside the wait-queue
- * lock and is never held across schedule().  A task waits for an entry lock
+ * lock and is never held across schedule(); vmcoh_entries_trim() takes it
+ * inside i_mmap_rwsem.  A task waits for an entry lock
  * only while it holds none; it may then take more without waiting (the
  * batch of fault-around, vmcoh_entries_trylock()), so no cycle of waiters
  * can form.  No entry lock is held across a user copy.  Lockdep sees the
@@ -658,6 +659,50 @@ void vmcoh_entries_cancel_loads(struct vmcoh_dev *dev, pgoff_t first,
 				pgoff_t last)
 {
 	entries_remove(dev, first, last, true);
+}
+
+/**
+ * vmcoh_entries_trim - forget what page tables mapped, once none can
+ * @dev: the device
+ *
+ * Called when a VMA of the object goes.  Once the last one has gone, no
+ * page table maps a page of the object, so the entries that only record
+ * what may be mapped (ZERO, PMD, and those of mapped blocks) may go too:
+ * otherwise reading a sparse terabyte once would leave a value entry per
+ * index - gigabytes of xarray nodes - until an invalidation covered them.
+ * i_mmap_rwsem, held throughout, keeps new VMAs out, and without a VMA no
+ * fault runs: the only locked entries are writeback's and invalidation's,
+ * which are left alone, as are loads.  While any VMA remains the entries
+ * stay; there they cost less than the page tables they describe.
+ *
+ * Return: the number of entries removed.
+ */
+unsigned long vmcoh_entries_trim(struct vmcoh_dev *dev)
+{
+	struct address_space *mapping = dev->mapping;
+	XA_STATE(xas, &dev->entries.xa, 0);
+	unsigned long trimmed = 0;
+	void *entry;
+
+	i_mmap_lock_read(mapping);
+	if (mapping_mapped(mapping))
+		goto out;
+	xas_lock(&xas);
+	xas_for_each(&xas, entry, ULONG_MAX) {
+		if (!xa_is_value(entry) || entry_is_locked(entry))
+			continue;
+		xas_store(&xas, NULL);
+		if (++trimmed % XA_CHECK_SCHED)
+			continue;
+		xas_pause(&xas);
+		xas_unlock(&xas);
+		cond_resched();
+		xas_lock(&xas);
+	}
+	xas_unlock(&xas);
+out:
+	i_mmap_unlock_read(mapping);
+	return trimmed;
 }
 
 void vmcoh_entries_destroy(struct vmcoh_entries *entries)

@@ -715,7 +715,16 @@ static vm_fault_t vmcoh_huge_fault(struct vm_fault *vmf, unsigned int order)
 }
 #endif
 
+/* A VMA goes: if it was the last, the entries go with it (entry.c). */
+static void vmcoh_vma_close(struct vm_area_struct *vma)
+{
+	struct vmcoh_dev *dev = vma->vm_file->private_data;
+
+	vmcoh_count_add(dev, VMCOH_ENTRIES_TRIMMED, vmcoh_entries_trim(dev));
+}
+
 const struct vm_operations_struct vmcoh_vm_ops = {
+	.close		= vmcoh_vma_close,
 	.fault		= vmcoh_fault,
 	.huge_fault	= vmcoh_huge_fault,
 	.page_mkwrite	= vmcoh_page_mkwrite,

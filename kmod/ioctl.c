@@ -71,6 +71,8 @@ void vmcoh_read_stats(struct vmcoh_dev *dev, struct vmcoh_stats *stats)
 		.hold_timeouts = vmcoh_counter_read(dev, VMCOH_HOLD_TIMEOUTS),
 		.fault_around_maps =
 			vmcoh_counter_read(dev, VMCOH_FAULT_AROUND_MAPS),
+		.entries_trimmed =
+			vmcoh_counter_read(dev, VMCOH_ENTRIES_TRIMMED),
 	};
 }
 

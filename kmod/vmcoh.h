@@ -42,6 +42,7 @@
  *                                  region, at a time)
  *         i_mmap_rwsem            (unmap_mapping_pages/range)
  *           page table lock
+ *           entries.xa_lock       (vmcoh_entries_trim(), from ->close)
  *         page lock               (page_mkwrite returns it held)
  *       entries.xa_lock           (spinlock, never held across sleeps)
  *       blocks.xa_lock            (spinlock, never held across sleeps)
@@ -99,6 +100,7 @@ enum vmcoh_counter {
 	VMCOH_HOLDS_PARKED,
 	VMCOH_HOLD_TIMEOUTS,
 	VMCOH_FAULT_AROUND_MAPS,
+	VMCOH_ENTRIES_TRIMMED,
 	VMCOH_LOADS,
 	VMCOH_LOADS_PUBLISHED,
 	VMCOH_LOADS_INVALIDATED,
@@ -386,6 +388,7 @@ unsigned long vmcoh_entries_remove(struct vmcoh_dev *dev, pgoff_t first,
 				   pgoff_t last);
 void vmcoh_entries_cancel_loads(struct vmcoh_dev *dev, pgoff_t first,
 				pgoff_t last);
+unsigned long vmcoh_entries_trim(struct vmcoh_dev *dev);
 unsigned long vmcoh_entries_trylock(struct vmcoh_dev *dev, pgoff_t first,
 				    unsigned long want, unsigned long *flags);
 void vmcoh_entries_unlock(struct vmcoh_entries *entries, pgoff_t first,

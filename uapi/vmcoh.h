@@ -126,7 +126,7 @@ struct vmcoh_stats {
 	__u64 holds_parked;		/* tasks parked at a hold point */
 	__u64 hold_timeouts;		/* parks that ended by timeout */
 	__u64 fault_around_maps;	/* pages mapped around a read fault */
-	__u64 reserved[1];
+	__u64 entries_trimmed;		/* entries gone with the last mapping */
 };
 
 /*

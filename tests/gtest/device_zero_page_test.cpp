@@ -56,5 +56,34 @@ TEST_F(ZeroPageTest, PrivateStoreIntoAHoleAllocatesNothing) {
   EXPECT_EQ(stats().blocks_live, before.blocks_live);
 }
 
+// Entries record what page tables may map (kmod/entry.c): a hole read once leaves a ZERO entry,
+// so that filling it unmaps the zero page.  Once the last mapping of the object has gone nothing
+// is mapped, and the entries go with it (issue 14, item 9a); before, reading a sparse object once
+// left an entry per page until an invalidation happened to cover it - a terabyte's worth of
+// xarray nodes for a 1 TiB object.  While another mapping remains, its entries must stay: a
+// write(2) into a hole it maps must still take the zero page out of it.
+TEST_F(ZeroPageTest, EntriesGoWithTheLastMapping) {
+  const std::uint64_t pages = kTestSize / kBlock;
+  device::punch_hole(fd(), 0, kTestSize);
+  const vmcoh_stats before = stats();
+  {
+    const Mapping keep = map(PROT_READ, MAP_SHARED);
+    ASSERT_TRUE(mapped_block(keep, 7).is_zero());
+    {
+      const Mapping once = map(PROT_READ, MAP_SHARED);
+      for (std::uint64_t b = 0; b < pages; ++b) ASSERT_TRUE(mapped_block(once, b).is_zero());
+    }
+    ASSERT_EQ(::pwrite(fd(), block_stamp(7, 1).bytes(), kBlock, 7 * kBlock),
+              static_cast<ssize_t>(kBlock));
+    EXPECT_EQ(mapped_block(keep, 7), block_stamp(7, 1))
+        << "one mapping went, and a hole another maps kept its zero page after write(2)";
+  }
+  const vmcoh_stats unmapped = stats();
+  EXPECT_GE(unmapped.entries_trimmed - before.entries_trimmed, pages - 1);
+  device::punch_hole(fd(), 0, kTestSize);
+  EXPECT_EQ(stats().entries_removed - unmapped.entries_removed, 0U)
+      << "entries outlived every mapping, until this punch removed them";
+}
+
 }  // namespace
 }  // namespace vmcoh::test
