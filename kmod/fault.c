@@ -370,6 +370,16 @@ static bool fault_drop_pending(struct vmcoh_dev *dev, pgoff_t index)
 	return false;
 }
 
+/*
+ * Did the window refuse a block for a while: a pin of the page's old block
+ * (-EBUSY), or memory for a range that a harder try may get (-ENOMEM)?
+ */
+static bool fault_window_busy(struct vmcoh_dev *dev, struct page *block)
+{
+	return block == ERR_PTR(-EBUSY) ||
+	       (block == ERR_PTR(-ENOMEM) && vmcoh_window_enabled(dev));
+}
+
 static vm_fault_t vmcoh_fault(struct vm_fault *vmf)
 {
 	struct vm_area_struct *vma = vmf->vma;
@@ -447,9 +457,11 @@ retry:
 	/* A private store copies whatever we map: it never allocates. */
 	if (!page && store) {
 		page = fault_alloc_block(dev, index, &flags);
-		if (page == ERR_PTR(-EBUSY)) {
+		if (fault_window_busy(dev, page)) {
 			vmcoh_entry_unlock(&dev->entries, index, flags);
-			ret = fault_wait(vmf, dev, FAULT_WAIT_PIN, NULL, &again);
+			ret = fault_wait(vmf, dev, page == ERR_PTR(-EBUSY) ?
+					 FAULT_WAIT_PIN : FAULT_WAIT_RANGE,
+					 NULL, &again);
 			goto out;
 		}
 		if (IS_ERR(page)) {
@@ -554,8 +566,8 @@ static vm_fault_t vmcoh_page_mkwrite(struct vm_fault *vmf)
 	} else if (page == dev->zero_page) {
 		if (!block) {
 			block = fault_alloc_block(dev, index, &flags);
-			if (block == ERR_PTR(-EBUSY)) {
-				/* ->fault waits for the pin, without mmap_lock. */
+			if (fault_window_busy(dev, block)) {
+				/* ->fault waits, without mmap_lock. */
 				fault_unmap_zero_page(dev, index, &flags);
 				ret = VM_FAULT_NOPAGE;
 				goto unlock;

@@ -13,12 +13,16 @@
  * Unsafe variants (unsafe=NAME): the protocol with one step broken the way a
  * real kernel once broke it.  The harness must catch each of them.
  *
+ * Fault injection (fail_range_alloc=1|2): the window's allocations of
+ * 2 MiB ranges fail, as they do on a fragmented or exhausted machine.
+ *
  * Lock order: see vmcoh.h.  hold_lock is a leaf spinlock; parking sleeps
  * with it dropped, in whatever context the hold point is in.
  */
 
 #include <linux/fs.h>
 #include <linux/jiffies.h>
+#include <linux/module.h>
 #include <linux/spinlock.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
@@ -28,6 +32,11 @@
 
 DEFINE_STATIC_KEY_FALSE(vmcoh_test_hooks);
 unsigned int vmcoh_unsafe_variant = VMCOH_UNSAFE_NONE;
+
+unsigned int vmcoh_fail_range_alloc;
+module_param_named(fail_range_alloc, vmcoh_fail_range_alloc, uint, 0644);
+MODULE_PARM_DESC(fail_range_alloc,
+		 "With test_hooks=1: fail window range allocations, 1 the quick ones, 2 all (default 0)");
 
 static const char * const unsafe_names[VMCOH_NR_UNSAFE] = {
 	[VMCOH_UNSAFE_NONE]			= "",

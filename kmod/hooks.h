@@ -53,6 +53,19 @@ static __always_inline void vmcoh_hold_drop(struct vmcoh_dev *dev,
 			     BIT_ULL(op));
 }
 
+extern unsigned int vmcoh_fail_range_alloc;
+
+/*
+ * Fault injection: should this allocation of a window range fail?  With
+ * test_hooks=1 and fail_range_alloc=1 the quick one (__GFP_NORETRY) does,
+ * as on a fragmented machine; with 2 every one does, as out of memory.
+ */
+static __always_inline bool vmcoh_fail_range(bool hard)
+{
+	return static_branch_unlikely(&vmcoh_test_hooks) &&
+	       READ_ONCE(vmcoh_fail_range_alloc) > hard;
+}
+
 int vmcoh_hooks_init(bool enable, const char *unsafe);
 void vmcoh_hooks_exit(void);
 void vmcoh_hooks_flush_file(struct file *file, fl_owner_t id);

@@ -13,7 +13,11 @@
  * Taking a range.  A region takes a free range when one of its blocks is
  * first published (vmcoh_window_publish()), or earlier, before a load is
  * sent (vmcoh_window_reserve()), so that the server's answer finds it.  A
- * free range whose memory the shrinker gave back is allocated again then.
+ * free range whose memory the shrinker gave back is allocated again then:
+ * quickly, since the caller may hold an entry lock; if that fails, the
+ * caller lets go of its locks and vmcoh_window_wait() allocates it with
+ * reclaim and compaction, and the access fails (SIGBUS, -ENOMEM) only if
+ * that fails too.
  *
  * An index always has the same page, so its contents are written into it
  * (copied, or zeroed) only at publication, under the block map's lock,
@@ -118,10 +122,18 @@ static inline pgoff_t range_region(pgoff_t index)
 	return index >> VMCOH_RANGE_ORDER;
 }
 
-static struct page *range_alloc(void)
+/*
+ * The memory of a range: quickly (__GFP_NORETRY) where a lock of ours may
+ * be held, or @hard (reclaim and compaction, __GFP_RETRY_MAYFAIL) by a task
+ * that holds none and would otherwise have to give up.
+ */
+static struct page *range_alloc(bool hard)
 {
-	return alloc_pages(GFP_HIGHUSER | __GFP_COMP | __GFP_ZERO |
-			   __GFP_NORETRY | __GFP_NOWARN, VMCOH_RANGE_ORDER);
+	if (vmcoh_fail_range(hard))
+		return NULL;
+	return alloc_pages(GFP_HIGHUSER | __GFP_COMP | __GFP_ZERO | __GFP_NOWARN |
+			   (hard ? __GFP_RETRY_MAYFAIL : __GFP_NORETRY),
+			   VMCOH_RANGE_ORDER);
 }
 
 /* Idle: nothing but the pool holds the range's pages. */
@@ -262,7 +274,8 @@ static void window_kick(struct vmcoh_dev *dev)
  * The range of @index's region, or a free one taken for it, whose page for
  * @index may back it (see "Pins" above).  Return it, NULL if the pool has
  * none, ERR_PTR(-EBUSY) if the page may still be written through a pin,
- * or ERR_PTR(-ENOMEM).
+ * or ERR_PTR(-ENOMEM): the free ranges have no memory, and a quick
+ * allocation got none (vmcoh_window_wait() tries harder).
  */
 static struct vmcoh_window_range *
 window_get(struct vmcoh_dev *dev, pgoff_t index, bool publish)
@@ -271,7 +284,7 @@ window_get(struct vmcoh_dev *dev, pgoff_t index, bool publish)
 	XA_STATE(xas, &w->regions, range_region(index));
 	struct vmcoh_window_range *range;
 	struct page *spare = NULL;
-	bool no_memory, pinned;
+	bool no_memory, pinned, nomem = false;
 
 	for (;;) {
 		xas_lock(&xas);
@@ -289,15 +302,16 @@ window_get(struct vmcoh_dev *dev, pgoff_t index, bool publish)
 			continue;
 		if (!no_memory)
 			break;
-		spare = range_alloc();
-		if (!spare)
+		spare = range_alloc(false);
+		nomem = !spare;
+		if (nomem)
 			break;
 	}
 	if (spare)
 		put_page(spare);
 	window_kick(dev);
-	if (xas_error(&xas))
-		return ERR_PTR(xas_error(&xas));
+	if (xas_error(&xas) || nomem)
+		return ERR_PTR(xas_error(&xas) ?: -ENOMEM);
 	return pinned ? ERR_PTR(-EBUSY) : range;
 }
 
@@ -555,6 +569,39 @@ int vmcoh_window_reclaim_in_fault(struct vmcoh_dev *dev, pgoff_t index)
 	return window_reclaim_one(dev, range_region(index), RECLAIM_INLINE);
 }
 
+/*
+ * Make sure a free range has memory, allocating it hard for one that has
+ * none.  Called holding nothing.  Return 0, or -ENOMEM.
+ */
+static int window_populate(struct vmcoh_window *w)
+{
+	struct vmcoh_window_range *range;
+	struct page *head;
+	bool populated;
+
+	xa_lock(&w->regions);
+	populated = w->nr_populated_free || !w->nr_free;
+	xa_unlock(&w->regions);
+	if (populated)
+		return 0;
+	head = range_alloc(true);
+	if (!head)
+		return -ENOMEM;
+	xa_lock(&w->regions);
+	list_for_each_entry(range, &w->free, lru) {
+		if (!range->head) {
+			range->head = head;
+			head = NULL;
+			w->nr_populated_free++;
+			break;
+		}
+	}
+	xa_unlock(&w->regions);
+	if (head)	/* another task gave one memory first */
+		put_page(head);
+	return 0;
+}
+
 /**
  * vmcoh_window_wait - wait for a free range
  * @dev: the device, with a window
@@ -566,10 +613,17 @@ int vmcoh_window_reclaim_in_fault(struct vmcoh_dev *dev, pgoff_t index)
  * would let a fault that keeps losing that race time out while ranges go
  * round, and take SIGBUS from a window that never stopped working.
  *
- * Return: 0 once a range is free, or was given back since the call (it
- * may be gone again: retry); -ENOSPC on timeout, or at once for an object
- * without a server (none, or orphaned); -EDEADLK at once if current alone
- * receives the server's requests; -EINTR on a fatal signal.
+ * A free range whose memory the shrinker gave back needs it again: if no
+ * free range has any, the quick allocation of the caller's attempt failed,
+ * and this one tries hard, holding nothing (issue 14, item 9c: returning
+ * 0 for any free range would send the caller round again, failing the same
+ * allocation for ever).
+ *
+ * Return: 0 once a range is free, with memory, or was given back since the
+ * call (it may be gone again: retry); -ENOMEM if the free ranges have no
+ * memory and none could be had; -ENOSPC on timeout, or at once for an
+ * object without a server (none, or orphaned); -EDEADLK at once if current
+ * alone receives the server's requests; -EINTR on a fatal signal.
  */
 int vmcoh_window_wait(struct vmcoh_dev *dev)
 {
@@ -579,11 +633,16 @@ int vmcoh_window_wait(struct vmcoh_dev *dev)
 	unsigned long released = READ_ONCE(w->released);
 	long slice, ret;
 
+	/* Callers go round until this fails: let a killed one go. */
+	if (fatal_signal_pending(current))
+		return -EINTR;
+	if (READ_ONCE(w->nr_free))
+		return window_populate(w);
 	if (!vmcoh_served(dev))
-		return READ_ONCE(w->nr_free) ? 0 : -ENOSPC;
+		return -ENOSPC;
 	/* The worker's reclaim may send STOREs only we would answer. */
 	if (vmcoh_server_waits_on_itself(dev))
-		return READ_ONCE(w->nr_free) ? 0 : -EDEADLK;
+		return -EDEADLK;
 	vmcoh_count(dev, VMCOH_RANGE_WAITS);
 	atomic_inc(&w->waiters);
 	do {
@@ -863,7 +922,7 @@ int vmcoh_window_create(struct vmcoh_dev *dev, unsigned int nr_ranges)
 	for (i = 0; i < nr_ranges; i++) {
 		struct vmcoh_window_range *range = &w->ranges[i];
 
-		range->head = range_alloc();
+		range->head = range_alloc(true);
 		if (!range->head) {
 			while (i--)
 				put_page(w->ranges[i].head);

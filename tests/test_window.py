@@ -48,6 +48,8 @@ SCENARIOS = {
     "WindowAPinTakenBeforeAPunchDoesNotOverwriteALaterStore",
     "WindowASplicedPageKeepsWhatTheBlockHeld",
     "AStoreThroughAPinDoesNotLandOnTheBlockReloadedAfterAnInvalidate",
+    # A free range without memory (issue 14, item 9c).
+    "AFreeRangeWithoutMemoryGetsSomeOrTheAccessFails",
 }
 PMD_SCENARIOS = {
     "ReadsOfAResidentRegionMapItWithOnePmd",

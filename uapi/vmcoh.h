@@ -332,7 +332,10 @@ struct vmcoh_backing_stats {
  * cannot give ranges back - an orphaned one keeps its resident blocks, which
  * nobody could load again, under memory pressure too: once the pool is empty
  * its writes fail with -ENOSPC and its write faults with SIGBUS, as at the
- * max_mb cap.
+ * max_mb cap.  A range whose memory the shrinker gave back gets memory
+ * again when a region takes it; if none can be had even with reclaim and
+ * compaction, the access fails: -ENOMEM for read(2) and write(2), SIGBUS
+ * for a fault.
  *
  * Pins in a window.  Since block i is always page i of its range, a page
  * that GUP holds (O_DIRECT, process_vm_writev(), vmsplice) when its block
