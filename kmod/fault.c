@@ -34,6 +34,11 @@
  * shared writable VMA (vm_mixed_zeropage_allowed()), and a special PTE for
  * it would hide it from GUP.  Ours is an ordinary refcounted page that no
  * code path ever writes, mapped through vm_insert_page() like the blocks.
+ * So each hole PTE counts in its process's file RSS, as a page of a shared
+ * library mapped in many processes does in each (PSS divides it), and takes
+ * a reference and a mapcount: past VMCOH_ZERO_PAGE_MAX_REFS (2^30, half
+ * way to overflow, with room left for 2^20 pins) a hole gets SIGBUS: that
+ * is 4 TiB of holes mapped at once, with 8 GiB of page tables.
  *
  * Fault-around: a read fault that mapped its page also maps the blocks of
  * the other pages of its aligned window of dev->fault_around pages (16 by
@@ -471,6 +476,10 @@ retry:
 		}
 	}
 
+	if (!page && page_ref_count(dev->zero_page) >= vmcoh_zero_page_max()) {
+		ret = fault_sigbus(dev);	/* see VMCOH_ZERO_PAGE_MAX_REFS */
+		goto unlock;
+	}
 	if (!page)
 		page = dev->zero_page;
 	else

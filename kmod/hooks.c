@@ -14,7 +14,8 @@
  * real kernel once broke it.  The harness must catch each of them.
  *
  * Fault injection (fail_range_alloc=1|2): the window's allocations of
- * 2 MiB ranges fail, as they do on a fragmented or exhausted machine.
+ * 2 MiB ranges fail, as they do on a fragmented or exhausted machine; and
+ * zero_page_max_refs lowers the bound on the zero page's references.
  *
  * Lock order: see vmcoh.h.  hold_lock is a leaf spinlock; parking sleeps
  * with it dropped, in whatever context the hold point is in.
@@ -32,6 +33,11 @@
 
 DEFINE_STATIC_KEY_FALSE(vmcoh_test_hooks);
 unsigned int vmcoh_unsafe_variant = VMCOH_UNSAFE_NONE;
+
+unsigned int vmcoh_zero_page_max_refs = VMCOH_ZERO_PAGE_MAX_REFS;
+module_param_named(zero_page_max_refs, vmcoh_zero_page_max_refs, uint, 0644);
+MODULE_PARM_DESC(zero_page_max_refs,
+		 "With test_hooks=1: a lower bound on the zero page's references than 2^30 (holes beyond it SIGBUS)");
 
 unsigned int vmcoh_fail_range_alloc;
 module_param_named(fail_range_alloc, vmcoh_fail_range_alloc, uint, 0644);

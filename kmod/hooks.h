@@ -66,6 +66,22 @@ static __always_inline bool vmcoh_fail_range(bool hard)
 	       READ_ONCE(vmcoh_fail_range_alloc) > hard;
 }
 
+extern unsigned int vmcoh_zero_page_max_refs;
+
+/*
+ * The references the zero page may have before holes get SIGBUS instead:
+ * VMCOH_ZERO_PAGE_MAX_REFS, or, with test_hooks=1, zero_page_max_refs if
+ * that is lower (a test cannot map 2^30 holes).
+ */
+static __always_inline int vmcoh_zero_page_max(void)
+{
+	unsigned int max = VMCOH_ZERO_PAGE_MAX_REFS;
+
+	if (static_branch_unlikely(&vmcoh_test_hooks))
+		max = min(max, READ_ONCE(vmcoh_zero_page_max_refs));
+	return max;
+}
+
 int vmcoh_hooks_init(bool enable, const char *unsafe);
 void vmcoh_hooks_exit(void);
 void vmcoh_hooks_flush_file(struct file *file, fl_owner_t id);

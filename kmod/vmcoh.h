@@ -513,6 +513,13 @@ bool vmcoh_range_valid(const struct vmcoh_range *req);
 u64 vmcoh_counter_read(struct vmcoh_dev *dev, enum vmcoh_counter counter);
 void vmcoh_read_stats(struct vmcoh_dev *dev, struct vmcoh_stats *stats);
 
+/*
+ * Every PTE of a hole takes a reference to the device's zero page, and a
+ * GUP pin GUP_PIN_COUNTING_BIAS (1024): past 2^30 of them holes get SIGBUS
+ * rather than let the count run towards overflow (fault.c).
+ */
+#define VMCOH_ZERO_PAGE_MAX_REFS	BIT(30)
+
 /* window.c */
 static inline bool vmcoh_window_enabled(struct vmcoh_dev *dev)
 {

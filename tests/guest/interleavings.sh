@@ -45,9 +45,10 @@ for variant in lookup_before_lock unmap_before_remove no_size_recheck \
 	run "$variant" unsafe="$variant"
 done
 
-# The hold-point ioctls: with test_hooks=1, then -EPERM without it.
+# The hold-point ioctls, and the zero page's bound lowered (both need
+# test_hooks=1); then the ioctls' -EPERM without it.
 insmod "$module" test_hooks=1
-"$gtest" --gtest_filter='HoldPointTest.*' \
+"$gtest" --gtest_filter='HoldPointTest.*:ZeroPageBoundTest.*' \
 	--gtest_output="json:$out/gtest-hooks.json" || status=1
 rmmod vmcoh || status=1
 insmod "$module"
