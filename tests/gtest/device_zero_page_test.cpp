@@ -4,8 +4,6 @@
 #include <sys/mman.h>
 
 #include <cstdint>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include <vmcoh/sigbus_probe.hpp>
@@ -93,24 +91,10 @@ TEST_F(ZeroPageTest, EntriesGoWithTheLastMapping) {
       << "entries outlived every mapping, until this punch removed them";
 }
 
-// The value of `field` ("Rss", "Pss") in kB for the VMA of /proc/self/smaps that starts at
-// `start`, or -1.
+// The value of `field` ("Rss", "Pss") in kB for the VMA that starts at `start`, or -1.
 long smaps_kb(const void* start, const std::string& field) {
-  std::ifstream smaps("/proc/self/smaps");
-  const auto want = reinterpret_cast<std::uintptr_t>(start);
-  bool ours = false;
-  for (std::string line; std::getline(smaps, line);) {
-    std::uintptr_t from = 0;
-    std::uintptr_t to = 0;
-    char dash = 0;
-    std::istringstream head(line);
-    if (head >> std::hex >> from >> dash >> to && dash == '-') {
-      ours = from == want;
-    } else if (ours && line.rfind(field + ":", 0) == 0) {
-      return std::stol(line.substr(field.size() + 1));
-    }
-  }
-  return -1;
+  const std::string line = smaps_line(start, field + ":");
+  return line.empty() ? -1 : std::stol(line.substr(field.size() + 1));
 }
 
 // Each hole maps the device's one zero page by its own PTE: it counts in the process's RSS, as a

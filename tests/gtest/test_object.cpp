@@ -7,6 +7,9 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include <vmcoh/error.hpp>
@@ -138,6 +141,24 @@ Mapping DeviceTest::map(int prot, int flags, std::uint64_t length) const {
 
 void DeviceTest::require_test_hooks() const {
   if ((info().features & VMCOH_FEATURE_TEST_HOOKS) == 0) GTEST_SKIP() << "needs test_hooks=1";
+}
+
+std::string smaps_line(const void* start, const std::string& prefix) {
+  std::ifstream smaps("/proc/self/smaps");
+  const auto want = reinterpret_cast<std::uintptr_t>(start);
+  bool ours = false;
+  for (std::string line; std::getline(smaps, line);) {
+    std::uintptr_t from = 0;
+    std::uintptr_t to = 0;
+    char dash = 0;
+    std::istringstream head(line);
+    if (head >> std::hex >> from >> dash >> to && dash == '-') {
+      ours = from == want;
+    } else if (ours && line.rfind(prefix, 0) == 0) {
+      return line;
+    }
+  }
+  return "";
 }
 
 }  // namespace vmcoh::test

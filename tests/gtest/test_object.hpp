@@ -68,6 +68,9 @@ class ScratchObject {
 void pwrite_block(int fd, std::uint64_t block, const PageImage& page);
 [[nodiscard]] PageImage pread_block(int fd, std::uint64_t block);
 [[nodiscard]] PageImage mapped_block(const Mapping& map, std::uint64_t block);
+// The first line of /proc/self/smaps that starts with `prefix` ("VmFlags:", "Rss:") in the entry
+// of the VMA that starts at `start`; "" if there is none.
+[[nodiscard]] std::string smaps_line(const void* start, const std::string& prefix);
 void store_block(const Mapping& map, std::uint64_t block, const PageImage& page);
 
 enum class Backend { device, tmpfs };
