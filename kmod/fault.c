@@ -59,10 +59,10 @@
  * a load in flight (backing.c), and for a DROP of the index's range
  * (writeback.c), which itself waits for entry locks.  A window adds two
  * more, the same way: for a free range, and for a pin of the page's old
- * block to go (window.c, "Pins") before the page backs the index again.  ->page_mkwrite of a
- * backed object marks the block dirty under the entry lock, so writeback,
- * which clears the mark and write-protects under the same lock, sees every
- * store.
+ * block to go (window.c, "Pins") before the page backs the index again.
+ * ->page_mkwrite of a backed object marks the block dirty under the entry
+ * lock, so writeback, which clears the mark and write-protects under the
+ * same lock, sees every store.
  *
  * 2 MiB faults (->huge_fault, with a window: a region's blocks are the
  * pages of one compound page, in order).  The same protocol, for a whole
@@ -375,14 +375,10 @@ static bool fault_drop_pending(struct vmcoh_dev *dev, pgoff_t index)
 	return false;
 }
 
-/*
- * Did the window refuse a block for a while: a pin of the page's old block
- * (-EBUSY), or memory for a range that a harder try may get (-ENOMEM)?
- */
-static bool fault_window_busy(struct vmcoh_dev *dev, struct page *block)
+/* What a fault waits for when the window refused it (-EBUSY, else). */
+static enum fault_wait_for fault_window_wait_for(int err)
 {
-	return block == ERR_PTR(-EBUSY) ||
-	       (block == ERR_PTR(-ENOMEM) && vmcoh_window_enabled(dev));
+	return err == -EBUSY ? FAULT_WAIT_PIN : FAULT_WAIT_RANGE;
 }
 
 static vm_fault_t vmcoh_fault(struct vm_fault *vmf)
@@ -445,8 +441,7 @@ retry:
 		err = fault_reserve_range(dev, index);
 		if (err) {
 			vmcoh_entry_unlock(&dev->entries, index, flags);
-			ret = fault_wait(vmf, dev, err == -EBUSY ?
-					 FAULT_WAIT_PIN : FAULT_WAIT_RANGE,
+			ret = fault_wait(vmf, dev, fault_window_wait_for(err),
 					 NULL, &again);
 			goto out;
 		}
@@ -462,10 +457,10 @@ retry:
 	/* A private store copies whatever we map: it never allocates. */
 	if (!page && store) {
 		page = fault_alloc_block(dev, index, &flags);
-		if (fault_window_busy(dev, page)) {
+		if (IS_ERR(page) && vmcoh_window_refused(dev, PTR_ERR(page))) {
 			vmcoh_entry_unlock(&dev->entries, index, flags);
-			ret = fault_wait(vmf, dev, page == ERR_PTR(-EBUSY) ?
-					 FAULT_WAIT_PIN : FAULT_WAIT_RANGE,
+			ret = fault_wait(vmf, dev,
+					 fault_window_wait_for(PTR_ERR(page)),
 					 NULL, &again);
 			goto out;
 		}
@@ -575,7 +570,8 @@ static vm_fault_t vmcoh_page_mkwrite(struct vm_fault *vmf)
 	} else if (page == dev->zero_page) {
 		if (!block) {
 			block = fault_alloc_block(dev, index, &flags);
-			if (fault_window_busy(dev, block)) {
+			if (IS_ERR(block) &&
+			    vmcoh_window_refused(dev, PTR_ERR(block))) {
 				/* ->fault waits, without mmap_lock. */
 				fault_unmap_zero_page(dev, index, &flags);
 				ret = VM_FAULT_NOPAGE;

@@ -130,13 +130,9 @@ static int io_block(struct vmcoh_dev *dev, struct kiocb *iocb, pgoff_t index,
 		err = vmcoh_window_reclaim_inline(dev, index);
 		return err ? err : io_lock(dev, iocb, write) ?: 1;
 	}
-	/*
-	 * The page's old block may be written through a pin, or the free
-	 * ranges have no memory and a quick allocation got none (window.c).
-	 */
-	if (err == -EBUSY || (err == -ENOMEM && vmcoh_window_enabled(dev))) {
-		err = err == -EBUSY ? vmcoh_window_wait_unpinned(dev, index) :
-				      vmcoh_window_wait(dev);
+	/* A pin of the page's old block, or memory for a range (window.c). */
+	if (vmcoh_window_refused(dev, err)) {
+		err = vmcoh_window_wait_refused(dev, index, err);
 		return err ? err : io_lock(dev, iocb, write) ?: 1;
 	}
 	return err;
@@ -309,18 +305,13 @@ ssize_t vmcoh_write_iter(struct kiocb *iocb, struct iov_iter *from)
 			copied = write_fill_hole(dev, index, off, len, from,
 						 &filled);
 		}
-		if (copied == -EBUSY ||
-		    (copied == -ENOMEM && vmcoh_window_enabled(dev))) {
+		if (vmcoh_window_refused(dev, copied)) {
 			/* As in io_block(): wait, holding nothing. */
 			write_invalidate_filled(dev, &fill_first, &fill_last);
 			io_unlock(dev, true);
-			if (iocb->ki_flags & IOCB_NOWAIT)
-				err = -EAGAIN;
-			else if (copied == -EBUSY)
-				err = vmcoh_window_wait_unpinned(dev, index);
-			else
-				err = vmcoh_window_wait(dev);
-			err = err ?: io_lock(dev, iocb, true);
+			err = iocb->ki_flags & IOCB_NOWAIT ? -EAGAIN :
+			      vmcoh_window_wait_refused(dev, index, copied) ?:
+			      io_lock(dev, iocb, true);
 			if (err)
 				goto unlocked;
 			err = write_check(dev, pos, from);

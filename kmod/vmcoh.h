@@ -526,6 +526,17 @@ static inline bool vmcoh_window_enabled(struct vmcoh_dev *dev)
 	return dev->window.nr_ranges;
 }
 
+/*
+ * Is @err the window refusing a block for a while, which a wait holding
+ * nothing may end: a pin of the page's old block (-EBUSY), or memory for a
+ * range that a harder try may get (-ENOMEM)?
+ */
+static inline bool vmcoh_window_refused(struct vmcoh_dev *dev, int err)
+{
+	return err == -EBUSY ||
+	       (err == -ENOMEM && vmcoh_window_enabled(dev));
+}
+
 int vmcoh_window_create(struct vmcoh_dev *dev, unsigned int nr_ranges);
 int vmcoh_window_init(struct vmcoh_dev *dev);
 void vmcoh_window_stop(struct vmcoh_dev *dev);
@@ -541,6 +552,7 @@ int vmcoh_window_reclaim_inline(struct vmcoh_dev *dev, pgoff_t index);
 int vmcoh_window_reclaim_in_fault(struct vmcoh_dev *dev, pgoff_t index);
 int vmcoh_window_wait(struct vmcoh_dev *dev);
 int vmcoh_window_wait_unpinned(struct vmcoh_dev *dev, pgoff_t index);
+int vmcoh_window_wait_refused(struct vmcoh_dev *dev, pgoff_t index, int err);
 void vmcoh_window_read_stats(struct vmcoh_dev *dev,
 			     struct vmcoh_window_stats *stats);
 

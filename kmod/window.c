@@ -284,7 +284,7 @@ window_get(struct vmcoh_dev *dev, pgoff_t index, bool publish)
 	XA_STATE(xas, &w->regions, range_region(index));
 	struct vmcoh_window_range *range;
 	struct page *spare = NULL;
-	bool no_memory, pinned, nomem = false;
+	bool no_memory, pinned;
 
 	for (;;) {
 		xas_lock(&xas);
@@ -303,14 +303,13 @@ window_get(struct vmcoh_dev *dev, pgoff_t index, bool publish)
 		if (!no_memory)
 			break;
 		spare = range_alloc(false);
-		nomem = !spare;
-		if (nomem)
-			break;
+		if (!spare)
+			break;	/* still no_memory */
 	}
 	if (spare)
 		put_page(spare);
 	window_kick(dev);
-	if (xas_error(&xas) || nomem)
+	if (xas_error(&xas) || no_memory)
 		return ERR_PTR(xas_error(&xas) ?: -ENOMEM);
 	return pinned ? ERR_PTR(-EBUSY) : range;
 }
@@ -714,6 +713,21 @@ int vmcoh_window_wait_unpinned(struct vmcoh_dev *dev, pgoff_t index)
 		if (fatal_signal_pending(current))
 			return -EINTR;
 	}
+}
+
+/**
+ * vmcoh_window_wait_refused - wait for what the window's refusal said
+ * @dev: the device, with a window
+ * @index: the index it refused a block or a reservation for
+ * @err: the refusal, vmcoh_window_refused()
+ *
+ * The caller holds no entry lock and not io_rwsem.  Return: as
+ * vmcoh_window_wait_unpinned() for -EBUSY, as vmcoh_window_wait() else.
+ */
+int vmcoh_window_wait_refused(struct vmcoh_dev *dev, pgoff_t index, int err)
+{
+	return err == -EBUSY ? vmcoh_window_wait_unpinned(dev, index) :
+			       vmcoh_window_wait(dev);
 }
 
 /* Free ranges whose memory the pool could give back, beyond the reserve. */

@@ -80,6 +80,19 @@ class WindowTest : public BackingTest {
   }
 
   [[nodiscard]] vmcoh_window_stats window() const { return device::get_window_stats(fd()); }
+  // Memory pressure: drop_caches, then the window's counters once `done(counters)` holds, or after
+  // `timeout` - the worker reclaims for the shrinker in the background.
+  template <typename Done>
+  vmcoh_window_stats drop_caches_until(Done done,
+                                       std::chrono::steady_clock::duration timeout = kWait) const {
+    std::ofstream("/proc/sys/vm/drop_caches") << "3" << std::flush;
+    vmcoh_window_stats w = window();
+    for (const auto deadline = std::chrono::steady_clock::now() + timeout;
+         !done(w) && std::chrono::steady_clock::now() < deadline; w = window()) {
+      std::this_thread::sleep_for(10ms);
+    }
+    return w;
+  }
   // The window's and the backing store's counters, for what a failure says.
   [[nodiscard]] std::string counters() const {
     const vmcoh_window_stats w = window();
@@ -179,14 +192,8 @@ TEST_F(WindowTest, TheShrinkerGivesRangesBackAndTheWindowRefills) {
   // A block of each region: every range is owned or kept in reserve after.
   for (std::uint64_t b = 0; b < blocks_; b += kRangeBlocks) ASSERT_TRUE(probed_block(shared, b));
   const vmcoh_window_stats before = window();
-  std::ofstream("/proc/sys/vm/drop_caches") << "3" << std::flush;
-  vmcoh_window_stats after = window();
-  for (auto deadline = std::chrono::steady_clock::now() + kWait;
-       after.ranges_populated >= before.ranges_populated &&
-       std::chrono::steady_clock::now() < deadline;
-       after = window()) {
-    std::this_thread::sleep_for(10ms);
-  }
+  const vmcoh_window_stats after = drop_caches_until(
+      [&](const vmcoh_window_stats& w) { return w.ranges_populated < before.ranges_populated; });
   EXPECT_LT(after.ranges_populated, before.ranges_populated)
       << "the shrinker got no memory back (" << after.reclaims_shrinker - before.reclaims_shrinker
       << " ranges reclaimed for it)";
@@ -208,14 +215,9 @@ TEST_F(WindowTest, AnOrphanedObjectKeepsItsResidentBlocksUnderMemoryPressure) {
   server().die();
   ASSERT_EQ(info().backing, std::uint64_t{VMCOH_BACKING_ORPHANED});
   const vmcoh_window_stats before = window();
-  std::ofstream("/proc/sys/vm/drop_caches") << "3" << std::flush;
   // The worker reclaims for the shrinker, if it does, in the background: give it time to.
-  vmcoh_window_stats after = window();
-  for (auto deadline = std::chrono::steady_clock::now() + 1s;
-       reclaims(after) == reclaims(before) && std::chrono::steady_clock::now() < deadline;
-       after = window()) {
-    std::this_thread::sleep_for(10ms);
-  }
+  const vmcoh_window_stats after = drop_caches_until(
+      [&](const vmcoh_window_stats& w) { return reclaims(w) != reclaims(before); }, 1s);
   EXPECT_EQ(reclaims(after), reclaims(before)) << "a range of the orphaned object was reclaimed";
   for (std::uint64_t b = 0; b < kRangeBlocks; ++b) {
     EXPECT_EQ(pread_block(fd(), b), block_stamp(b, 1)) << "pread of block " << b;
@@ -459,14 +461,11 @@ TEST_F(WindowTest, AFreeRangeWithoutMemoryGetsSomeOrTheAccessFails) {
   for (std::uint64_t b = 0; b < 2 * ranges_ * kRangeBlocks; b += kRangeBlocks) {
     ASSERT_TRUE(probed_block(shared, b));
   }
-  std::ofstream("/proc/sys/vm/drop_caches") << "3" << std::flush;
-  vmcoh_window_stats w = window();
-  for (auto deadline = std::chrono::steady_clock::now() + kWait;
-       (w.ranges_free == 0 || w.ranges_populated > w.ranges_busy) &&
-       std::chrono::steady_clock::now() < deadline;
-       w = window()) {
-    std::this_thread::sleep_for(10ms);
-  }
+  // Every free range without memory: what a range taken now must be given.
+  const auto free_without_memory = [](const vmcoh_window_stats& w) {
+    return w.ranges_free > 0 && w.ranges_populated == w.ranges_busy;
+  };
+  vmcoh_window_stats w = drop_caches_until(free_without_memory);
   ASSERT_GT(w.ranges_free, 0U) << "the shrinker reclaimed nothing";
   ASSERT_EQ(w.ranges_populated, w.ranges_busy) << "a free range kept its memory";
 
@@ -477,13 +476,7 @@ TEST_F(WindowTest, AFreeRangeWithoutMemoryGetsSomeOrTheAccessFails) {
         << "a fault whose quick allocation of a range failed";
   }
   server().invalidate(0, blocks_);  // nothing resident: every range free again
-  std::ofstream("/proc/sys/vm/drop_caches") << "3" << std::flush;
-  w = window();
-  for (auto deadline = std::chrono::steady_clock::now() + kWait;
-       w.ranges_populated > w.ranges_busy && std::chrono::steady_clock::now() < deadline;
-       w = window()) {
-    std::this_thread::sleep_for(10ms);
-  }
+  w = drop_caches_until(free_without_memory);
   ASSERT_EQ(w.ranges_populated, w.ranges_busy) << "a free range kept its memory";
   const ParameterOverride fail("fail_range_alloc", "2");
   EXPECT_EQ(child_access(fd(), shared, b, true), "SIGBUS") << "a fault with no memory for a range";
