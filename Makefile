@@ -12,6 +12,8 @@ RACE_ARGS ?=
 PYTEST_ARGS ?=
 # Arguments for tools/bench in `make bench`, e.g. BENCH_ARGS='--rounds 5 --workloads read-fault'.
 BENCH_ARGS ?=
+# Arguments for tools/fsmatrix in `make fsmatrix`, e.g. FSMATRIX_ARGS='--kernels 6.1 --fs tmpfs-huge'.
+FSMATRIX_ARGS ?=
 # The kernels `make check` tests on: Debian's stock 6.1 and 6.12, and the
 # project's debug kernels (tools/build-kernel: debug = lockdep + KASAN +
 # kmemleak + KUnit, kcsan = lockdep + KCSAN + KUnit).  E.g. KERNELS=6.1.
@@ -25,7 +27,7 @@ KSRC_TARBALL   := $(lastword $(sort $(wildcard /usr/src/linux-source-6.1.tar.xz)
 # top-level one (stale copies of removed files go first).
 copy_kmod = rm -rf $(1)/kmod && mkdir -p $(1) && cp -r Kbuild kmod uapi $(1)/
 
-.PHONY: all deps module module-% kernels userspace run check matrix bench bench-smoke lint \
+.PHONY: all deps module module-% kernels userspace run check matrix bench bench-smoke fsmatrix lint \
 	checkpatch sparse format tidy clean help
 
 all: module userspace
@@ -42,6 +44,8 @@ help:
 	@echo "make matrix     how fast the stress scenarios catch each unsafe variant (~1 h)"
 	@echo "make bench      vmcoh against tmpfs and ext4 -o dax in one VM, into README.md"
 	@echo "make bench-smoke  the same, --quick, without touching README.md"
+	@echo "make fsmatrix   the race harness on tmpfs, ext4, xfs, btrfs, DAX, FUSE, 9p on 6.1"
+	@echo "                and 6.12, one VM each (~1 h), into README.md"
 
 deps:
 	tools/install-deps
@@ -88,6 +92,11 @@ bench: all
 
 bench-smoke: all
 	$(PYTHON) tools/bench --quick $(BENCH_ARGS)
+
+# vmcoh-race on the kernel's file systems (tools/fsmatrix), one VM per kernel: build/fsmatrix/
+# fsmatrix.json and fsmatrix.md, spliced into README.md.  make check runs a smoke of it.
+fsmatrix: all module-6.12
+	$(PYTHON) tools/fsmatrix --readme README.md $(FSMATRIX_ARGS)
 
 lint: checkpatch sparse format tidy
 
