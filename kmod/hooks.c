@@ -60,6 +60,7 @@ static const char * const unsafe_names[VMCOH_NR_UNSAFE] = {
 	[VMCOH_UNSAFE_PMD_DOWNGRADE_NO_UNMAP]	= "pmd_downgrade_no_unmap",
 	[VMCOH_UNSAFE_WAIT_HOLDING_MMAP_LOCK]	= "wait_holding_mmap_lock",
 	[VMCOH_UNSAFE_ZERO_UNMAP_AFTER_PUBLISH]	= "zero_unmap_after_publish",
+	[VMCOH_UNSAFE_REUSE_PINNED]		= "reuse_pinned",
 };
 
 enum hold_state {

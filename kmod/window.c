@@ -158,14 +158,17 @@ static bool range_pinned(struct vmcoh_window_range *range)
 /*
  * May the page of @index back it again?  Not while the range is pinned,
  * if the index's block is being freed, or was freed while it was pinned.
- * Called with the window's lock held.
+ * unsafe=reuse_pinned says yes at once, as if no pin could write through
+ * the page: a store through a pin taken before the punch then lands in
+ * the index's next block.  Called with the window's lock held.
  */
 static bool range_slot_unpinned(struct vmcoh_window_range *range,
 				pgoff_t index)
 {
 	unsigned int slot = index & (VMCOH_RANGE_PAGES - 1);
 
-	if (!test_bit(slot, range->pinned) && !test_bit(slot, range->freeing))
+	if (vmcoh_unsafe(VMCOH_UNSAFE_REUSE_PINNED) ||
+	    (!test_bit(slot, range->pinned) && !test_bit(slot, range->freeing)))
 		return true;
 	if (range_pinned(range))
 		return false;

@@ -17,7 +17,9 @@ writes, and a backed object's PMD stores reaching the server at fsync.
 
 The safe module must pass all of them with a clean kernel log.
 unsafe=pmd_downgrade_no_unmap, which removes a 2 MiB entry without
-unmapping its PMDs, must be caught by the downgrade scenario.
+unmapping its PMDs, must be caught by the downgrade scenario, and
+unsafe=reuse_pinned, which lets a freed page back its index again while a
+pin may still write through it, by every pin scenario (one boot for both).
 unsafe=reclaim_in_fault must deadlock in the last one and be reported by its
 watchdog with the stacks of both sides; a debug kernel's lockdep reports the
 inversion too (its entry locks have a lockdep map), so that run allows
@@ -65,6 +67,13 @@ PMD_SCENARIOS = {
 }
 DEADLOCK = "AFaultWaitingForARangeDoesNotHoldItsEntry"
 DOWNGRADE = "APageMappingDowngradesTheRegionSoThatAPunchStillUnmapsIt"
+# Each pin scenario and what it reports when a pin's store lands on the index's next block.
+PINS = {
+    "WindowAPinTakenBeforeAPunchDoesNotOverwriteALaterWrite": "overwrote a write(2)",
+    "WindowAPinTakenBeforeAPunchDoesNotOverwriteALaterStore": "overwrote a store",
+    "WindowASplicedPageKeepsWhatTheBlockHeld": "never waited for the pipe",
+    "AStoreThroughAPinDoesNotLandOnTheBlockReloadedAfterAnInvalidate": "landed on the block",
+}
 FIXED = {"name", "file", "line", "status", "result", "timestamp", "time", "classname",
          "failures"}
 
@@ -79,22 +88,26 @@ def results(report):
 
 
 def run_window(results_dir, kernel, which, **kwargs):
+    """tests/guest/window.sh's run `which`: (vmrun's result, {run: its gtest results}); the
+    run "variants" is two, pmd_downgrade_no_unmap and reuse_pinned."""
     module = module_for(kernel)
     assert module.exists(), f"{module} missing: make module-{kernel}"
     out = results_dir / f"window-{kernel}"
     out.mkdir(exist_ok=True)
-    report = out / f"window-{which}.json"
-    report.unlink(missing_ok=True)
+    runs = ["pmd_downgrade_no_unmap", "reuse_pinned"] if which == "variants" else [which]
+    for run in runs:
+        (out / f"window-{run}.json").unlink(missing_ok=True)
     proc = vmrun(["tests/guest/window.sh", out, module, which], log=f"window-{which}-{kernel}",
                  kernel=kernel, timeout=900, **kwargs)
     assert proc.returncode == 0, explain(proc)
-    assert report.exists(), f"no report; {explain(proc)}"
-    return proc, results(report)
+    for run in runs:
+        assert (out / f"window-{run}.json").exists(), f"no report of {run}; {explain(proc)}"
+    return proc, {run: results(out / f"window-{run}.json") for run in runs}
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_window_and_pmd_scenarios_pass(built, results_dir, kernel):
-    _, found = run_window(results_dir, kernel, "safe")
+    found = run_window(results_dir, kernel, "safe")[1]["safe"]
     assert set(found) == SCENARIOS | PMD_SCENARIOS
     for name, (failures, seconds, properties) in sorted(found.items()):
         assert not failures, f"safe module failed {name}:\n{failures}"
@@ -103,7 +116,8 @@ def test_window_and_pmd_scenarios_pass(built, results_dir, kernel):
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_reclaim_in_fault_deadlock_is_reported(built, results_dir, kernel):
-    proc, found = run_window(results_dir, kernel, "reclaim_in_fault", allow_splat=True)
+    proc, runs = run_window(results_dir, kernel, "reclaim_in_fault", allow_splat=True)
+    found = runs["reclaim_in_fault"]
     failures, seconds, _ = found[DEADLOCK]
     assert "deadlock: a fault reclaims a range holding the entry" in failures, \
         f"reclaim_in_fault not caught:\n{failures or 'passed'}"
@@ -116,14 +130,22 @@ def test_reclaim_in_fault_deadlock_is_reported(built, results_dir, kernel):
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
-def test_pmd_downgrade_no_unmap_is_caught(built, results_dir, kernel):
-    _, found = run_window(results_dir, kernel, "pmd_downgrade_no_unmap")
+def test_pmd_downgrade_no_unmap_and_reuse_pinned_are_caught(built, results_dir, kernel):
+    runs = run_window(results_dir, kernel, "variants")[1]
+    found = runs["pmd_downgrade_no_unmap"]
     failures, seconds, _ = found[DOWNGRADE]
     assert "the PMD outlived its 2 MiB entry" in failures, \
         f"pmd_downgrade_no_unmap not caught:\n{failures or 'passed'}"
     others = sorted(name for name, (fails, _, _) in found.items() if fails and name != DOWNGRADE)
     print(f"{kernel} pmd_downgrade_no_unmap: caught by {DOWNGRADE} in {seconds:.3f} s"
           f"{'; also failed: ' + ', '.join(others) if others else ''}")
+
+    found = runs["reuse_pinned"]
+    assert set(found) == set(PINS)
+    for name, symptom in PINS.items():
+        failures, seconds, _ = found[name]
+        assert symptom in failures, f"reuse_pinned not caught by {name}:\n{failures or 'passed'}"
+        print(f"{kernel} reuse_pinned: caught by {name} in {seconds:.3f} s")
 
 
 # The module goes while its reclaim worker may run: VMCOH_RMMOD_LOOPS loads

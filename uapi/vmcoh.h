@@ -72,7 +72,10 @@
 						 * holding mmap_lock
 						 */
 #define VMCOH_UNSAFE_ZERO_UNMAP_AFTER_PUBLISH 14	/* store: publish, then unmap */
-#define VMCOH_NR_UNSAFE			15
+#define VMCOH_UNSAFE_REUSE_PINNED	15	/* a window page backs its index again
+						 * while a pin may write through it
+						 */
+#define VMCOH_NR_UNSAFE			16
 
 /* What free_before_unmap fills a block with before it lets it go. */
 #define VMCOH_POISON_BYTE		0x6b

@@ -4,12 +4,14 @@
 # load with a window of two ranges (window_mb=4) - the object is four times
 # that - against the safe module; the fault that reclaims inline against
 # unsafe=reclaim_in_fault,
-# which deadlocks and must be reported by the scenario's watchdog; the 2 MiB
-# scenarios against unsafe=pmd_downgrade_no_unmap, which one must catch.
+# which deadlocks and must be reported by the scenario's watchdog; and
+# ("variants") the 2 MiB scenarios against unsafe=pmd_downgrade_no_unmap,
+# which one must catch, then the pin scenarios against unsafe=reuse_pinned,
+# which every one must catch.
 # Separate runs, because a debug kernel's lockdep also reports the first
 # variant's deadlock: the caller allows splats for it only.
 # $1: directory for the JSON reports; $2: the module (default: ./vmcoh.ko);
-# $3: safe (default), reclaim_in_fault or pmd_downgrade_no_unmap.
+# $3: safe (default), reclaim_in_fault or variants.
 # VMCOH_WINDOW_MB: the window
 # (default 4).  One range is too few for the stress scenario: five tasks on
 # four regions then take it from each other before their loads complete.
@@ -38,8 +40,10 @@ run() {
 case $which in
 safe) run safe 'Pmd*:WindowTest.*:WindowHoldTest.*:DeviceTest.Window*' ;;
 reclaim_in_fault) run reclaim_in_fault 'WindowHoldTest.*' unsafe=reclaim_in_fault ;;
-pmd_downgrade_no_unmap)
-	run pmd_downgrade_no_unmap 'PmdTest.*' unsafe=pmd_downgrade_no_unmap ;;
+variants)
+	run pmd_downgrade_no_unmap 'PmdTest.*' unsafe=pmd_downgrade_no_unmap
+	run reuse_pinned 'DeviceTest.WindowAPinTaken*:DeviceTest.WindowASplicedPage*:WindowTest.AStoreThroughAPin*' \
+		unsafe=reuse_pinned ;;
 *) echo "window.sh: unknown run $which" >&2; exit 2 ;;
 esac
 exit "$status"

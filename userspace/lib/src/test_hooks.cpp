@@ -35,6 +35,7 @@ constexpr std::array<std::string_view, VMCOH_NR_UNSAFE> kUnsafeNames = {
     "pmd_downgrade_no_unmap",
     "wait_holding_mmap_lock",
     "zero_unmap_after_publish",
+    "reuse_pinned",
 };
 
 vmcoh_hold hold_arg(std::uint64_t point, std::chrono::milliseconds timeout) {
