@@ -9,7 +9,9 @@ violations per scenario are printed; pytest -s shows them.
 
 One more test loads a deliberately broken module (unsafe=write_no_invalidate)
 to check that --stop-on-violation ends each case at its first violation and
-reports when it was found; tools/stress-matrix measures every variant.
+reports when it was found; another, that pin-vs-punch catches
+unsafe=reuse_pinned and eof-vs-fault unsafe=no_size_recheck, in both modes;
+tools/stress-matrix measures every variant.
 """
 
 import json
@@ -21,7 +23,14 @@ import pytest
 from conftest import KERNELS, MODULE, RACE, ROOT, explain, is_debug_kernel, module_for, vmrun
 
 SCENARIOS = ["write-vs-fault", "punch-vs-fault", "truncate-vs-fault",
-             "write-vs-refault", "truncate-vs-refault"]
+             "write-vs-refault", "truncate-vs-refault", "store-vs-fault", "pin-vs-punch",
+             "eof-vs-fault"]
+# The race classes of issue 15, each with the module variant it must catch, the module
+# parameters that variant needs, and the pages of the object (a window of 4 MiB holds 1024).
+VARIANT_CATCHES = {
+    "pin-vs-punch": ("reuse_pinned", "window_mb=4", 1024),
+    "eof-vs-fault": ("no_size_recheck", "", 2048),
+}
 
 
 def seconds(kernel):
@@ -114,3 +123,27 @@ def test_stop_on_violation_with_a_broken_module(built, results_dir):
         assert first is not None and 0 <= first <= result["seconds"] < 30
         assert first <= min(v["t_s"] for v in result["violation_records"]) + 1e-6
     assert proc.returncode == 1, explain(proc)  # a violation, not a splat or a hang
+
+
+@pytest.mark.vm
+def test_new_race_classes_catch_their_variants(built, results_dir):
+    """Each broken step is caught by the scenario written for it, in both modes, within 30 s."""
+    if not module_has_unsafe_variants():
+        pytest.skip("vmcoh.ko has no unsafe= parameter")
+    steps = []
+    for scenario, (variant, params, pages) in VARIANT_CATCHES.items():
+        report = results_dir / f"race-{scenario}-{variant}.json"
+        report.unlink(missing_ok=True)
+        steps.append(f"insmod {MODULE} test_hooks=1 unsafe={variant} {params} && "
+                     f"{RACE} --scenario {scenario} --pages {pages} --duration 30 "
+                     f"--stop-on-violation --format json > {report}; rmmod vmcoh")
+    proc = vmrun(["sh", "-c", "; ".join(steps)], log="race-new-classes-variants", timeout=600)
+    assert proc.returncode == 0, explain(proc)
+    for scenario, (variant, _, _) in VARIANT_CATCHES.items():
+        doc = json.loads((results_dir / f"race-{scenario}-{variant}.json").read_text())
+        assert doc["unsafe"] == variant
+        for result in doc["results"]:
+            print(f"{result['name']} under {variant}: first violation at "
+                  f"{result['first_violation_s']} s")
+            assert result["status"] == "failed" and result["violations"] > 0, \
+                f"{variant} not caught by {result['name']}: {result['summary']}"

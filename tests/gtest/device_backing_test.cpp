@@ -3,7 +3,6 @@
 // (../shared/seeds/wendelin-virtmem-loadblk-unlocked.txt) with the server's timing: a load is held
 // at the server while the rest of the scenario runs, then answered.
 #include <fcntl.h>
-#include <linux/userfaultfd.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>

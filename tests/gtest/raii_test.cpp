@@ -5,6 +5,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdint>
+#include <iterator>
 #include <system_error>
 #include <type_traits>
 
@@ -68,6 +70,42 @@ TEST(Mapping, UnmapsOnDestructionAndMoveTransfersOwnership) {
     EXPECT_TRUE(is_mapped(addr));
   }
   EXPECT_FALSE(is_mapped(addr));
+}
+
+TEST(Mapping, AnAlignedMappingStartsAtTheAlignmentAndKeepsNothingElse) {
+  constexpr std::size_t kAlign = std::size_t{2} << 20;
+  const auto path = scratch_path("vmcoh-aligned-");
+  const Target t = Target::open(path, Target::Create::if_missing);
+  t.set_size(kAlign);
+  const char byte = 'x';
+  ASSERT_EQ(::pwrite(t.fd(), &byte, 1, 4096), 1);
+  const std::byte* addr = nullptr;
+  {
+    const Mapping m = Mapping::map_aligned(kAlign, kAlign, PROT_READ, MAP_SHARED, t.fd());
+    addr = m.data();
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(addr) % kAlign, 0U);
+    EXPECT_EQ(m.size(), kAlign);
+    EXPECT_FALSE(is_mapped(addr - 4096)) << "the reservation's head was given back";
+    EXPECT_FALSE(is_mapped(addr + kAlign)) << "the reservation's tail was given back";
+    EXPECT_EQ(static_cast<char>(m.data()[4096]), 'x');
+    m.remap(0, kAlign, PROT_READ, MAP_SHARED, t.fd(), 0);
+    EXPECT_EQ(static_cast<char>(m.data()[4096]), 'x') << "mapped afresh at the same address";
+  }
+  EXPECT_FALSE(is_mapped(addr));
+  std::filesystem::remove(path);
+}
+
+TEST(Fd, AnUnnamedFileIsWritableAndInNoDirectory) {
+  const auto dir = std::filesystem::temp_directory_path();
+  const auto entries = [&] {
+    return std::distance(std::filesystem::directory_iterator(dir),
+                         std::filesystem::directory_iterator());
+  };
+  const auto before = entries();
+  const Fd f = Fd::unnamed(dir);
+  EXPECT_EQ(entries(), before);
+  const char byte = 'y';
+  EXPECT_EQ(::pwrite(f.get(), &byte, 1, 0), 1);
 }
 
 TEST(SharedArray, IsSharedWithAForkedChild) {

@@ -3,6 +3,9 @@
 // how the oracle is shown to catch bugs without the module.
 #include "sampler.hpp"
 
+#include <sys/mman.h>
+
+#include <cstring>
 #include <limits>
 
 #include <gtest/gtest.h>
@@ -169,6 +172,53 @@ TEST_F(SamplerTest, AcceptsThePrivateCopyWhileNoTruncationHappened) {
   for (int i = 0; i < 4; ++i) sampler_->private_access(13);
   EXPECT_TRUE(violations().empty());
   EXPECT_EQ(env_->counters().private_stores, 1U) << "the copy stayed, so no new store";
+}
+
+// A store is not atomic: a reader may see part of it while it is in flight, never once it is done.
+TEST_F(SamplerTest, AcceptsAPartlyStoredPageOnlyWhileTheStoreIsInFlight) {
+  write(9);
+  const Mapping map =
+      Mapping::map(kPages * kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED, target().fd());
+  const PageImage next = stamp(9, 2);
+  shared_.begin_op(9, 2, StateKind::data, OpMethod::mmap_store, 9, 1);
+  std::memcpy(map.data() + 9 * kPageSize, next.bytes(), kPageSize / 2);
+  sampler_->shared_load(9);
+  EXPECT_TRUE(violations().empty());
+  EXPECT_EQ(env_->counters().torn, 1U);
+  shared_.end_op(9, 2);  // published done with half the store missing
+  sampler_->shared_load(9);
+  ASSERT_EQ(violations().size(), 1U);
+  EXPECT_EQ(violations()[0].finding, oracle::Finding::torn_at_rest);
+}
+
+TEST_F(SamplerTest, AcceptsAStoreIntoAHoleHalfDoneWhileInFlight) {
+  const Mapping map =
+      Mapping::map(kPages * kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED, target().fd());
+  shared_.begin_op(10, 1, StateKind::data, OpMethod::mmap_store, 10, 1);
+  std::memcpy(map.data() + 10 * kPageSize + kPageSize / 2, stamp(10, 1).bytes() + kPageSize / 2,
+              kPageSize / 2);
+  sampler_->shared_load(10);
+  EXPECT_TRUE(violations().empty()) << "zeros and the new stamp, with the store in flight";
+}
+
+// eof-vs-fault's readers: a 2 MiB-aligned shared mapping, parts of it mapped afresh.
+TEST_F(SamplerTest, AnAlignedSamplerJudgesLikeAnyOtherAndSurvivesARemap) {
+  Sampler aligned(*env_, target(), false, SharedMap::pmd_aligned);
+  write(5);
+  aligned.shared_load(5);
+  aligned.remap_shared(0, kPages);
+  aligned.shared_load(5);
+  aligned.shared_load(6);
+  publish(5, StateKind::data);
+  aligned.shared_load(5);
+  ASSERT_EQ(violations().size(), 1U);
+  EXPECT_EQ(violations()[0].finding, oracle::Finding::stale_data);
+}
+
+TEST_F(SamplerTest, TheLatestSizeIsTheLastOneBegun) {
+  EXPECT_EQ(shared_.latest_size(), kPages * kPageSize);
+  shared_.begin_resize(1, 8 * kPageSize);
+  EXPECT_EQ(shared_.latest_size(), 8 * kPageSize) << "begun counts, done or not";
 }
 
 }  // namespace

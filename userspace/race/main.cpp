@@ -100,7 +100,10 @@ static int run_main(int argc, char** argv) {
           ->check(CLI::PositiveNumber);
   duration_opt->excludes(iterations_opt);
   app.add_option("--seed", seed, "seed of every random choice (default: from the clock; printed)");
-  app.add_option("--pages", config.pages, "pages in the object")
+  app.add_option(
+         "--pages", config.pages,
+         "pages in the object (eof-vs-fault: best a multiple of 512, so that the last 2 MiB "
+         "region is whole)")
       ->check(CLI::Range(std::size_t{16}, std::size_t{1} << 20))
       ->capture_default_str();
   app.add_option("--readers", config.readers, "reading actors")
@@ -119,6 +122,11 @@ static int run_main(int argc, char** argv) {
                  "wall-clock bound of one scenario run in seconds (default: twice the duration "
                  "plus 30, or 600 with --iterations)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--scratch", config.scratch,
+                 "directory for scratch files: pin-vs-punch's O_DIRECT file (its filesystem must "
+                 "pin O_DIRECT buffers: not tmpfs) and io_uring source (default: the target's "
+                 "directory, or /tmp for the device)")
+      ->check(CLI::ExistingDirectory);
   app.add_option("--format", format, "report format")
       ->check(CLI::IsMember({"text", "tap", "json"}))
       ->capture_default_str();
@@ -202,6 +210,8 @@ static int run_main(int argc, char** argv) {
       {"readers", config.readers},
       {"writers", config.writers},
       {"hot_pages", config.hot_pages},
+      {"scratch",
+       config.scratch.empty() ? nlohmann::json(nullptr) : nlohmann::json(config.scratch.string())},
       {"stop_on_violation", config.stop_on_violation},
       {"unsafe", device_info ? nlohmann::json(unsafe_name(device_info->unsafe)) : nlohmann::json()},
       {"duration_s", config.duration_s ? nlohmann::json(*config.duration_s) : nlohmann::json()},

@@ -1,6 +1,7 @@
 #include "race_report.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,7 +40,42 @@ std::string describe_op(const OpRecord& op, std::uint64_t start_ns) {
   out += fmt::format(" {:+.6f}s", seconds_since(start_ns, op.start_ns));
   out += op.end_ns == 0 ? std::string("..(in flight)")
                         : fmt::format("..{:+.6f}s", seconds_since(start_ns, op.end_ns));
+  if (op.pinned != 0) {
+    out += fmt::format(" [a {} pin of an older state in flight]",
+                       to_string(static_cast<OpMethod>(op.pinned)));
+  }
   return out;
+}
+
+// The pinned write (pin-vs-punch) in flight across the page's last operations, if any.
+OpMethod pinned_method(const ViolationRecord& v) {
+  for (const OpRecord& op : v.log) {
+    if (op.tag != 0 && op.pinned != 0) return static_cast<OpMethod>(op.pinned);
+  }
+  return OpMethod::none;
+}
+
+// What stale data after a pinned write (pin-vs-punch) most likely is, on each kind of target.
+std::string pinned_note(OpMethod method, TargetKind kind, std::optional<PageFlags> flags) {
+  const std::string what =
+      fmt::format("note: a {} pin taken before the punch wrote the page after the rewrite returned",
+                  to_string(method));
+  if (kind == TargetKind::device) {
+    return what + ": the device put the rewritten block where the pinned write still lands";
+  }
+  constexpr std::string_view known =
+      "a punch that cannot split a large folio (the pin holds it) keeps the pinned page in the "
+      "file, so the late write lands in the file: the known GUP vs file-backed memory problem";
+  if (!flags) {
+    return fmt::format("{}; if the page is part of a large folio, {} (kpageflags unreadable)", what,
+                       known);
+  }
+  if (flags->large_folio())
+    return fmt::format("{}; the page is {}: {}", what, describe(*flags), known);
+  return fmt::format(
+      "{}; the page is a small page, which the punch takes out of the file: not the known "
+      "large-folio case",
+      what);
 }
 
 // "SIGBUS", "zero", "gen 35", "torn (header gen 35)", ...
@@ -76,6 +112,11 @@ std::string actor_name(const ScenarioRun& run, std::uint32_t actor) {
   return actor < run.actors.size() ? run.actors[actor].name : fmt::format("actor {}", actor);
 }
 
+std::optional<PageFlags> flags_of(const ViolationRecord& v) {
+  if (v.after.kpageflags == 0) return std::nullopt;
+  return PageFlags{v.after.kpageflags};
+}
+
 std::vector<std::string> describe_violation(const ScenarioRun& run, const ViolationRecord& v,
                                             std::size_t number) {
   std::vector<std::string> lines;
@@ -93,9 +134,11 @@ std::vector<std::string> describe_violation(const ScenarioRun& run, const Violat
     lines.push_back("  observed: no bytes (the access faulted or read EOF)");
   }
   if (v.after.reload.taken != 0) {
+    const std::optional<PageFlags> flags = flags_of(v);
     lines.push_back(fmt::format(
-        "  when judged: {}; loaded again: {}; pread: {}", describe(PagemapEntry{v.after.pagemap}),
-        describe_look(v.after.reload, "SIGBUS"), describe_look(v.after.pread, "EOF")));
+        "  when judged: {}{}; loaded again: {}; pread: {}", describe(PagemapEntry{v.after.pagemap}),
+        flags ? ", " + describe(*flags) : std::string(), describe_look(v.after.reload, "SIGBUS"),
+        describe_look(v.after.pread, "EOF")));
   }
   lines.push_back(fmt::format("  legal window: {}", oracle::describe(window_of(v))));
   lines.push_back(fmt::format("  sizes: generations [{},{}], {:#x}..{:#x} bytes", v.size_done,
@@ -103,6 +146,10 @@ std::vector<std::string> describe_violation(const ScenarioRun& run, const Violat
   lines.push_back("  last ops on the page (times from the start of the race):");
   for (const OpRecord& op : ops_in_order(v))
     lines.push_back("    " + describe_op(op, run.start_ns));
+  if (const OpMethod pinned = pinned_method(v);
+      pinned != OpMethod::none && v.finding == oracle::Finding::stale_data) {
+    lines.push_back("  " + pinned_note(pinned, run.target_kind, flags_of(v)));
+  }
   return lines;
 }
 
@@ -118,6 +165,8 @@ nlohmann::json violation_json(const ScenarioRun& run, const ViolationRecord& v) 
         {{"state", op.tag >> 8},
          {"kind", oracle::to_string(static_cast<StateKind>(op.tag & kKindMask))},
          {"method", to_string(static_cast<OpMethod>(op.method))},
+         {"pinned", op.pinned == 0 ? nlohmann::json(nullptr)
+                                   : nlohmann::json(to_string(static_cast<OpMethod>(op.pinned)))},
          {"range_first", op.range_first},
          {"range_pages", op.range_pages},
          {"start_s", seconds_since(run.start_ns, op.start_ns)},
@@ -147,12 +196,19 @@ nlohmann::json violation_json(const ScenarioRun& run, const ViolationRecord& v) 
       {"page", v.page},
       {"offset", v.offset},
       {"observed", observed},
-      {"after", v.after.reload.taken == 0
-                    ? nlohmann::json(nullptr)
-                    : nlohmann::json{{"pagemap", describe(PagemapEntry{v.after.pagemap})},
-                                     {"pagemap_raw", v.after.pagemap},
-                                     {"reload", look_json(v.after.reload)},
-                                     {"pread", look_json(v.after.pread)}}},
+      {"after",
+       v.after.reload.taken == 0
+           ? nlohmann::json(nullptr)
+           : nlohmann::json{{"pagemap", describe(PagemapEntry{v.after.pagemap})},
+                            {"pagemap_raw", v.after.pagemap},
+                            {"kpageflags",
+                             flags_of(v) ? nlohmann::json(describe(PageFlags{v.after.kpageflags}))
+                                         : nlohmann::json(nullptr)},
+                            {"reload", look_json(v.after.reload)},
+                            {"pread", look_json(v.after.pread)}}},
+      {"note", pinned_method(v) == OpMethod::none || v.finding != oracle::Finding::stale_data
+                   ? nlohmann::json(nullptr)
+                   : nlohmann::json(pinned_note(pinned_method(v), run.target_kind, flags_of(v)))},
       {"window", {{"done", w.done}, {"begun", w.begun}, {"kinds", kinds}}},
       {"sizes",
        {{"done", v.size_done}, {"begun", v.size_begun}, {"min", v.size_min}, {"max", v.size_max}}},
@@ -169,7 +225,36 @@ nlohmann::json counters_json(const ActorCounters& c) {
           {"torn", c.torn},
           {"private_stores", c.private_stores},
           {"preads", c.preads},
-          {"glances", c.glances}};
+          {"glances", c.glances},
+          {"pinned", {{"pvm", c.pinned_pvm}, {"dio", c.pinned_dio}, {"uring", c.pinned_uring}}},
+          {"pin_waits", c.pin_waits}};
+}
+
+std::string pinned_counters(const ActorCounters& c) {
+  if (c.pinned_pvm + c.pinned_dio + c.pinned_uring == 0) return {};
+  return fmt::format(" pinned=pvm:{},dio:{},uring:{} pin-waits={}", c.pinned_pvm, c.pinned_dio,
+                     c.pinned_uring, c.pin_waits);
+}
+
+// "zero-range (fallocate...: Operation not supported), splice (...)"; empty if none was refused.
+std::string refused_methods(const ScenarioRun& run) {
+  std::string out;
+  for (const SharedState::MethodReport& m : run.methods) {
+    if (m.supported) continue;
+    if (!out.empty()) out += "; ";
+    out += fmt::format("{} ({})", to_string(m.method), m.reason);
+  }
+  return out;
+}
+
+nlohmann::json methods_json(const ScenarioRun& run) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const SharedState::MethodReport& m : run.methods) {
+    out[std::string(to_string(m.method))] = {
+        {"supported", m.supported},
+        {"reason", m.supported ? nlohmann::json(nullptr) : nlohmann::json(m.reason)}};
+  }
+  return out;
 }
 
 std::string counters_line(const ActorCounters& c) {
@@ -178,9 +263,10 @@ std::string counters_line(const ActorCounters& c) {
                      : 100.0 * static_cast<double>(c.decisive) / static_cast<double>(c.samples);
   return fmt::format(
       "ops={} samples={} decisive={:.1f}% undecided={} torn={} refused={} "
-      "preads={} private-stores={}{} violations={}",
+      "preads={} private-stores={}{}{} violations={}",
       c.ops, c.samples, decisive, c.undecided, c.torn, c.refused, c.preads, c.private_stores,
-      c.glances == 0 ? std::string() : fmt::format(" glances={}", c.glances), c.violations);
+      c.glances == 0 ? std::string() : fmt::format(" glances={}", c.glances), pinned_counters(c),
+      c.violations);
 }
 
 nlohmann::json device_stats_json(const std::optional<vmcoh_stats>& s) {
@@ -225,6 +311,9 @@ CaseReport make_case_report(const ScenarioRun& run, const RunConfig& config) {
 
   const bool failed = run.status != CaseReport::Status::passed;
   for (const std::string& problem : run.problems) report.diagnostics.push_back(problem);
+  if (const std::string refused = refused_methods(run); !refused.empty()) {
+    report.diagnostics.push_back("methods the target refused (not used): " + refused);
+  }
   std::size_t number = 0;
   for (const ViolationRecord& v : run.records) {
     for (std::string& line : describe_violation(run, v, ++number)) {
@@ -269,6 +358,7 @@ CaseReport make_case_report(const ScenarioRun& run, const RunConfig& config) {
       {"violation_records", violations},
       {"problems", run.problems},
       {"actors", actors},
+      {"methods", methods_json(run)},
       {"device_stats", device_stats_json(run.device_stats)},
       {"replay", replay}};
   return report;

@@ -6,12 +6,15 @@
 #include <map>
 #include <memory>
 #include <stdexcept>
+#include <system_error>
 #include <thread>
 
 #include <fmt/format.h>
 
 #include <vmcoh/clock.hpp>
 #include <vmcoh/sigbus_probe.hpp>
+
+#include "page_ops.hpp"
 
 namespace vmcoh::race {
 
@@ -45,6 +48,7 @@ void prepare_object(const Target& target, const SharedState& shared, const RunCo
     }
   }
   target.set_size(size);
+  probe_write_methods(target, shared, config);
   target.punch_hole(0, size);
   shared.begin_resize(0, size);
   shared.end_resize(0);
@@ -128,6 +132,19 @@ std::uint64_t RunConfig::run_id(std::string_view scenario) const noexcept {
   return mix_keys(seed, mix_keys(hash_name(scenario), static_cast<std::uint64_t>(mode))) | 1;
 }
 
+std::filesystem::path RunConfig::scratch_dir() const {
+  if (!scratch.empty()) return scratch;
+  std::error_code ec;
+  if (std::filesystem::is_character_file(target, ec)) return "/tmp";
+  return target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
+}
+
+std::filesystem::path RunConfig::copy_source_dir() const {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(target, ec)) return scratch_dir();
+  return target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
+}
+
 std::string RunConfig::replay_command(std::string_view scenario) const {
   const std::string length = duration_s ? fmt::format("--duration {:g}", *duration_s)
                                         : fmt::format("--iterations {}", iterations.value_or(0));
@@ -136,6 +153,7 @@ std::string RunConfig::replay_command(std::string_view scenario) const {
       "--writers {} {}",
       target.string(), seed, scenario, to_string(mode), pages, readers, writers, length);
   if (hot_pages != kDefaultHotPages) command += fmt::format(" --hot-pages {}", hot_pages);
+  if (!scratch.empty()) command += fmt::format(" --scratch {}", scratch.string());
   if (stop_on_violation) command += " --stop-on-violation";
   return command;
 }
@@ -181,6 +199,10 @@ void ActorEnv::publish_counters() const noexcept {
   atomic(slot.private_stores).store(counters_.private_stores, relaxed);
   atomic(slot.preads).store(counters_.preads, relaxed);
   atomic(slot.glances).store(counters_.glances, relaxed);
+  atomic(slot.pinned_pvm).store(counters_.pinned_pvm, relaxed);
+  atomic(slot.pinned_dio).store(counters_.pinned_dio, relaxed);
+  atomic(slot.pinned_uring).store(counters_.pinned_uring, relaxed);
+  atomic(slot.pin_waits).store(counters_.pin_waits, relaxed);
 }
 
 void ActorEnv::report(ViolationRecord& record) {
@@ -205,14 +227,17 @@ ScenarioRun run_scenario(const Scenario& scenario, const RunConfig& config) {
   std::optional<vmcoh_stats> stats_before;
   try {
     target.emplace(Target::open(config.target));
+    run.target_kind = target->kind();
     prepare_object(*target, shared, config);
     scenario.setup(*target, shared, config);
     stats_before = target->stats();
   } catch (const std::exception& e) {
     run.status = CaseReport::Status::error;
     run.problems.push_back(fmt::format("setup: {}", e.what()));
+    run.methods = shared.probed_methods();
     return run;
   }
+  run.methods = shared.probed_methods();
 
   Control& control = shared.control();
   atomic(control.writers_running).store(shared.hot_slots());

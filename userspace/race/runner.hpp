@@ -11,6 +11,7 @@
 #include <vmcoh.h>
 #include <vmcoh/actors.hpp>
 #include <vmcoh/report.hpp>
+#include <vmcoh/target.hpp>
 
 #include "scenario.hpp"
 #include "shared_state.hpp"
@@ -35,6 +36,9 @@ struct ScenarioRun {
   // The device's event counters over the race (GET_STATS after minus before); nullopt for a file.
   std::optional<vmcoh_stats> device_stats;
   std::uint64_t start_ns = 0;  // monotonic_ns() at the start of the race: op log times are relative
+  TargetKind target_kind = TargetKind::device;
+  // The optional methods probed in setup, and whether the target took each.
+  std::vector<SharedState::MethodReport> methods;
 };
 
 [[nodiscard]] ScenarioRun run_scenario(const Scenario& scenario, const RunConfig& config);

@@ -20,6 +20,7 @@ namespace vmcoh::race {
 namespace {
 
 constexpr std::uint64_t kPublishEvery = 1024;
+constexpr std::size_t kPmdSize = std::size_t{2} << 20;
 
 const volatile std::uint64_t* words_at(const Mapping& map, std::uint64_t offset) {
   return reinterpret_cast<const volatile std::uint64_t*>(map.data() + offset);
@@ -39,10 +40,15 @@ Look look_from(const PageImage& image, bool refused, std::uint64_t offset, std::
 
 }  // namespace
 
-Sampler::Sampler(ActorEnv& env, const Target& target, bool with_private)
+Sampler::Sampler(ActorEnv& env, const Target& target, bool with_private, SharedMap shared_map)
     : env_(env), target_(target) {
   const std::size_t length = env.shared().pages() * kPageSize;
-  shared_map_ = Mapping::map(length, PROT_READ, MAP_SHARED, target.fd());
+  if (shared_map == SharedMap::pmd_aligned) {
+    const std::size_t whole = (length + kPmdSize - 1) / kPmdSize * kPmdSize;
+    shared_map_ = Mapping::map_aligned(whole, kPmdSize, PROT_READ, MAP_SHARED, target.fd());
+  } else {
+    shared_map_ = Mapping::map(length, PROT_READ, MAP_SHARED, target.fd());
+  }
   if (with_private) {
     private_map_ = Mapping::map(length, PROT_READ | PROT_WRITE, MAP_PRIVATE, target.fd());
     copies_.resize(env.shared().pages());
@@ -118,6 +124,15 @@ void Sampler::private_access(std::size_t page) {
 void Sampler::drop_shared(std::size_t page) {
   check_syscall(::madvise(shared_map_.data() + page * kPageSize, kPageSize, MADV_DONTNEED),
                 "madvise(MADV_DONTNEED) of the shared mapping");
+}
+
+void Sampler::remap_shared(std::size_t first, std::size_t count) {
+  if ((first + count) * kPageSize > shared_map_.size()) {
+    throw std::logic_error(
+        fmt::format("remap_shared: pages {}-{} beyond the mapping", first, first + count - 1));
+  }
+  shared_map_.remap(first * kPageSize, count * kPageSize, PROT_READ, MAP_SHARED, target_.fd(),
+                    static_cast<off_t>(first * kPageSize));
 }
 
 Sampler::Glance Sampler::glance(std::size_t page) {
@@ -275,7 +290,11 @@ void Sampler::report(ReadPath path, const Reading& r, const Verdict& v) {
 
 Aftermath Sampler::aftermath(const Mapping& map, std::uint64_t offset) {
   Aftermath after{};
-  after.pagemap = pagemap_entry(map.data() + offset).raw;
+  const PagemapEntry entry = pagemap_entry(map.data() + offset);
+  after.pagemap = entry.raw;
+  if (const std::optional<PageFlags> flags = page_flags(entry.pfn())) {
+    after.kpageflags = flags->raw;
+  }
   PageImage image;
   const bool faulted =
       probe_load(image.words.data(), words_at(map, offset), kWordsPerPage).has_value();

@@ -20,11 +20,17 @@
 
 namespace vmcoh::race {
 
+// How a Sampler maps the object MAP_SHARED: wherever mmap() puts it, or at a 2 MiB-aligned
+// address over a length rounded up to 2 MiB, so that every aligned 2 MiB of the object may be
+// mapped by one PMD (huge-page tmpfs, the device's window).
+enum class SharedMap : std::uint8_t { anywhere, pmd_aligned };
+
 class Sampler {
  public:
   // Maps the whole object (config.pages pages) MAP_SHARED read-only and, `with_private`, also
   // MAP_PRIVATE read-write.
-  Sampler(ActorEnv& env, const Target& target, bool with_private);
+  Sampler(ActorEnv& env, const Target& target, bool with_private,
+          SharedMap shared_map = SharedMap::anywhere);
 
   // A quarter of the time the page some writer is changing right now (the race), a quarter the
   // page it changed last (its aftermath), otherwise any page of [first, end).
@@ -39,6 +45,11 @@ class Sampler {
   // Zaps this reader's PTE of `page` in its shared mapping (MADV_DONTNEED), so that its next load
   // faults instead of going through a resident PTE.
   void drop_shared(std::size_t page);
+  // Maps pages [first, first + count) of the shared mapping afresh: their PTEs go, and so does a
+  // page table that only they used, so that the next fault there may install a PMD (a page table
+  // left in place keeps a fault from doing so, and MADV_DONTNEED leaves it).  With
+  // SharedMap::pmd_aligned the mapping reaches the end of the object's last 2 MiB.
+  void remap_shared(std::size_t first, std::size_t count);
   // A cheap look at `page` through the shared mapping: its header words, bracketed like a sample,
   // then compared with the window and sizes around them.  Not judged (the caller samples the page
   // in full to judge it): `suspicious` if what it showed cannot be right (a zero page or older

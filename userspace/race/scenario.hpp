@@ -38,6 +38,14 @@ struct RunConfig {
   double timeout_s = 0;                      // wall-clock bound of one scenario run
   bool stop_on_violation = false;            // end a run at its first violation
   bool verbose = false;
+  std::filesystem::path scratch;  // --scratch: where scratch files go; empty for the default
+
+  // Where scratch files go (pin-vs-punch's O_DIRECT and io_uring sources): --scratch, else the
+  // directory of a regular-file target, else /tmp.
+  [[nodiscard]] std::filesystem::path scratch_dir() const;
+  // Where copy_file_range's source goes: beside a regular-file target, since copies between
+  // filesystems may be refused (EXDEV); else scratch_dir().
+  [[nodiscard]] std::filesystem::path copy_source_dir() const;
 
   // Distinct per scenario and mode, so stamps left by another run are foreign.
   [[nodiscard]] std::uint64_t run_id(std::string_view scenario) const noexcept;

@@ -14,11 +14,14 @@ const Scenario& punch_vs_fault();
 const Scenario& truncate_vs_fault();
 const Scenario& write_vs_refault();
 const Scenario& truncate_vs_refault();
+const Scenario& store_vs_fault();
+const Scenario& pin_vs_punch();
+const Scenario& eof_vs_fault();
 
 std::span<const Scenario* const> all_scenarios() {
-  static const std::array<const Scenario*, 5> table = {
-      &write_vs_fault(),   &punch_vs_fault(),      &truncate_vs_fault(),
-      &write_vs_refault(), &truncate_vs_refault(),
+  static const std::array<const Scenario*, 8> table = {
+      &write_vs_fault(),      &punch_vs_fault(), &truncate_vs_fault(), &write_vs_refault(),
+      &truncate_vs_refault(), &store_vs_fault(), &pin_vs_punch(),      &eof_vs_fault(),
   };
   return table;
 }

@@ -38,6 +38,22 @@ std::string_view to_string(OpMethod method) noexcept {
       return "punch";
     case OpMethod::shrink:
       return "shrink";
+    case OpMethod::mmap_store:
+      return "mmap-store";
+    case OpMethod::store_pwrite:
+      return "store+pwrite";
+    case OpMethod::zero_range:
+      return "zero-range";
+    case OpMethod::copy_file_range:
+      return "copy_file_range";
+    case OpMethod::splice:
+      return "splice";
+    case OpMethod::pvm:
+      return "pvm";
+    case OpMethod::dio:
+      return "dio";
+    case OpMethod::uring:
+      return "uring";
   }
   return "?";
 }
@@ -75,10 +91,12 @@ StateKind SharedState::last_kind(std::size_t page) const noexcept {
 }
 
 void SharedState::begin_op(std::size_t page, std::uint64_t state, StateKind kind, OpMethod method,
-                           std::size_t range_first, std::size_t range_pages) const noexcept {
+                           std::size_t range_first, std::size_t range_pages,
+                           OpMethod pinned) const noexcept {
   PageSlot& slot = pages_[page];
   OpRecord& rec = slot.log[state % kOpLogDepth];
   atomic(rec.method).store(static_cast<std::uint64_t>(method), std::memory_order_relaxed);
+  atomic(rec.pinned).store(static_cast<std::uint64_t>(pinned), std::memory_order_relaxed);
   atomic(rec.range_first).store(range_first, std::memory_order_relaxed);
   atomic(rec.range_pages).store(range_pages, std::memory_order_relaxed);
   atomic(rec.end_ns).store(0, std::memory_order_relaxed);
@@ -117,6 +135,44 @@ void SharedState::begin_cut(std::size_t page) const noexcept {
 
 void SharedState::end_cut(std::size_t page) const noexcept {
   atomic(pages_[page].cuts_done).fetch_add(1, std::memory_order_release);
+}
+
+void SharedState::set_method(OpMethod method, MethodState state,
+                             std::string_view reason) const noexcept {
+  MethodProbe& probe = control().methods[static_cast<std::size_t>(method)];
+  const std::size_t n = std::min(reason.size(), sizeof probe.reason - 1);
+  std::copy_n(reason.data(), n, probe.reason);
+  probe.reason[n] = '\0';
+  atomic(probe.state).store(state, std::memory_order_release);
+}
+
+bool SharedState::method_supported(OpMethod method) const noexcept {
+  return atomic(control().methods[static_cast<std::size_t>(method)].state)
+             .load(std::memory_order_acquire) == MethodState::supported;
+}
+
+std::vector<SharedState::MethodReport> SharedState::probed_methods() const {
+  std::vector<MethodReport> out;
+  for (std::size_t m = 0; m < kOpMethodCount; ++m) {
+    MethodProbe& probe = control().methods[m];
+    const MethodState state = atomic(probe.state).load(std::memory_order_acquire);
+    if (state == MethodState::unprobed) continue;
+    out.push_back({static_cast<OpMethod>(m), state == MethodState::supported, probe.reason});
+  }
+  return out;
+}
+
+std::uint64_t SharedState::latest_size() const noexcept {
+  Control& c = control();
+  const std::uint64_t g = atomic(c.size_begun).load(std::memory_order_acquire);
+  SizeRecord& rec = c.sizes[g % kOpLogDepth];
+  const std::uint64_t before = atomic(rec.generation).load(std::memory_order_acquire);
+  const std::uint64_t size = atomic(rec.size).load(std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_acquire);
+  if (before != g || atomic(rec.generation).load(std::memory_order_relaxed) != g) {
+    return pages() * kPageSize;
+  }
+  return size;
 }
 
 std::optional<oracle::Window> SharedState::window(std::size_t page, std::uint64_t done,
@@ -160,6 +216,7 @@ std::array<OpRecord, kOpLogDepth> SharedState::op_log(std::size_t page) const no
     out[i].range_pages = atomic(rec.range_pages).load(std::memory_order_relaxed);
     out[i].start_ns = atomic(rec.start_ns).load(std::memory_order_relaxed);
     out[i].end_ns = atomic(rec.end_ns).load(std::memory_order_relaxed);
+    out[i].pinned = atomic(rec.pinned).load(std::memory_order_relaxed);
   }
   return out;
 }
@@ -191,6 +248,10 @@ ActorCounters SharedState::total_counters() const noexcept {
     total.private_stores += atomic(c.private_stores).load();
     total.preads += atomic(c.preads).load();
     total.glances += atomic(c.glances).load();
+    total.pinned_pvm += atomic(c.pinned_pvm).load();
+    total.pinned_dio += atomic(c.pinned_dio).load();
+    total.pinned_uring += atomic(c.pinned_uring).load();
+    total.pin_waits += atomic(c.pin_waits).load();
   }
   return total;
 }

@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -37,8 +38,26 @@ enum class OpMethod : std::uint8_t {
   lseek_write,
   punch,
   shrink,
+  mmap_store,       // a copy of the stamp through the writer's own MAP_SHARED mapping
+  store_pwrite,     // that, and a pwrite of the same stamp from another thread at the same time
+  zero_range,       // fallocate(FALLOC_FL_ZERO_RANGE): a hole state, as a punch
+  copy_file_range,  // from a scratch file holding the stamp
+  splice,           // from a pipe the stamp was vmspliced into
+  // The pinned writes of pin-vs-punch, logged with the operations they were in flight across.
+  pvm,    // process_vm_writev()
+  dio,    // an O_DIRECT preadv()
+  uring,  // io_uring IORING_OP_READ_FIXED into a registered buffer
 };
+inline constexpr std::size_t kOpMethodCount = static_cast<std::size_t>(OpMethod::uring) + 1;
 [[nodiscard]] std::string_view to_string(OpMethod method) noexcept;
+
+// Whether the target takes an optional method (a write path, a pinned write), as a probe in
+// setup found: unprobed methods are not used.
+enum class MethodState : std::uint64_t { unprobed, supported, refused };
+struct MethodProbe {
+  MethodState state;
+  char reason[160];  // why it was refused
+};
 
 // One operation on one page, as its owner logged it.
 struct OpRecord {
@@ -48,6 +67,7 @@ struct OpRecord {
   std::uint64_t range_pages;
   std::uint64_t start_ns;  // monotonic_ns() before the call
   std::uint64_t end_ns;    // after it returned; 0 while in flight
+  std::uint64_t pinned;    // OpMethod of a pinned write of an older state in flight across it
 };
 
 struct PageSlot {
@@ -74,6 +94,7 @@ struct Control {
   SizeRecord sizes[kOpLogDepth];
   std::uint64_t violations;          // all of them, recorded or not
   std::uint64_t first_violation_ns;  // monotonic_ns() of the earliest violation reported; 0: none
+  MethodProbe methods[kOpMethodCount];  // written in setup, before any actor starts
 };
 
 // What each actor counts (published from the actor's local copy now and then).
@@ -88,6 +109,12 @@ struct ActorCounters {
   std::uint64_t private_stores;  // copy-on-write stores into MAP_PRIVATE mappings
   std::uint64_t preads;
   std::uint64_t glances;  // cheap unjudged looks at a page (Sampler::glance), each one a fault
+  // pin-vs-punch: pinned writes carried across a punch and a rewrite, per method, and rewrites
+  // still in write(2) when the pinned write was let go (the target waited for the pin).
+  std::uint64_t pinned_pvm;
+  std::uint64_t pinned_dio;
+  std::uint64_t pinned_uring;
+  std::uint64_t pin_waits;
 };
 
 enum class ReadPath : std::uint8_t { shared_load, private_load, private_store, pread };
@@ -107,7 +134,8 @@ struct Look {
 // says what ran since), but a stale PTE that stays shows the same bytes again, and stale data
 // that pread shows too is in the object itself, not in page tables.
 struct Aftermath {
-  std::uint64_t pagemap;  // the raw entry; 0 if it could not be read
+  std::uint64_t pagemap;     // the raw entry; 0 if it could not be read
+  std::uint64_t kpageflags;  // of the entry's frame (is it part of a large folio?); 0: unknown
   Look reload;
   Look pread;
 };
@@ -149,9 +177,11 @@ class SharedState {
   // The state the page is in (or is being moved to) and its kind, as the owner last published.
   [[nodiscard]] std::uint64_t last_state(std::size_t page) const noexcept;
   [[nodiscard]] StateKind last_kind(std::size_t page) const noexcept;
-  // Logs and publishes the start of the operation making `state` of `page`.
+  // Logs and publishes the start of the operation making `state` of `page`; `pinned` names a
+  // pinned write of an older state that is in flight across it.
   void begin_op(std::size_t page, std::uint64_t state, StateKind kind, OpMethod method,
-                std::size_t range_first, std::size_t range_pages) const noexcept;
+                std::size_t range_first, std::size_t range_pages,
+                OpMethod pinned = OpMethod::none) const noexcept;
   void end_op(std::size_t page, std::uint64_t state) const noexcept;
 
   // --- the resizer ---
@@ -161,7 +191,21 @@ class SharedState {
   void begin_cut(std::size_t page) const noexcept;
   void end_cut(std::size_t page) const noexcept;
 
+  // --- setup: the optional methods the target takes ---
+  void set_method(OpMethod method, MethodState state, std::string_view reason = {}) const noexcept;
+  [[nodiscard]] bool method_supported(OpMethod method) const noexcept;
+  struct MethodReport {
+    OpMethod method;
+    bool supported;
+    std::string reason;
+  };
+  // The probed methods, in enum order.
+  [[nodiscard]] std::vector<MethodReport> probed_methods() const;
+
   // --- readers ---
+  // The size in force once the last resize begun is done (bytes); the object's full size if the
+  // slot is being rewritten.  For aiming at the EOF, not for judging.
+  [[nodiscard]] std::uint64_t latest_size() const noexcept;
   [[nodiscard]] std::optional<oracle::Window> window(std::size_t page, std::uint64_t done,
                                                      std::uint64_t begun) const noexcept;
   [[nodiscard]] std::optional<oracle::SizeWindow> size_window(std::uint64_t done,

@@ -1,5 +1,9 @@
 #include <fcntl.h>
+#include <stdlib.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <string>
 
 #include <vmcoh/error.hpp>
 #include <vmcoh/fd.hpp>
@@ -10,6 +14,18 @@ Fd Fd::open(const std::filesystem::path& path, int flags, mode_t mode) {
   const int fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
   if (fd < 0) throw_errno("open " + path.string());
   return Fd(fd);
+}
+
+Fd Fd::unnamed(const std::filesystem::path& dir, int flags) {
+  const int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC | flags, 0600);
+  if (fd >= 0) return Fd(fd);
+  if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+    throw_errno("O_TMPFILE in " + dir.string());
+  std::string name = (dir / "vmcoh-scratch-XXXXXX").string();
+  Fd named(::mkostemp(name.data(), O_CLOEXEC | flags));
+  if (!named) throw_errno("mkostemp " + name);
+  check_syscall(::unlink(name.c_str()), "unlink " + name);
+  return named;
 }
 
 void Fd::reset(int fd) noexcept {

@@ -31,4 +31,25 @@ std::string describe(const PagemapEntry& entry) {
                      entry.exclusive() ? ", exclusive" : "");
 }
 
+std::optional<PageFlags> page_flags(std::uint64_t pfn) {
+  if (pfn == 0) return std::nullopt;
+  const Fd fd(::open("/proc/kpageflags", O_RDONLY | O_CLOEXEC));
+  if (!fd) return std::nullopt;
+  PageFlags flags;
+  const auto offset = static_cast<off_t>(pfn * sizeof flags.raw);
+  if (::pread(fd.get(), &flags.raw, sizeof flags.raw, offset) != sizeof flags.raw) {
+    return std::nullopt;
+  }
+  return flags;
+}
+
+std::string describe(const PageFlags& flags) {
+  if (!flags.large_folio()) return flags.has(PageFlags::kHuge) ? "hugetlb page" : "small page";
+  std::string out = fmt::format("part of a large folio ({}",
+                                flags.has(PageFlags::kCompoundHead) ? "head" : "tail");
+  if (flags.has(PageFlags::kThp)) out += ", THP";
+  if (flags.has(PageFlags::kHuge)) out += ", hugetlb";
+  return out + ")";
+}
+
 }  // namespace vmcoh

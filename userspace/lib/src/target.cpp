@@ -112,6 +112,12 @@ void Target::punch_hole(std::uint64_t offset, std::uint64_t length) const {
                 fmt::format("fallocate(PUNCH_HOLE) offset {} length {}", offset, length));
 }
 
+void Target::zero_range(std::uint64_t offset, std::uint64_t length) const {
+  check_syscall(::fallocate(fd(), FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                            static_cast<off_t>(offset), static_cast<off_t>(length)),
+                fmt::format("fallocate(ZERO_RANGE) offset {} length {}", offset, length));
+}
+
 std::optional<vmcoh_info> Target::info() const {
   if (!is_device()) return std::nullopt;
   return device::get_info(fd());

@@ -23,6 +23,9 @@ class Fd {
 
   // Opens `path` (O_CLOEXEC is always added); throws std::system_error on failure.
   static Fd open(const std::filesystem::path& path, int flags, mode_t mode = 0);
+  // A new regular file in `dir` that no name reaches, opened read-write with `flags` added:
+  // O_TMPFILE, or where the filesystem refuses that, a named file unlinked at once.
+  static Fd unnamed(const std::filesystem::path& dir, int flags = 0);
 
   [[nodiscard]] int get() const noexcept { return fd_; }
   [[nodiscard]] bool valid() const noexcept { return fd_ >= 0; }

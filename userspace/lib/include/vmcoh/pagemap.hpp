@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace vmcoh {
@@ -25,5 +26,27 @@ struct PagemapEntry {
 
 // "no PTE", or "PTE to pfn 0x1234 (file page, exclusive)".
 [[nodiscard]] std::string describe(const PagemapEntry& entry);
+
+// /proc/kpageflags (root only): the flags of one page frame, which say whether it is part of a
+// large folio (Documentation/admin-guide/mm/pagemap.rst).
+struct PageFlags {
+  std::uint64_t raw = 0;
+
+  static constexpr int kCompoundHead = 15;
+  static constexpr int kCompoundTail = 16;
+  static constexpr int kHuge = 17;  // hugetlbfs
+  static constexpr int kThp = 22;
+
+  [[nodiscard]] bool has(int bit) const noexcept { return (raw >> bit) & 1; }
+  [[nodiscard]] bool large_folio() const noexcept {
+    return has(kCompoundHead) || has(kCompoundTail);
+  }
+};
+
+// The flags of frame `pfn`, or nullopt if /proc/kpageflags cannot be read (not root, no pfn).
+[[nodiscard]] std::optional<PageFlags> page_flags(std::uint64_t pfn);
+
+// "small page", or "part of a large folio (tail, THP)".
+[[nodiscard]] std::string describe(const PageFlags& flags);
 
 }  // namespace vmcoh

@@ -51,6 +51,9 @@ class Target {
   void set_size(std::uint64_t size) const;
   // Makes [offset, offset+length) a hole; the size is unchanged.
   void punch_hole(std::uint64_t offset, std::uint64_t length) const;
+  // fallocate(FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE): [offset, offset+length) reads zero, its
+  // blocks may stay allocated.  Filesystems that lack it answer EOPNOTSUPP, the device ENODEV.
+  void zero_range(std::uint64_t offset, std::uint64_t length) const;
   // Device only: nullopt for a regular file.
   [[nodiscard]] std::optional<vmcoh_info> info() const;
   [[nodiscard]] std::optional<vmcoh_stats> stats() const;

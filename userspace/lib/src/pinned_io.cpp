@@ -1,0 +1,109 @@
+#include <fcntl.h>
+#include <liburing.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <system_error>
+
+#include <fmt/format.h>
+
+#include <vmcoh/error.hpp>
+#include <vmcoh/pinned_io.hpp>
+
+namespace vmcoh {
+
+std::size_t process_vm_write_self(const void* from, void* to, std::size_t length) {
+  const iovec local{const_cast<void*>(from), length};
+  const iovec remote{to, length};
+  return static_cast<std::size_t>(check_syscall(
+      ::process_vm_writev(::getpid(), &local, 1, &remote, 1, 0), "process_vm_writev"));
+}
+
+std::optional<std::string> o_direct_refusal(const std::filesystem::path& dir) {
+  struct statfs fs {};
+  check_syscall(::statfs(dir.c_str(), &fs), "statfs " + dir.string());
+  if (fs.f_type == TMPFS_MAGIC) {
+    return fmt::format("{} is tmpfs: O_DIRECT copies through the page cache, pinning nothing",
+                       dir.string());
+  }
+  try {
+    const DirectFile file(dir);
+    const Mapping pages =
+        Mapping::map(2 * kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+    const ssize_t n = file.read_into(pages.data(), pages.data() + kPageSize);
+    if (n < 0) throw_errno("O_DIRECT preadv", static_cast<int>(-n));
+  } catch (const std::system_error& e) {
+    if (e.code() != std::errc::invalid_argument) throw;
+    return fmt::format("{} refuses O_DIRECT: {}", dir.string(), e.what());
+  }
+  return std::nullopt;
+}
+
+DirectFile::DirectFile(const std::filesystem::path& dir)
+    : fd_(Fd::unnamed(dir, O_DIRECT)),
+      buffer_(
+          Mapping::map(2 * kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1)) {
+  std::memset(buffer_.data(), 0, buffer_.size());
+  const ssize_t n = check_syscall(::pwrite(fd_.get(), buffer_.data(), buffer_.size(), 0),
+                                  "O_DIRECT pwrite " + dir.string());
+  if (static_cast<std::size_t>(n) != buffer_.size()) {
+    throw std::runtime_error(fmt::format("O_DIRECT pwrite in {}: {} bytes", dir.string(), n));
+  }
+  check_syscall(::fdatasync(fd_.get()), "fdatasync " + dir.string());
+}
+
+void DirectFile::set_first_page(const PageImage& page) const {
+  std::memcpy(buffer_.data(), page.bytes(), kPageSize);
+  const ssize_t n =
+      check_syscall(::pwrite(fd_.get(), buffer_.data(), kPageSize, 0), "O_DIRECT pwrite");
+  if (static_cast<std::size_t>(n) != kPageSize) {
+    throw std::runtime_error(fmt::format("O_DIRECT pwrite: {} bytes", n));
+  }
+}
+
+ssize_t DirectFile::read_into(void* first, void* second) const {
+  const iovec iov[2] = {{first, kPageSize}, {second, kPageSize}};
+  const ssize_t n = ::preadv(fd_.get(), iov, 2, 0);
+  return n < 0 ? -errno : n;
+}
+
+IoUring::IoUring(unsigned entries) : ring_(std::make_unique<io_uring>()) {
+  const int err = io_uring_queue_init(entries, ring_.get(), 0);
+  if (err < 0) throw_errno("io_uring_queue_init", -err);
+}
+
+IoUring::~IoUring() { io_uring_queue_exit(ring_.get()); }
+
+RegisteredBuffer IoUring::register_buffer(void* addr, std::size_t length) {
+  const iovec iov{addr, length};
+  const int err = io_uring_register_buffers(ring_.get(), &iov, 1);
+  if (err < 0) throw_errno("io_uring_register_buffers", -err);
+  return RegisteredBuffer(ring_.get());
+}
+
+int IoUring::read_fixed(int fd, std::uint64_t offset, void* addr, std::size_t length) {
+  io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
+  if (sqe == nullptr) throw std::runtime_error("io_uring: no free SQE");
+  io_uring_prep_read_fixed(sqe, fd, addr, static_cast<unsigned>(length), offset, 0);
+  const int submitted = io_uring_submit(ring_.get());
+  if (submitted < 0) throw_errno("io_uring_submit", -submitted);
+  io_uring_cqe* cqe = nullptr;
+  const int err = io_uring_wait_cqe(ring_.get(), &cqe);
+  if (err < 0) throw_errno("io_uring_wait_cqe", -err);
+  const int res = cqe->res;
+  io_uring_cqe_seen(ring_.get(), cqe);
+  return res;
+}
+
+RegisteredBuffer::~RegisteredBuffer() {
+  // Fails only if nothing is registered.
+  if (ring_ != nullptr) io_uring_unregister_buffers(ring_);
+}
+
+}  // namespace vmcoh
