@@ -43,10 +43,11 @@ void write_page(int fd, std::uint64_t offset, const PageImage& page, OpMethod me
 
 namespace {
 
-void check_complete(std::string_view what, std::uint64_t offset, std::size_t done) {
-  if (done != kPageSize) {
+void check_complete(std::string_view what, std::uint64_t offset, std::size_t done,
+                    std::size_t length = kPageSize) {
+  if (done != length) {
     throw std::runtime_error(
-        fmt::format("{} at offset {:#x} wrote {} of {} bytes", what, offset, done, kPageSize));
+        fmt::format("{} at offset {:#x} wrote {} of {} bytes", what, offset, done, length));
   }
 }
 
@@ -116,6 +117,14 @@ void splice_page(const Pipe& pipe, int fd, std::uint64_t offset, const PageImage
 
 void probe_write_methods(const Target& target, const SharedState& shared, const RunConfig& config) {
   const PageImage page = make_stamp({config.run_id("probe"), 0, 1, 0, 0});
+  // Every scenario's writers need write(2): a target without it (hugetlbfs) cannot run one.
+  try {
+    write_page(target.fd(), 0, page, OpMethod::pwrite);
+  } catch (const std::system_error& e) {
+    if (!is_refusal(e)) throw;
+    throw std::runtime_error(fmt::format("the target has no write(2): {}", e.what()));
+  }
+  probe_method(shared, OpMethod::punch, [&] { target.punch_hole(0, kPageSize); });
   probe_method(shared, OpMethod::zero_range, [&] { target.zero_range(0, kPageSize); });
   probe_method(shared, OpMethod::copy_file_range, [&] {
     const Fd source = Fd::unnamed(config.copy_source_dir());
@@ -172,6 +181,19 @@ void PageWriter::punch(std::size_t first, std::size_t count, OpMethod pinned) {
     return apply(
         first, count, StateKind::hole, OpMethod::zero_range,
         [&] { target_.zero_range(offset, length); }, pinned);
+  }
+  if (!env_.shared().method_supported(OpMethod::punch)) {
+    // The same hole state for the oracle (the pages read zero once it returned), by write(2).
+    const std::vector<std::byte> zeros(length);
+    return apply(
+        first, count, StateKind::hole, OpMethod::zero_write,
+        [&] {
+          const ssize_t n = check_syscall(
+              ::pwrite(target_.fd(), zeros.data(), length, static_cast<off_t>(offset)),
+              "pwrite of zeros");
+          check_complete("pwrite of zeros", offset, static_cast<std::size_t>(n), length);
+        },
+        pinned);
   }
   apply(
       first, count, StateKind::hole, OpMethod::punch, [&] { target_.punch_hole(offset, length); },

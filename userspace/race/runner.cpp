@@ -1,5 +1,7 @@
 #include "runner.hpp"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <chrono>
 #include <limits>
@@ -12,6 +14,7 @@
 #include <fmt/format.h>
 
 #include <vmcoh/clock.hpp>
+#include <vmcoh/mapping.hpp>
 #include <vmcoh/sigbus_probe.hpp>
 
 #include "page_ops.hpp"
@@ -48,8 +51,16 @@ void prepare_object(const Target& target, const SharedState& shared, const RunCo
     }
   }
   target.set_size(size);
+  // Every scenario's readers map the object MAP_SHARED: a target that refuses it (FUSE's
+  // direct_io without FUSE_DIRECT_IO_ALLOW_MMAP) cannot run one.
+  static_cast<void>(Mapping::map(kPageSize, PROT_READ, MAP_SHARED, target.fd()));
   probe_write_methods(target, shared, config);
-  target.punch_hole(0, size);
+  if (shared.method_supported(OpMethod::punch)) {
+    target.punch_hole(0, size);
+  } else {  // holes by truncation, where the target cannot punch them (9p)
+    target.set_size(0);
+    target.set_size(size);
+  }
   shared.begin_resize(0, size);
   shared.end_resize(0);
 }

@@ -54,6 +54,8 @@ std::string_view to_string(OpMethod method) noexcept {
       return "dio";
     case OpMethod::uring:
       return "uring";
+    case OpMethod::zero_write:
+      return "zero-write";
   }
   return "?";
 }

@@ -47,8 +47,10 @@ enum class OpMethod : std::uint8_t {
   pvm,    // process_vm_writev()
   dio,    // an O_DIRECT preadv()
   uring,  // io_uring IORING_OP_READ_FIXED into a registered buffer
+  // A hole state made by writing zeros, where the target cannot punch (9p has no fallocate).
+  zero_write,
 };
-inline constexpr std::size_t kOpMethodCount = static_cast<std::size_t>(OpMethod::uring) + 1;
+inline constexpr std::size_t kOpMethodCount = static_cast<std::size_t>(OpMethod::zero_write) + 1;
 [[nodiscard]] std::string_view to_string(OpMethod method) noexcept;
 
 // Whether the target takes an optional method (a write path, a pinned write), as a probe in
