@@ -20,10 +20,10 @@
 //    [P, U], on a thread: the block layer pins P, then faults pinning U, before it submits I/O;
 //  - uring: io_uring_register_buffers() of P takes a long-term pin, and IORING_OP_READ_FIXED of
 //    a scratch file holding P's current stamp writes through it.
-// With P pinned in state s (data, done), the writer punches P (state s+1), starts a rewrite of P
-// with pwrite (state s+2, done from the rewrite's thread when it returns) and waits up to
-// kRewriteWait for it: a target that waits for the pin holds the rewrite in write(2) until the
-// pin goes, so the wait must time out rather than deadlock (pin-waits counts those).  Then it
+// With P pinned in state s (data, done), the writer punches P (state s+1) and rewrites it with
+// pwrite (state s+2), both on a thread of their own, and waits up to kRewriteWait for them: a
+// target that waits for the pin holds the punch (DAX) or the rewrite (the device's window) until
+// the pin goes, so the wait must time out rather than deadlock (pin-waits counts those).  Then it
 // lets the pinned write land - it resolves the trap (pvm: U gets the stamp of state s; dio:
 // zeros, U is the read's second buffer), or issues the READ_FIXED and unregisters - and joins
 // the call and the rewrite.  The pinned write carries state s, which P held when pinned: before
@@ -53,6 +53,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -156,19 +157,21 @@ class TrappedCall {
   std::jthread thread_;  // last: it runs once the rest is built
 };
 
-// The rewrite of a punched page, on a thread of its own: begun here, published done from that
-// thread as its pwrite returns, so a write(2) that waits for the pin stays in flight for as long
-// as it waits.
+// The punch of a pinned page and its rewrite, on a thread of their own: the punch, then the
+// rewrite begun and published done from that thread as its pwrite returns.  Either may wait for
+// the pin - fs/dax.c's truncation does (dax_layout_busy_page()), the device's window makes the
+// write(2) wait - and stays in flight for as long as it waits.
 class Rewrite {
  public:
-  Rewrite(const SharedState& shared, int fd, std::uint64_t run_id, std::size_t page,
-          OpMethod pinned)
+  Rewrite(PageWriter& writer, const SharedState& shared, int fd, std::uint64_t run_id,
+          std::size_t page, OpMethod pinned)
       : shared_(shared) {
-    const std::uint64_t state = shared.last_state(page) + 1;
-    image_ = make_stamp({run_id, page * kPageSize, state, 0, 0});
-    shared.begin_op(page, state, StateKind::data, OpMethod::pwrite, page, 1, pinned);
-    thread_ = std::jthread([this, fd, page, state] {
+    thread_ = std::jthread([this, &writer, fd, run_id, page, pinned] {
       try {
+        writer.punch(page, 1, pinned);
+        const std::uint64_t state = shared_.last_state(page) + 1;
+        image_ = make_stamp({run_id, page * kPageSize, state, 0, 0});
+        shared_.begin_op(page, state, StateKind::data, OpMethod::pwrite, page, 1, pinned);
         write_page(fd, page * kPageSize, image_, OpMethod::pwrite);
         shared_.end_op(page, state);
       } catch (const std::exception& e) {
@@ -265,15 +268,16 @@ class PinningWriter {
     return make_stamp({env_.run_id(), page * kPageSize, env_.shared().last_state(page), 0, 0});
   }
 
-  // Punches the pinned page, starts its rewrite and gives it kRewriteWait.
+  // Starts the punch of the pinned page and its rewrite, and gives them kRewriteWait.
   void punch_and_rewrite(std::size_t page, OpMethod method, std::optional<Rewrite>& rewrite) {
-    writer_.punch(page, 1, method);
-    rewrite.emplace(env_.shared(), target_.fd(), env_.run_id(), page, method);
-    if (!rewrite->returned_within(kRewriteWait)) ++env_.counters().pin_waits;
+    rewrite.emplace(writer_, env_.shared(), target_.fd(), env_.run_id(), page, method);
+    waited_ = !rewrite->returned_within(kRewriteWait);
   }
 
+  // Counted here, once the rewrite's thread (which counts the punch) has been joined.
   void finish_rewrite(Rewrite& rewrite) {
     rewrite.join();
+    if (std::exchange(waited_, false)) ++env_.counters().pin_waits;
     if (++env_.counters().ops % kPublishOpsEvery == 0) env_.publish_counters();
   }
 
@@ -347,6 +351,7 @@ class PinningWriter {
   ActorEnv& env_;
   const Target target_;
   PageWriter writer_;
+  bool waited_ = false;  // the last punch and rewrite outlasted kRewriteWait
   Mapping map_;
   TrapPage trap_;
   std::vector<OpMethod> methods_;
