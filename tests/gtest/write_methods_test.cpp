@@ -42,12 +42,15 @@ TEST_F(WriteMethodsTest, TheProbeRecordsWhatTmpfsTakesAndWhyItRefusesTheRest) {
   EXPECT_TRUE(shared_.method_supported(OpMethod::copy_file_range));
   EXPECT_TRUE(shared_.method_supported(OpMethod::splice));
   EXPECT_FALSE(shared_.method_supported(OpMethod::zero_range)) << "tmpfs has no ZERO_RANGE";
+  EXPECT_TRUE(shared_.method_supported(OpMethod::punch));
   EXPECT_FALSE(shared_.method_supported(OpMethod::pvm)) << "never probed, so never used";
   const auto probed = shared_.probed_methods();
-  ASSERT_EQ(probed.size(), 3U);
-  EXPECT_EQ(probed[0].method, OpMethod::zero_range);
-  EXPECT_FALSE(probed[0].supported);
-  EXPECT_NE(probed[0].reason.find("fallocate(ZERO_RANGE)"), std::string::npos) << probed[0].reason;
+  ASSERT_EQ(probed.size(), 4U);
+  EXPECT_EQ(probed[0].method, OpMethod::punch);
+  EXPECT_TRUE(probed[0].supported);
+  EXPECT_EQ(probed[1].method, OpMethod::zero_range);
+  EXPECT_FALSE(probed[1].supported);
+  EXPECT_NE(probed[1].reason.find("fallocate(ZERO_RANGE)"), std::string::npos) << probed[1].reason;
 }
 
 // /dev/zero stands in for a character device that is no file: the answers /dev/vmcoh gets, which

@@ -11,8 +11,14 @@ module=${2:-$top/vmcoh.ko}
 gtest=$top/build/tests/gtest/vmcoh-gtest
 status=0
 
+# Three pinned-I/O cases need a block-device file system in $TMPDIR (O_DIRECT
+# that pins, then submits): the guest has none here (its /tmp is tmpfs, 9p
+# copies segment by segment).  They run on the host; in the guest,
+# tools/fsmatrix's ext4 and xfs rows drive the same O_DIRECT pins
+# (pin-vs-punch's dio method).
+host_only='PinnedIoTest.ODirectProbeAccepts*:PinnedIoTest.AnODirectRead*:PinnedIoTest.ALongTermPin*'
 insmod "$module"
-"$gtest" --gtest_filter='-CapTest.*:HoldPointTest.*:ZeroPageBoundTest.*:BackingHoldTest.*:WritebackHoldTest.*:AttachHoldTest.*:Window*:DeviceTest.Window*:Pmd*' --gtest_output="json:$out/gtest.json" ||
+"$gtest" --gtest_filter="-CapTest.*:HoldPointTest.*:ZeroPageBoundTest.*:BackingHoldTest.*:WritebackHoldTest.*:AttachHoldTest.*:Window*:DeviceTest.Window*:Pmd*:$host_only" --gtest_output="json:$out/gtest.json" ||
 	status=$?
 rmmod vmcoh
 
