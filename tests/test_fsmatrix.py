@@ -6,7 +6,9 @@ boot of each stock kernel, and checks the harness still catches the real bug
 those kernels have: a load beyond EOF of a huge-page tmpfs file succeeds
 (tests/repro/tmpfs-huge-beyond-eof.c; a deviation from POSIX that upstream
 keeps for tmpfs, see there), while plain tmpfs and /dev/vmcoh pass; and that
-the standalone reproducer agrees.
+the standalone reproducer agrees.  In the same boot,
+tests/repro/pinned-write-after-punch.c must see a write through a pin land
+after a punch on huge tmpfs, and not on plain tmpfs.
 """
 
 import json
@@ -18,6 +20,7 @@ from conftest import BUILD, KERNELS, ROOT, STOCK_KERNELS, module_for, vmrun
 
 FSMATRIX = ROOT / "tools" / "fsmatrix"
 REPRO = BUILD / "tests" / "repro" / "tmpfs-huge-beyond-eof"
+PINNED_REPRO = BUILD / "tests" / "repro" / "pinned-write-after-punch"
 
 
 def case(scenario, mode, status, violations=0, finding=None, t=None, problems=()):
@@ -111,9 +114,13 @@ def test_smoke_catches_the_huge_tmpfs_eof_bug(built, tmp_path, kernel):
     assert huge["violation_records"][0]["finding"] == "access-beyond-eof"
     assert "expected: T: " in (tmp_path / "fsmatrix.md").read_text()
 
-    # The standalone reproducer sees the same, both ways in (exit 1: the load past EOF worked).
+    # The standalone reproducer sees the same, both ways in (exit 1: the load past EOF worked);
+    # and a write through a pin taken before a punch lands after it on huge tmpfs (exit 1), not
+    # on plain tmpfs (0).
     proc = vmrun(["sh", "-c", f"{REPRO} always; echo always=$?; {REPRO} split-fails; "
-                  "echo split-fails=$?"], log=f"fsmatrix-repro-{kernel}", kernel=kernel,
-                 timeout=300)
+                  f"echo split-fails=$?; {PINNED_REPRO}; echo pinned-huge=$?; "
+                  f"{PINNED_REPRO} /dev/shm; echo pinned-plain=$?"],
+                 log=f"fsmatrix-repro-{kernel}", kernel=kernel, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "always=1" in proc.stdout and "split-fails=1" in proc.stdout, proc.stdout
+    for verdict in ("always=1", "split-fails=1", "pinned-huge=1", "pinned-plain=0"):
+        assert verdict in proc.stdout, proc.stdout
