@@ -1,9 +1,7 @@
 // The trap page and the pinned-write paths of pin-vs-punch (vmcoh/userfault.hpp,
 // vmcoh/pinned_io.hpp), on files of the host: a call that pins a page of a mapping and then waits
 // on the trap is seen waiting, holds off its write until the trap is resolved, and then writes.
-#include <linux/magic.h>
 #include <sys/mman.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -31,11 +29,6 @@ using namespace std::chrono_literals;
 constexpr auto kStuck = 5s;
 // How long a call that waits on the trap is watched to see that it does wait.
 constexpr auto kStillWaiting = 50ms;
-
-bool is_tmpfs(const std::filesystem::path& dir) {
-  struct statfs fs {};
-  return ::statfs(dir.c_str(), &fs) == 0 && fs.f_type == TMPFS_MAGIC;
-}
 
 // A directory whose filesystem pins O_DIRECT buffers, or nullopt (/tmp is tmpfs in the VM).
 std::optional<std::filesystem::path> direct_io_dir() {

@@ -1,8 +1,6 @@
 #include "test_object.hpp"
 
-#include <linux/magic.h>
 #include <sys/mman.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -13,6 +11,7 @@
 #include <vector>
 
 #include <vmcoh/error.hpp>
+#include <vmcoh/fd.hpp>
 
 namespace vmcoh {
 
@@ -31,8 +30,7 @@ std::optional<std::filesystem::path> tmpfs_dir() {
   if (const char* tmpdir = std::getenv("TMPDIR")) candidates.emplace_back(tmpdir);
   candidates.emplace_back("/tmp");
   for (const auto& dir : candidates) {
-    struct statfs fs {};
-    if (::statfs(dir.c_str(), &fs) == 0 && fs.f_type == TMPFS_MAGIC) return dir;
+    if (is_tmpfs(dir)) return dir;
   }
   return std::nullopt;
 }

@@ -1,5 +1,7 @@
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <stdlib.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -32,6 +34,11 @@ void Fd::reset(int fd) noexcept {
   // close() errors are not actionable here: the descriptor is gone either way.
   if (fd_ >= 0) ::close(fd_);
   fd_ = fd;
+}
+
+bool is_tmpfs(const std::filesystem::path& dir) noexcept {
+  struct statfs fs {};
+  return ::statfs(dir.c_str(), &fs) == 0 && fs.f_type == TMPFS_MAGIC;
 }
 
 }  // namespace vmcoh

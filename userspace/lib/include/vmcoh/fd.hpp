@@ -40,4 +40,7 @@ class Fd {
   int fd_ = -1;
 };
 
+// True if `dir` is on tmpfs (false also if it cannot be looked at).
+[[nodiscard]] bool is_tmpfs(const std::filesystem::path& dir) noexcept;
+
 }  // namespace vmcoh
