@@ -14,6 +14,18 @@
 
 namespace vmcoh::race {
 
+namespace {
+
+void check_complete(std::string_view what, std::uint64_t offset, std::size_t done,
+                    std::size_t length = kPageSize) {
+  if (done != length) {
+    throw std::runtime_error(
+        fmt::format("{} at offset {:#x} wrote {} of {} bytes", what, offset, done, length));
+  }
+}
+
+}  // namespace
+
 void write_page(int fd, std::uint64_t offset, const PageImage& page, OpMethod method) {
   const auto off = static_cast<off_t>(offset);
   ssize_t written = 0;
@@ -35,21 +47,10 @@ void write_page(int fd, std::uint64_t offset, const PageImage& page, OpMethod me
     default:
       throw std::logic_error(fmt::format("write_page: {} is no write method", to_string(method)));
   }
-  if (static_cast<std::size_t>(written) != kPageSize) {
-    throw std::runtime_error(fmt::format("{} at offset {:#x} wrote {} of {} bytes",
-                                         to_string(method), offset, written, kPageSize));
-  }
+  check_complete(to_string(method), offset, static_cast<std::size_t>(written));
 }
 
 namespace {
-
-void check_complete(std::string_view what, std::uint64_t offset, std::size_t done,
-                    std::size_t length = kPageSize) {
-  if (done != length) {
-    throw std::runtime_error(
-        fmt::format("{} at offset {:#x} wrote {} of {} bytes", what, offset, done, length));
-  }
-}
 
 // What a target that lacks an optional method answers.
 bool is_refusal(const std::system_error& e) {
