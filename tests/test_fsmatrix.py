@@ -102,17 +102,23 @@ def test_smoke_catches_the_huge_tmpfs_eof_bug(built, tmp_path, kernel):
         pytest.skip(f"no module for {kernel}: make module-{kernel}")
     proc = subprocess.run([str(FSMATRIX), "--kernels", kernel, "--fs",
                            "vmcoh,tmpfs,tmpfs-huge", "--scenarios", "truncate-vs-fault",
-                           "--modes", "threads", "--duration", "1", "--out", str(tmp_path)],
+                           "--duration", "1", "--out", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     doc = json.loads((tmp_path / "fsmatrix.json").read_text())
-    runs = {e["fs"]: e["race"]["results"][0] for e in doc["kernels"][kernel]["filesystems"]}
-    assert runs["vmcoh"]["status"] == "passed", runs["vmcoh"]["summary"]
-    assert runs["tmpfs"]["status"] == "passed", runs["tmpfs"]["summary"]
-    huge = runs["tmpfs-huge"]
-    assert huge["status"] == "failed", f"the huge-tmpfs EOF bug went unseen: {huge['summary']}"
-    assert huge["violation_records"][0]["finding"] == "access-beyond-eof"
-    assert "expected: T: " in (tmp_path / "fsmatrix.md").read_text()
+    runs = {e["fs"]: e["race"]["results"] for e in doc["kernels"][kernel]["filesystems"]}
+    for fs in ("vmcoh", "tmpfs"):
+        assert len(runs[fs]) == 2, runs[fs]
+        for run in runs[fs]:
+            assert run["status"] == "passed", f"{fs}: {run['summary']}"
+    # Threads alone once went 1 s without a hit (4-504 violations in the other runs); processes
+    # have caught it in every run so far.  Either mode seeing it is the harness seeing it.
+    caught = [r for r in runs["tmpfs-huge"] if r["status"] == "failed"]
+    assert caught, "the huge-tmpfs EOF bug went unseen: " + \
+        "; ".join(r["summary"] for r in runs["tmpfs-huge"])
+    for run in caught:
+        assert run["violation_records"][0]["finding"] == "access-beyond-eof"
+    assert "| tmpfs huge=always | expected: " in (tmp_path / "fsmatrix.md").read_text()
 
     # The standalone reproducer sees the same, both ways in (exit 1: the load past EOF worked);
     # and a write through a pin taken before a punch lands after it on huge tmpfs (exit 1), not
