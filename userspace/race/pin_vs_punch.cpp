@@ -31,7 +31,8 @@
 //
 // Setup: every page written once (state 1); the methods probed (a refusal skips the method and
 // is reported: dio where --scratch, by default the target's directory or /tmp for the device,
-// refuses O_DIRECT or is tmpfs, which copies without pinning; uring where the kernel refuses to
+// refuses O_DIRECT, is tmpfs, which copies without pinning, or does not hold the pin while the
+// read waits on the trap page (btrfs: o_direct_refusal()); uring where the kernel refuses to
 // pin the target's pages long-term).  userfaultfd must be available (root, or
 // vm.unprivileged_userfaultfd=1): setup fails otherwise.
 // Writers: page p belongs to writer p % W.  Each operation picks one of the writer's pages: a

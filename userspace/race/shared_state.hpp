@@ -58,7 +58,7 @@ inline constexpr std::size_t kOpMethodCount = static_cast<std::size_t>(OpMethod:
 enum class MethodState : std::uint64_t { unprobed, supported, refused };
 struct MethodProbe {
   MethodState state;
-  char reason[160];  // why it was refused
+  char reason[320];  // why it was refused
 };
 
 // One operation on one page, as its owner logged it.

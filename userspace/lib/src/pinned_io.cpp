@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <future>
 #include <stdexcept>
 #include <system_error>
 
@@ -15,6 +17,7 @@
 
 #include <vmcoh/error.hpp>
 #include <vmcoh/pinned_io.hpp>
+#include <vmcoh/userfault.hpp>
 
 namespace vmcoh {
 
@@ -25,6 +28,44 @@ std::size_t process_vm_write_self(const void* from, void* to, std::size_t length
       ::process_vm_writev(::getpid(), &local, 1, &remote, 1, 0), "process_vm_writev"));
 }
 
+namespace {
+
+// How long the probe's read may take to reach its trap page.
+constexpr auto kProbeTrapTimeout = std::chrono::seconds(10);
+constexpr std::byte kProbeBefore{0xa5};
+
+// Whether an O_DIRECT read of `file` into [first, trap] has already written `first` when it
+// waits for the trap page.  `first` is anonymous, present and writable, so a filesystem that
+// reads with page faults disabled pins it at once, fails on the trap page, completes the first
+// page's I/O and only then faults the trap page in - with no pin held while it waits, and
+// nothing to race.  A read that pins its buffers in turn and submits once it has them all
+// (iomap's) waits on the trap page with the first one pinned and unwritten.
+bool read_completes_before_waiting(const DirectFile& file) {
+  PageImage data;
+  data.words.fill(0x5a5a'5a5a'5a5a'5a5aULL);
+  file.set_first_page(data);
+  const Mapping first =
+      Mapping::map(kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+  std::memset(first.data(), std::to_integer<int>(kProbeBefore), kPageSize);
+  const TrapPage trap;
+  std::future<ssize_t> read =
+      std::async(std::launch::async, [&] { return file.read_into(first.data(), trap.data()); });
+  const bool waited = trap.wait_fault(kProbeTrapTimeout);
+  const bool written = std::memcmp(first.data(), data.bytes(), kPageSize) == 0;
+  trap.resolve_zero();  // also when it never waited, so that the read cannot hang on it
+  const ssize_t n = read.get();
+  if (n < 0) throw_errno("O_DIRECT preadv", static_cast<int>(-n));
+  if (!waited) {
+    throw std::runtime_error(
+        fmt::format("the O_DIRECT probe read never reached its trap page "
+                    "within {} s",
+                    kProbeTrapTimeout.count()));
+  }
+  return written;
+}
+
+}  // namespace
+
 std::optional<std::string> o_direct_refusal(const std::filesystem::path& dir) {
   struct statfs fs {};
   check_syscall(::statfs(dir.c_str(), &fs), "statfs " + dir.string());
@@ -32,15 +73,22 @@ std::optional<std::string> o_direct_refusal(const std::filesystem::path& dir) {
     return fmt::format("{} is tmpfs: O_DIRECT copies through the page cache, pinning nothing",
                        dir.string());
   }
+  std::optional<DirectFile> file;
   try {
-    const DirectFile file(dir);
+    file.emplace(dir);
     const Mapping pages =
         Mapping::map(2 * kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
-    const ssize_t n = file.read_into(pages.data(), pages.data() + kPageSize);
+    const ssize_t n = file->read_into(pages.data(), pages.data() + kPageSize);
     if (n < 0) throw_errno("O_DIRECT preadv", static_cast<int>(-n));
   } catch (const std::system_error& e) {
     if (e.code() != std::errc::invalid_argument) throw;
     return fmt::format("{} refuses O_DIRECT: {}", dir.string(), e.what());
+  }
+  if (read_completes_before_waiting(*file)) {
+    return fmt::format(
+        "O_DIRECT reads in {} do not hold a buffer pinned while they wait: they complete what "
+        "they could pin and fault the rest in before retrying (btrfs_direct_read())",
+        dir.string());
   }
   return std::nullopt;
 }

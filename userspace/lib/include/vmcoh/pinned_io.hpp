@@ -6,7 +6,8 @@
 //    copies from the source, which may be a trap page;
 //  - an O_DIRECT preadv(): the block layer pins each buffer of the vector in turn and submits the
 //    I/O once it has them all, so a trap page after a page of a mapping holds that page pinned
-//    with the data not yet in it;
+//    with the data not yet in it (iomap's direct I/O: ext4, xfs; not btrfs's, which reads with
+//    page faults disabled and faults the trap page in with no pin held - o_direct_refusal());
 //  - io_uring fixed buffers: registration takes a long-term pin (FOLL_LONGTERM) that lasts until
 //    the buffers are unregistered, and IORING_OP_READ_FIXED writes through it.  Kernels refuse
 //    some file mappings: 6.1 every one but hugetlbfs (EOPNOTSUPP), later ones those that need
@@ -34,9 +35,11 @@ namespace vmcoh {
 // process_vm_writev(getpid(), {from, length}, {to, length}): the bytes written; throws on error.
 std::size_t process_vm_write_self(const void* from, void* to, std::size_t length);
 
-// Why an O_DIRECT read of a file in `dir` would not pin its buffers, or nullopt if it would: the
-// filesystem refuses O_DIRECT (EINVAL), or it is tmpfs, which takes O_DIRECT but copies through
-// the page cache.  Throws for other errors (`dir` missing or not writable).
+// Why an O_DIRECT read of a file in `dir` would not hold its buffers pinned while it waits on a
+// trap page, or nullopt if it would: the filesystem refuses O_DIRECT (EINVAL); it is tmpfs,
+// which takes O_DIRECT but copies through the page cache; or its reads complete what they could
+// pin and fault the rest in before retrying (btrfs), which a probe read into a page and a trap
+// page shows.  Needs userfaultfd; throws for other errors (`dir` missing or not writable).
 [[nodiscard]] std::optional<std::string> o_direct_refusal(const std::filesystem::path& dir);
 
 // An unnamed file of two pages in some directory, opened O_DIRECT, whose first page holds what
