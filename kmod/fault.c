@@ -20,14 +20,22 @@
  *     invalidate_inode_pages vs do_no_page).  A shrink that completed while
  *     we slept would otherwise leave a page mapped beyond EOF.
  *   - The PTE is installed before the entry is unlocked, so an
- *     invalidation that waited for the entry is sure to find the PTE.
+ *     invalidation that waited for the entry is sure to find the PTE.  A
+ *     store through a shared mapping of a plain object is the exception:
+ *     ->fault hands its block to the core under the block's page lock, and
+ *     the core maps it writable in the same trap; the invalidation waits
+ *     for that page lock after its unmap, and unmaps again if a PTE came
+ *     in (fault_store_in_one_trap(), invalidate.c step 3b).
  *
- * Every page is mapped read-only first: shared writable mappings use write
- * notification (vm_page_prot has no write bit because ->page_mkwrite
+ * Every page a load maps is mapped read-only: shared writable mappings use
+ * write notification (vm_page_prot has no write bit because ->page_mkwrite
  * exists), and private mappings copy on write in the core.  A store then
  * reaches ->page_mkwrite, which re-validates under the entry lock before
  * the core makes the PTE writable, and which replaces the zero page with a
- * block, so the zero page is never writable on any kernel.
+ * block, so the zero page is never writable on any kernel.  A store whose
+ * first touch is the store maps its block writable in one trap (the core
+ * calls ->page_mkwrite for it before it installs the PTE); the zero page
+ * is never handed out that way.
  *
  * Holes map dev->zero_page, a zeroed page owned by the device, rather than
  * the kernel's ZERO_PAGE(0): Linux 6.12 refuses the shared zero page in a
@@ -51,9 +59,11 @@
  * are holes and pages that may map the zero page; ->fault maps those.  Each
  * step walks the whole window once (xas_next() and xas_for_each()): lookups
  * from the root for every page were most of fault-around's cost in
- * profiles.  It is done in ->fault, not ->map_pages: that must not sleep,
- * and the PTE helper it is meant to use, do_set_pte(), is not exported to
- * modules.
+ * profiles.  The core asks for it first, through ->map_pages, before
+ * ->fault (vmcoh_map_pages(): the faulting page of an allocated block is
+ * mapped there too, and ->fault is not called); ->fault maps the rest of
+ * the window after its own page when ->map_pages could not help: a hole, a
+ * load, or a PMD with no page table yet.
  *
  * Backed objects add two waits, each taken with the entry lock let go: for
  * a load in flight (backing.c), and for a DROP of the index's range
@@ -85,7 +95,8 @@
  *
  * Lock order: see vmcoh.h.  Here: mmap_lock or the VMA lock (held by the
  * core) -> entry lock -> i_mmap_rwsem (unmap_mapping_pages) -> PTL
- * (vm_insert_page); entry lock -> page lock (page_mkwrite).  Fault-around
+ * (vm_insert_page); entry lock -> page lock (page_mkwrite, and a store
+ * handed to the core, which takes the PTL with it held).  Fault-around
  * runs after the faulting entry is unlocked and takes its batch with
  * trylocks, so it never waits while holding an entry lock.
  */
@@ -177,6 +188,43 @@ static vm_fault_t fault_install_pte(struct vm_fault *vmf, struct page *page)
 	return vmf_error(err);
 }
 
+/*
+ * A store into a block of a plain object, through a shared mapping, is
+ * mapped writable in one trap: the block goes back to the core locked, as
+ * filemap_fault() returns a page, and the core calls ->page_mkwrite and
+ * installs a writable PTE (do_shared_fault(), finish_fault()).  Mapped by
+ * fault_install_pte() instead, the PTE would be read-only (write notify),
+ * and the store would trap again to make it writable.
+ *
+ * The PTE is then installed after the entry lock is let go, not before: the
+ * block's page lock stands in for it.  It is taken under the entry lock
+ * here, taken again by ->page_mkwrite under the entry lock after it checked
+ * that the block is still the index's, and held by the core until the PTE
+ * is in; an invalidation that took the block out of the map waits for it
+ * after its ranged unmap, and unmaps once more if a PTE came in meanwhile
+ * (vmcoh_invalidate()).  That is the page cache's protocol: mm/truncate.c
+ * locks each folio after its first unmap for the same reason.
+ *
+ * Not for the zero page (never writable, never handed out), nor for a
+ * window (its blocks are pages of a 2 MiB compound page, which
+ * finish_fault() would map whole by a PMD), nor for a backed object, whose
+ * stores two traps keep in the path ->page_mkwrite has always marked dirty.
+ */
+static bool fault_store_in_one_trap(struct vmcoh_dev *dev, struct page *page)
+{
+	return page != dev->zero_page && !vmcoh_window_enabled(dev) &&
+	       !vmcoh_backed(dev);
+}
+
+/* Called with @block's entry lock held; see fault_store_in_one_trap(). */
+static vm_fault_t fault_hand_to_core(struct vm_fault *vmf, struct page *block)
+{
+	get_page(block);	/* the PTE's reference, as ->fault's are */
+	lock_page(block);
+	vmf->page = block;
+	return VM_FAULT_LOCKED;
+}
+
 /* Read the block map for @index; the FAULT_LOOKED_UP hold point follows. */
 static struct page *fault_lookup(struct vmcoh_dev *dev, pgoff_t index)
 {
@@ -203,39 +251,40 @@ static struct page *fault_lookup_unlocked(struct vmcoh_dev *dev,
 }
 
 /*
- * Map the blocks of the rest of @vmf's fault-around window, read-only.
- * Called with no entry lock held, after the faulting page was mapped.  Each
- * step walks the window once, not once per page: the block map without
- * locks, the entry trylocks, the block map under them, the unlocks.
+ * Map the blocks of [@first, @last], one fault-around window of @vmf's VMA
+ * inside one page table, read-only, but not @skip (ULONG_MAX: none).
+ * Called with no entry lock held; never sleeps (->map_pages runs under RCU).
+ * Each step walks the window once, not once per page: the block map
+ * without locks, the entry trylocks, the block map under them, the unlocks.
+ *
+ * Return: the bits (from @first) of the indices now mapped from their
+ * blocks, by this call or already (-EBUSY).
  */
-static void fault_around(struct vm_fault *vmf, struct vmcoh_dev *dev)
+static unsigned long fault_map_window(struct vm_fault *vmf,
+				      struct vmcoh_dev *dev, pgoff_t first,
+				      pgoff_t last, pgoff_t skip)
 {
 	struct vm_area_struct *vma = vmf->vma;
-	pgoff_t vma_last = vma->vm_pgoff + vma_pages(vma) - 1;
-	pgoff_t first = max(vmf->pgoff & ~(pgoff_t)(dev->fault_around - 1),
-			    vma->vm_pgoff);
-	pgoff_t last = min3(first | (dev->fault_around - 1), vma_last,
-			    vmcoh_size_pages(dev) - 1);
 	struct page *blocks[VMCOH_FAULT_AROUND_MAX];
 	unsigned long flags[VMCOH_FAULT_AROUND_MAX];
-	unsigned long want, locked, present;
+	unsigned long want, locked, present, done = 0;
 	unsigned int i, nr, mapped = 0;
 	pgoff_t size;
 
 	if (first > last)
-		return;
+		return 0;
 	nr = last - first + 1;
 	/* A lockless look first: most windows need no entry at all. */
 	want = vmcoh_blocks_lookup_window(&dev->map, first, nr, blocks);
-	if (vmf->pgoff <= last)
-		want &= ~BIT(vmf->pgoff - first);
+	if (skip >= first && skip <= last)
+		want &= ~BIT(skip - first);
 	locked = vmcoh_entries_trylock(dev, first, want, flags);
 	if (!locked)
-		return;
+		return 0;
 	/* Being dropped: leave it to ->fault, which waits for the drop. */
 	if (vmcoh_drop_pending(dev, first, last)) {
 		vmcoh_entries_unlock(&dev->entries, first, locked, flags);
-		return;
+		return 0;
 	}
 
 	/* The protocol's order, for every page: entry lock, block map, size. */
@@ -251,15 +300,96 @@ static void fault_around(struct vm_fault *vmf, struct vmcoh_dev *dev)
 				       ((first + i - vma->vm_pgoff) << PAGE_SHIFT),
 				       blocks[i])) {
 		case 0:
-			mapped++;
+			if (first + i != vmf->pgoff)
+				mapped++;
 			fallthrough;
 		case -EBUSY:	/* already mapped here, from this block */
 			flags[i] = 0;
+			done |= BIT(i);
 			break;
 		}
 	}
 	vmcoh_entries_unlock(&dev->entries, first, locked, flags);
 	vmcoh_count_add(dev, VMCOH_FAULT_AROUND_MAPS, mapped);
+	return done;
+}
+
+/*
+ * @vmf's fault-around window: dev->fault_around pages at an address aligned
+ * to their size, as the core's do_fault_around() places its own (so the
+ * two agree, and a window never crosses a PMD), within the VMA and the
+ * object.
+ */
+static void fault_around_window(struct vm_fault *vmf, struct vmcoh_dev *dev,
+				pgoff_t *first, pgoff_t *last)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	unsigned long bytes = (unsigned long)dev->fault_around << PAGE_SHIFT;
+	unsigned long address = vmf->address & PAGE_MASK;
+	unsigned long start = ALIGN_DOWN(address, bytes);
+	pgoff_t vma_last = vma->vm_pgoff + vma_pages(vma) - 1;
+	pgoff_t after = (start + bytes - address) >> PAGE_SHIFT;
+
+	start = max(start, vma->vm_start);
+	*first = vmf->pgoff - ((address - start) >> PAGE_SHIFT);
+	*last = min3(vmf->pgoff + after - 1, vma_last,
+		     vmcoh_size_pages(dev) - 1);
+}
+
+/*
+ * Map the blocks of the rest of @vmf's fault-around window, read-only,
+ * after ->fault mapped the faulting page.
+ */
+static void fault_around(struct vm_fault *vmf, struct vmcoh_dev *dev)
+{
+	pgoff_t first, last;
+
+	fault_around_window(vmf, dev, &first, &last);
+	fault_map_window(vmf, dev, first, last, vmf->pgoff);
+}
+
+/*
+ * ->map_pages: a read fault's first stop, before ->fault, called with RCU
+ * held and the faulting page's PTE none.  It maps what fault-around maps -
+ * the blocks of the aligned window, each under its entry lock, never
+ * waiting - and the faulting page with them when it is one of those; the
+ * core then goes no further.  Holes, loads, drops and entries that may map
+ * the zero page are left to ->fault.  The core's window [@start, @end] is
+ * ours with the default fault_around_bytes (64 KiB, 16 pages, aligned the
+ * same way); if either was tuned, the overlap is mapped.
+ *
+ * Two reasons to have it.  A fault on an allocated block costs one trylock
+ * pass and no call of ->fault.  And since 6.7 a fault under the per-VMA lock
+ * calls ->fault only for a VMA whose vm_ops have ->map_pages
+ * (vmf_can_call_fault()): without it, every fault of ours was retried
+ * under mmap_lock.  ->fault is safe under the VMA lock (fault_wait()).
+ *
+ * vm_insert_page() may allocate a page table, and must not here: if the PMD
+ * has none yet (->map_pages does not get to install the core's preallocated
+ * one, which filemap_map_pages() does with a helper modules cannot call), or
+ * maps 2 MiB, ->fault does the work.  The core's [@start, @end] stays in the
+ * faulting PMD; the window is clipped to it.
+ */
+static vm_fault_t vmcoh_map_pages(struct vm_fault *vmf, pgoff_t start,
+				  pgoff_t end)
+{
+	struct vmcoh_dev *dev = vmf->vma->vm_file->private_data;
+	pmd_t pmd = READ_ONCE(*vmf->pmd);
+	pgoff_t first, last;
+
+	if (dev->fault_around <= 1 || pmd_none(pmd) || !pmd_present(pmd) ||
+	    pmd_leaf(pmd))
+		return 0;
+	fault_around_window(vmf, dev, &first, &last);
+	first = max(first, start);
+	last = min(last, end);
+	if (vmf->pgoff < first || vmf->pgoff > last)
+		return 0;
+	if (!(fault_map_window(vmf, dev, first, last, ULONG_MAX) &
+	      BIT(vmf->pgoff - first)))
+		return 0;
+	vmcoh_count(dev, VMCOH_MAP_PAGES_FAULTS);
+	return VM_FAULT_NOPAGE;
 }
 
 /* What a fault waits for, holding no entry lock. */
@@ -398,6 +528,8 @@ static vm_fault_t vmcoh_fault(struct vm_fault *vmf)
 	int err;
 
 	vmcoh_count(dev, VMCOH_FAULTS);
+	if (!vmcoh_fault_holds_mmap_lock(vmf))
+		vmcoh_count(dev, VMCOH_VMA_LOCK_FAULTS);
 retry:
 	if (index >= vmcoh_size_pages(dev))
 		return fault_sigbus(dev);
@@ -481,6 +613,11 @@ retry:
 		fault_unmap_zero_page(dev, index, &flags);
 
 	vmcoh_hold_fault(dev, VMCOH_HOLD_FAULT_BEFORE_PTE, index);
+	if (store && fault_store_in_one_trap(dev, page)) {
+		ret = fault_hand_to_core(vmf, page);
+		flags = 0;
+		goto unlock;
+	}
 	ret = fault_install_pte(vmf, page);
 	if (!(ret & VM_FAULT_ERROR)) {
 		if (page == dev->zero_page) {
@@ -610,6 +747,8 @@ static vm_fault_t vmcoh_page_mkwrite(struct vm_fault *vmf)
 	}
 unlock:
 	vmcoh_entry_unlock(&dev->entries, index, flags);
+	if (ret == VM_FAULT_LOCKED)
+		vmcoh_hold_fault(dev, VMCOH_HOLD_MKWRITE_LOCKED, index);
 	return ret;
 }
 
@@ -743,6 +882,7 @@ static void vmcoh_vma_close(struct vm_area_struct *vma)
 const struct vm_operations_struct vmcoh_vm_ops = {
 	.close		= vmcoh_vma_close,
 	.fault		= vmcoh_fault,
+	.map_pages	= vmcoh_map_pages,
 	.huge_fault	= vmcoh_huge_fault,
 	.page_mkwrite	= vmcoh_page_mkwrite,
 };

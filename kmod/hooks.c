@@ -61,6 +61,7 @@ static const char * const unsafe_names[VMCOH_NR_UNSAFE] = {
 	[VMCOH_UNSAFE_WAIT_HOLDING_MMAP_LOCK]	= "wait_holding_mmap_lock",
 	[VMCOH_UNSAFE_ZERO_UNMAP_AFTER_PUBLISH]	= "zero_unmap_after_publish",
 	[VMCOH_UNSAFE_REUSE_PINNED]		= "reuse_pinned",
+	[VMCOH_UNSAFE_NO_STORE_WAIT]		= "no_store_wait",
 };
 
 enum hold_state {
@@ -86,7 +87,8 @@ static struct hold_slot hold_slots[VMCOH_NR_HOLD_POINTS];
 static bool hold_is_fault_point(unsigned int point)
 {
 	return point <= VMCOH_HOLD_FAULT_BEFORE_PTE ||
-	       point == VMCOH_HOLD_FAULT_ALLOCATED;
+	       point == VMCOH_HOLD_FAULT_ALLOCATED ||
+	       point == VMCOH_HOLD_MKWRITE_LOCKED;
 }
 
 /* Whether park number @park at @slot has been ended by someone else. */

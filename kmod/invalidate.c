@@ -7,6 +7,9 @@
  *   2. remove the range's entries,    (faults that read the old state have
  *      waiting for locked ones         finished installing their PTEs)
  *   3. one ranged unmap               (those PTEs are gone)
+ *   3b. wait for each block's page    (a store handed the block before 2
+ *       lock; unmap again if a store   has its PTE in; see
+ *       mapped one meanwhile           invalidate_wait_for_stores())
  *   4. free the blocks taken out in 1 (nothing can map them any more)
  *
  * Why entries before page tables (mm/truncate.c, commit cd656375f946):
@@ -27,11 +30,13 @@
  * truncate_pagecache_range() does.
  *
  * Lock order: see vmcoh.h.  Callers hold io_rwsem exclusive, which
- * serializes invalidations against each other and against write(2).
+ * serializes invalidations against each other and against write(2); step
+ * 3b takes each block's page lock under it, holding nothing else.
  */
 
 #include <linux/highmem.h>
 #include <linux/mm.h>
+#include <linux/pagemap.h>
 
 #include "hooks.h"
 #include "vmcoh.h"
@@ -54,6 +59,28 @@ static unsigned long invalidate_entries(struct vmcoh_dev *dev, pgoff_t first,
 
 	vmcoh_count_add(dev, VMCOH_ENTRIES_REMOVED, removed);
 	return removed;
+}
+
+/*
+ * Step 3b: a store into a plain object's block is mapped by the core after
+ * the fault let go of the entry lock, under the block's page lock (see
+ * fault_store_in_one_trap()), so its PTE may come in after the ranged
+ * unmap.  Wait for each block's lock, as mm/truncate.c waits for each
+ * folio's after its first unmap: then no such PTE is still to come, and
+ * one that came is unmapped again.  Return whether one did.
+ */
+static bool invalidate_wait_for_stores(struct vmcoh_block_list *blocks)
+{
+	struct page *block;
+	bool mapped = false;
+
+	for (block = blocks->head; block;
+	     block = (struct page *)page_private(block)) {
+		lock_page(block);
+		mapped |= page_mapped(block);
+		unlock_page(block);
+	}
+	return mapped;
 }
 
 /*
@@ -118,6 +145,17 @@ void vmcoh_invalidate(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
 		if (removed || even_cows)
 			invalidate_unmap(dev, first, last, even_cows);
 	}
+
+	/*
+	 * unsafe=no_store_wait: free what a store may map after the unmap.
+	 * unsafe=unmap_before_remove skips this step too: its second unmap
+	 * would remove the PTE that order leaves behind, and hide the bug the
+	 * variant is there to show.
+	 */
+	if (blocks && !vmcoh_unsafe(VMCOH_UNSAFE_NO_STORE_WAIT) &&
+	    !vmcoh_unsafe(VMCOH_UNSAFE_UNMAP_BEFORE_REMOVE) &&
+	    invalidate_wait_for_stores(blocks))
+		invalidate_unmap(dev, first, last, even_cows);
 
 	vmcoh_hold_inval(dev, VMCOH_HOLD_INVAL_BEFORE_FREE, first, last, op);
 	if (blocks)

@@ -73,6 +73,10 @@ void vmcoh_read_stats(struct vmcoh_dev *dev, struct vmcoh_stats *stats)
 			vmcoh_counter_read(dev, VMCOH_FAULT_AROUND_MAPS),
 		.entries_trimmed =
 			vmcoh_counter_read(dev, VMCOH_ENTRIES_TRIMMED),
+		.map_pages_faults =
+			vmcoh_counter_read(dev, VMCOH_MAP_PAGES_FAULTS),
+		.vma_lock_faults =
+			vmcoh_counter_read(dev, VMCOH_VMA_LOCK_FAULTS),
 	};
 }
 

@@ -10,7 +10,8 @@
  *   entry.c      the "radix tree": one xarray value entry per index that
  *                page tables may map, carrying a sleeping LOCKED bit.
  *   fault.c      the fault path: it takes an index's entry lock before it
- *                reads the block map and installs the PTE under that lock;
+ *                reads the block map and installs the PTE under that lock
+ *                (a store's, under the block's page lock taken under it);
  *                in a window, a fully resident 2 MiB region is mapped by
  *                one PMD under one entry lock covering the region.
  *   invalidate.c every change that removes or replaces a block mapping:
@@ -43,7 +44,11 @@
  *         i_mmap_rwsem            (unmap_mapping_pages/range)
  *           page table lock
  *           entries.xa_lock       (vmcoh_entries_trim(), from ->close)
- *         page lock               (page_mkwrite returns it held)
+ *         page lock               (page_mkwrite returns it held, and
+ *                                  ->fault hands a store's block to the
+ *                                  core with it held)
+ *     page lock                   (invalidation waits for each block's
+ *                                  page lock after its unmap: step 3b)
  *       entries.xa_lock           (spinlock, never held across sleeps)
  *       blocks.xa_lock            (spinlock, never held across sleeps)
  *       backing.inflight.xa_lock  (spinlock: the server channel)
@@ -101,6 +106,8 @@ enum vmcoh_counter {
 	VMCOH_HOLD_TIMEOUTS,
 	VMCOH_FAULT_AROUND_MAPS,
 	VMCOH_ENTRIES_TRIMMED,
+	VMCOH_MAP_PAGES_FAULTS,
+	VMCOH_VMA_LOCK_FAULTS,
 	VMCOH_LOADS,
 	VMCOH_LOADS_PUBLISHED,
 	VMCOH_LOADS_INVALIDATED,

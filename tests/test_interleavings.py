@@ -28,7 +28,7 @@ pytestmark = pytest.mark.vm
 INTERLEAVE = BUILD / "userspace" / "vmcoh-interleave"
 VARIANTS = ["lookup_before_lock", "unmap_before_remove", "no_size_recheck",
             "no_even_cows", "free_before_unmap", "write_no_invalidate",
-            "zero_unmap_after_publish"]
+            "zero_unmap_after_publish", "no_store_wait"]
 # 20 repetitions per cell on the stock kernels: every one must catch the
 # targeted variant.  The debug kernels check the same paths under lockdep,
 # KASAN and KCSAN, each repetition several times slower: 5 suffice there.

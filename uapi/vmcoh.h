@@ -57,7 +57,9 @@
  */
 #define VMCOH_UNSAFE_NONE		0
 #define VMCOH_UNSAFE_LOOKUP_BEFORE_LOCK	1	/* fault reads block map, then locks */
-#define VMCOH_UNSAFE_UNMAP_BEFORE_REMOVE 2	/* invalidation unmaps, then removes entries */
+#define VMCOH_UNSAFE_UNMAP_BEFORE_REMOVE 2	/* invalidation unmaps, then removes
+						 * entries (and skips step 3b)
+						 */
 #define VMCOH_UNSAFE_NO_SIZE_RECHECK	3	/* no size check under the entry lock */
 #define VMCOH_UNSAFE_NO_EVEN_COWS	4	/* shrink leaves private copies mapped */
 #define VMCOH_UNSAFE_FREE_BEFORE_UNMAP	5	/* blocks freed (and poisoned) before the unmap */
@@ -75,7 +77,10 @@
 #define VMCOH_UNSAFE_REUSE_PINNED	15	/* a window page backs its index again
 						 * while a pin may write through it
 						 */
-#define VMCOH_NR_UNSAFE			16
+#define VMCOH_UNSAFE_NO_STORE_WAIT	16	/* invalidation frees a block a store
+						 * is still mapping
+						 */
+#define VMCOH_NR_UNSAFE			17
 
 /* What free_before_unmap fills a block with before it lets it go. */
 #define VMCOH_POISON_BYTE		0x6b
@@ -130,6 +135,8 @@ struct vmcoh_stats {
 	__u64 hold_timeouts;		/* parks that ended by timeout */
 	__u64 fault_around_maps;	/* pages mapped around a read fault */
 	__u64 entries_trimmed;		/* entries gone with the last mapping */
+	__u64 map_pages_faults;		/* faults ->map_pages answered alone */
+	__u64 vma_lock_faults;		/* ->fault, ->page_mkwrite under a VMA lock */
 };
 
 /*
@@ -142,7 +149,10 @@ struct vmcoh_stats {
  * at the first index of its region (all but SIZE_CHECKED and ALLOCATED).
  * FAULT_ALLOCATED fires in ->fault or ->page_mkwrite when a store has just
  * published a block in a hole, its entry locked: the zero page is already
- * unmapped everywhere (unsafe=zero_unmap_after_publish: not yet).  Invalidation
+ * unmapped everywhere (unsafe=zero_unmap_after_publish: not yet).
+ * MKWRITE_LOCKED fires in ->page_mkwrite once it has locked the block's page
+ * for the core and let go of the entry lock: the core makes the PTE
+ * writable, or installs it (a store mapped in one trap), next.  Invalidation
  * points fire when write(2), punch or shrink invalidates a range covering
  * @index, with io_rwsem held; @ops narrows them to some operations.  In the safe
  * protocol they come in the order MAP_CHANGED, ENTRIES_REMOVED,
@@ -165,7 +175,8 @@ struct vmcoh_stats {
 #define VMCOH_HOLD_INVAL_BEFORE_FREE	7	/* unmapped, blocks not yet freed */
 #define VMCOH_HOLD_DROP_STARTED		8	/* a drop began: nothing written back yet */
 #define VMCOH_HOLD_FAULT_ALLOCATED	9	/* a store published a block in a hole */
-#define VMCOH_NR_HOLD_POINTS		10
+#define VMCOH_HOLD_MKWRITE_LOCKED	10	/* block locked for the core, entry not */
+#define VMCOH_NR_HOLD_POINTS		11
 
 /* vmcoh_hold.ops, for invalidation points; 0 means any */
 #define VMCOH_HOLD_OP_WRITE		_BITULL(0)

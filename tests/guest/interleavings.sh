@@ -41,7 +41,7 @@ run() {
 run safe
 for variant in lookup_before_lock unmap_before_remove no_size_recheck \
 	no_even_cows free_before_unmap write_no_invalidate \
-	zero_unmap_after_publish; do
+	zero_unmap_after_publish no_store_wait; do
 	run "$variant" unsafe="$variant"
 done
 

@@ -28,6 +28,7 @@ extern const Interleaving kFreeBeforeUnmap;
 extern const Interleaving kWriteNoInvalidate;
 extern const Interleaving kZeroUnmapAfterPublishFault;
 extern const Interleaving kZeroUnmapAfterPublishMkwrite;
+extern const Interleaving kStoreHandoff;
 
 [[nodiscard]] std::span<const Interleaving* const> all_interleavings() noexcept;
 // nullptr if there is none of that name.

@@ -8,8 +8,8 @@ namespace {
 
 // In the order of the README's table: write, punch, truncate, then the three single-step bugs,
 // then a store fault that fills a hole racing write(2) (issue 14), through ->fault and
-// ->page_mkwrite.
-constexpr std::array<const Interleaving*, 8> kAll = {
+// ->page_mkwrite, then a store mapped in one trap racing a punch (issue 16).
+constexpr std::array<const Interleaving*, 9> kAll = {
     &kWriteVsFault,
     &kUnmapBeforeRemove,
     &kTruncateVsNopage,
@@ -18,6 +18,7 @@ constexpr std::array<const Interleaving*, 8> kAll = {
     &kWriteNoInvalidate,
     &kZeroUnmapAfterPublishFault,
     &kZeroUnmapAfterPublishMkwrite,
+    &kStoreHandoff,
 };
 
 }  // namespace
