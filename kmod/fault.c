@@ -251,6 +251,44 @@ static struct page *fault_lookup_unlocked(struct vmcoh_dev *dev,
 }
 
 /*
+ * Map @blocks[i] at index @first + i for each bit i of @want, read-only, a
+ * run of consecutive indices at a time: vm_insert_pages() takes the page
+ * table lock once per 8 pages where vm_insert_page() takes it, and walks the
+ * page table, once per page.  *@inserted gets the bits mapped now.
+ *
+ * Return: the bits of @want mapped now or already (-EBUSY).
+ */
+static unsigned long fault_insert_runs(struct vm_area_struct *vma,
+				       pgoff_t first, struct page **blocks,
+				       unsigned long want,
+				       unsigned long *inserted)
+{
+	unsigned long done = 0;
+	unsigned int i, end;
+
+	*inserted = 0;
+	for_each_set_bitrange(i, end, &want, BITS_PER_LONG) {
+		while (i < end) {
+			unsigned long left = end - i;
+			unsigned long addr = vma->vm_start +
+				((first + i - vma->vm_pgoff) << PAGE_SHIFT);
+			int err = vm_insert_pages(vma, addr, &blocks[i], &left);
+			unsigned int n = end - i - left;
+
+			bitmap_set(inserted, i, n);
+			bitmap_set(&done, i, n);
+			i += n;
+			if (!err || i >= end)
+				break;
+			if (err == -EBUSY)	/* mapped here, from this block */
+				done |= BIT(i);
+			i++;
+		}
+	}
+	return done;
+}
+
+/*
  * Map the blocks of [@first, @last], one fault-around window of @vmf's VMA
  * inside one page table, read-only, but not @skip (ULONG_MAX: none).
  * Called with no entry lock held; never sleeps (->map_pages runs under RCU).
@@ -267,8 +305,8 @@ static unsigned long fault_map_window(struct vm_fault *vmf,
 	struct vm_area_struct *vma = vmf->vma;
 	struct page *blocks[VMCOH_FAULT_AROUND_MAX];
 	unsigned long flags[VMCOH_FAULT_AROUND_MAX];
-	unsigned long want, locked, present, done = 0;
-	unsigned int i, nr, mapped = 0;
+	unsigned long want, locked, present, done, map = 0, inserted;
+	unsigned int i, nr;
 	pgoff_t size;
 
 	if (first > last)
@@ -294,23 +332,16 @@ static unsigned long fault_map_window(struct vm_fault *vmf,
 		/* The zero page may be mapped here: ->fault must unmap it. */
 		if (flags[i] & VMCOH_ENTRY_ZERO)
 			continue;
-		if (!(present & BIT(i)) || first + i >= size)
-			continue;
-		switch (vm_insert_page(vma, vma->vm_start +
-				       ((first + i - vma->vm_pgoff) << PAGE_SHIFT),
-				       blocks[i])) {
-		case 0:
-			if (first + i != vmf->pgoff)
-				mapped++;
-			fallthrough;
-		case -EBUSY:	/* already mapped here, from this block */
-			flags[i] = 0;
-			done |= BIT(i);
-			break;
-		}
+		if ((present & BIT(i)) && first + i < size)
+			map |= BIT(i);
 	}
+	done = fault_insert_runs(vma, first, blocks, map, &inserted);
+	for_each_set_bit(i, &done, VMCOH_FAULT_AROUND_MAX)
+		flags[i] = 0;
 	vmcoh_entries_unlock(&dev->entries, first, locked, flags);
-	vmcoh_count_add(dev, VMCOH_FAULT_AROUND_MAPS, mapped);
+	if (vmf->pgoff >= first && vmf->pgoff <= last)
+		inserted &= ~BIT(vmf->pgoff - first);
+	vmcoh_count_add(dev, VMCOH_FAULT_AROUND_MAPS, hweight_long(inserted));
 	return done;
 }
 

@@ -120,9 +120,11 @@ TEST_F(BackingTest, ALoadInvalidatedInFlightIsDroppedAndRedone) {
 }
 
 // What the window's stress found.  A fault that waits for the server lets go of mmap_lock, and
-// is retried - and so must every later attempt, not only the first.  Here the second attempt
-// waits (the first one's load was invalidated in flight) while another thread of the process
-// calls mmap(2), which wants mmap_lock exclusive.  A fault holding mmap_lock across its wait
+// is retried - and so must every later attempt, not only the first.  Here the third attempt
+// waits (the loads of the first two were invalidated in flight) while another thread of the
+// process calls mmap(2), which wants mmap_lock exclusive.  Three, not two: on 6.7 and later the
+// first attempt runs under the VMA lock, and the core does not mark the attempt under mmap_lock
+// that follows it as a retry (FAULT_FLAG_TRIED), so only the third is one on every kernel.  A fault holding mmap_lock across its wait
 // makes the mmap wait for the server, and the server's own page faults then queue behind the
 // mmap: a server living in the faulting process would never answer.
 TEST_F(BackingTest, AFaultWaitingForTheServerAgainLetsGoOfMmapLock) {
@@ -138,10 +140,12 @@ TEST_F(BackingTest, AFaultWaitingForTheServerAgainLetsGoOfMmapLock) {
   });
   auto fault = std::async(std::launch::async, [&] { return probed_block(shared, b); });
   ASSERT_TRUE(server().wait_for_loads(b, 1, kWait));
-  // The answer to the first load is dropped: the fault is retried, and loads again.
-  server().invalidate(b);
-  server().answer_held(b);
-  ASSERT_TRUE(server().wait_for_loads(b, 2, kWait));
+  // The answers to the first two loads are dropped: the fault is retried, and loads again.
+  for (std::uint64_t load = 2; load <= 3; ++load) {
+    server().invalidate(b);
+    server().answer_held(b);
+    ASSERT_TRUE(server().wait_for_loads(b, load, kWait));
+  }
 
   go.set_value();
   const bool stuck = mmap.wait_for(kStuck) != std::future_status::ready;
@@ -151,7 +155,7 @@ TEST_F(BackingTest, AFaultWaitingForTheServerAgainLetsGoOfMmapLock) {
                          "held mmap_lock\n"
                       << stacks;
   EXPECT_EQ(fault.get(), std::optional(block_stamp(b, 1)));
-  EXPECT_GE(server().loads(b), 2U);
+  EXPECT_GE(server().loads(b), 3U);
   mmap.get();
 }
 
