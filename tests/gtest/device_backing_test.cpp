@@ -124,9 +124,10 @@ TEST_F(BackingTest, ALoadInvalidatedInFlightIsDroppedAndRedone) {
 // waits (the loads of the first two were invalidated in flight) while another thread of the
 // process calls mmap(2), which wants mmap_lock exclusive.  Three, not two: on 6.7 and later the
 // first attempt runs under the VMA lock, and the core does not mark the attempt under mmap_lock
-// that follows it as a retry (FAULT_FLAG_TRIED), so only the third is one on every kernel.  A fault holding mmap_lock across its wait
-// makes the mmap wait for the server, and the server's own page faults then queue behind the
-// mmap: a server living in the faulting process would never answer.
+// that follows it as a retry (FAULT_FLAG_TRIED), so only the third is one on every kernel.  A
+// fault holding mmap_lock across its wait makes the mmap wait for the server, and the server's
+// own page faults then queue behind the mmap: a server living in the faulting process would
+// never answer.
 TEST_F(BackingTest, AFaultWaitingForTheServerAgainLetsGoOfMmapLock) {
   constexpr std::uint64_t b = 13;
   server().hold(b);
