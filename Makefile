@@ -87,8 +87,10 @@ matrix: all
 
 # vmcoh-bench on /dev/vmcoh, tmpfs and ext4 -o dax in one VM: build/bench/bench.json,
 # bench.md (spliced into README.md) and bench.png.  bench-smoke: a --quick run, README untouched.
-bench: all
-	$(PYTHON) tools/bench --readme README.md $(BENCH_ARGS)
+# One boot per kernel; README gets a table for each (BENCH_KERNELS=6.1 for one).
+BENCH_KERNELS ?= 6.1,6.12
+bench: all module-6.12
+	$(PYTHON) tools/bench --kernel $(BENCH_KERNELS) --readme README.md $(BENCH_ARGS)
 
 bench-smoke: all
 	$(PYTHON) tools/bench --quick $(BENCH_ARGS)

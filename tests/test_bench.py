@@ -84,6 +84,24 @@ def test_report_from_json(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_report_of_two_kernels(tmp_path):
+    """--from-json A,B (what make bench's boots leave): a table per report, in that order."""
+    header_kernel = "6.1.0-56-amd64"
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(SAMPLE.read_text())
+    second.write_text(SAMPLE.read_text().replace(header_kernel, "6.12.117+deb12-amd64"))
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- bench:begin -->\nold\n<!-- bench:end -->\n")
+    proc = subprocess.run([str(BENCH), "--from-json", f"{first},{second}", "--out", str(tmp_path),
+                           "--readme", str(readme)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    markdown = (tmp_path / "bench.md").read_text()
+    assert markdown.count("| workload | variant |") == 2
+    assert markdown.index(header_kernel) < markdown.index("6.12.117+deb12-amd64")
+    assert readme.read_text() == f"<!-- bench:begin -->\n{markdown}<!-- bench:end -->\n"
+
+
 def test_report_with_targets_missing(tmp_path):
     """A run without tmpfs and ext4-dax-2m still renders: '-' where nothing was measured."""
     doc = json.loads(SAMPLE.read_text())
