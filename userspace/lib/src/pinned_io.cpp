@@ -1,9 +1,7 @@
 #include <fcntl.h>
 #include <liburing.h>
-#include <linux/magic.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -67,9 +65,7 @@ bool read_completes_before_waiting(const DirectFile& file) {
 }  // namespace
 
 std::optional<std::string> o_direct_refusal(const std::filesystem::path& dir) {
-  struct statfs fs {};
-  check_syscall(::statfs(dir.c_str(), &fs), "statfs " + dir.string());
-  if (fs.f_type == TMPFS_MAGIC) {
+  if (is_tmpfs(dir)) {
     return fmt::format("{} is tmpfs: O_DIRECT copies through the page cache, pinning nothing",
                        dir.string());
   }
