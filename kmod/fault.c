@@ -408,8 +408,7 @@ static vm_fault_t vmcoh_map_pages(struct vm_fault *vmf, pgoff_t start,
 	pmd_t pmd = READ_ONCE(*vmf->pmd);
 	pgoff_t first, last;
 
-	if (dev->fault_around <= 1 || pmd_none(pmd) || !pmd_present(pmd) ||
-	    pmd_leaf(pmd))
+	if (dev->fault_around <= 1 || !pmd_present(pmd) || pmd_leaf(pmd))
 		return 0;
 	fault_around_window(vmf, dev, &first, &last);
 	first = max(first, start);

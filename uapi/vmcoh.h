@@ -136,7 +136,7 @@ struct vmcoh_stats {
 	__u64 fault_around_maps;	/* pages mapped around a read fault */
 	__u64 entries_trimmed;		/* entries gone with the last mapping */
 	__u64 map_pages_faults;		/* faults ->map_pages answered alone */
-	__u64 vma_lock_faults;		/* ->fault, ->page_mkwrite under a VMA lock */
+	__u64 vma_lock_faults;		/* ->fault calls under a VMA lock */
 };
 
 /*
