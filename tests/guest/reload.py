@@ -23,12 +23,14 @@ def ioc(direction, nr, size):
     return (direction << 30) | (size << 16) | (0xC7 << 8) | nr
 
 
-GET_STATS = ioc(2, 3, 128)
+# struct vmcoh_stats (uapi/vmcoh.h): 18 __u64 since map_pages_faults and vma_lock_faults.
+STATS_WORDS = 18
+GET_STATS = ioc(2, 3, 8 * STATS_WORDS)
 
 
 def stats(fd):
-    raw = fcntl.ioctl(fd, GET_STATS, bytes(128))
-    return dict(zip(STATS_FIELDS, struct.unpack("16Q", raw)))
+    raw = fcntl.ioctl(fd, GET_STATS, bytes(8 * STATS_WORDS))
+    return dict(zip(STATS_FIELDS, struct.unpack(f"{STATS_WORDS}Q", raw)))
 
 
 # Each must fail insmod (init returns -EINVAL) and leave nothing loaded.
