@@ -20,7 +20,10 @@
  * So a block looked up under io_rwsem (shared or exclusive), or under the
  * entry lock of its index, stays allocated until that lock is dropped:
  * invalidation frees blocks only after it has waited for the index's entry
- * lock, and only while holding io_rwsem exclusive.
+ * lock, and only while holding io_rwsem exclusive.  The same holds for a
+ * block found in the map under its own page lock (vmcoh_block_get(), then
+ * lock_page(), then a second look): invalidation also waits for the page
+ * lock of each block it took out before it frees it.
  *
  * Lock order: see vmcoh.h.  blocks.xa_lock is a leaf, never held across a
  * sleep or together with entries.xa_lock.
@@ -29,6 +32,7 @@
 #include <linux/gfp.h>
 #include <linux/highmem.h>
 #include <linux/mm.h>
+#include <linux/pagemap.h>
 #include <linux/sched.h>
 
 #include "vmcoh.h"
@@ -120,21 +124,106 @@ struct page *vmcoh_blocks_contiguous(struct vmcoh_blockmap *map,
 	return seen == nr ? head : NULL;
 }
 
-/*
- * The block of @index with a reference of its own, for a caller that holds
- * neither io_rwsem nor the entry lock (unsafe=lookup_before_lock only): the
- * broken protocol may then map a stale block, but never a freed page.
+/**
+ * vmcoh_block_get - the block of @index, with a reference of its own
+ * @map: the block map
+ * @index: page index
+ *
+ * For a caller that holds neither io_rwsem nor the entry lock: the fault
+ * path of a plain object, which then locks the block's page and looks again
+ * (fault.c, "Page locks"), and unsafe=lookup_before_lock, whose broken
+ * protocol may map a stale block but never a freed page.  Lockless, as
+ * filemap_get_entry() is: the map's own reference to a block goes only after
+ * the block left the map, so a reference taken while the block is still
+ * found there is a reference to the block, not to a page reused since.
+ *
+ * Return: the block, or NULL for a hole.
  */
 struct page *vmcoh_block_get(struct vmcoh_blockmap *map, pgoff_t index)
 {
+	XA_STATE(xas, &map->blocks, index);
 	struct page *block;
 
-	xa_lock(&map->blocks);
-	block = xa_load(&map->blocks, index);
-	if (block)
-		get_page(block);
-	xa_unlock(&map->blocks);
+	rcu_read_lock();
+repeat:
+	xas_reset(&xas);
+	block = xas_load(&xas);
+	if (xas_retry(&xas, block))
+		goto repeat;
+	if (!block)
+		goto out;
+	if (!folio_try_get(page_folio(block)))
+		goto repeat;
+	if (unlikely(block != xas_reload(&xas))) {
+		put_page(block);
+		goto repeat;
+	}
+out:
+	rcu_read_unlock();
 	return block;
+}
+
+/**
+ * vmcoh_blocks_trylock_window - lock the blocks of a window, never waiting
+ * @map: the block map
+ * @first: first index of the window
+ * @nr: number of indices, at most BITS_PER_LONG
+ * @want: bit i set to lock the block of @first + i, if it has one
+ * @blocks: receives the block of @first + i in @blocks[i], where locked
+ *
+ * For a caller that holds neither io_rwsem nor the entry locks, and may not
+ * sleep (fault-around under RCU): each block gets a reference and its page
+ * lock, as filemap_map_pages() takes each folio's, and is looked up once
+ * more with the lock held.  A block whose page lock is taken, or that left
+ * the map meanwhile, is skipped.  Each one returned stays allocated until
+ * vmcoh_blocks_unlock_window(), as after vmcoh_block_get() and lock_page().
+ *
+ * Return: bit i set if @blocks[i] is the block of @first + i, locked.
+ */
+unsigned long vmcoh_blocks_trylock_window(struct vmcoh_blockmap *map,
+					  pgoff_t first, unsigned int nr,
+					  unsigned long want,
+					  struct page **blocks)
+{
+	XA_STATE(xas, &map->blocks, first);
+	unsigned long locked = 0;
+	struct page *block;
+	unsigned int i;
+
+	rcu_read_lock();
+	xas_for_each(&xas, block, first + nr - 1) {
+		if (xas_retry(&xas, block))
+			continue;
+		i = xas.xa_index - first;
+		if (!(want & BIT(i)) || !folio_try_get(page_folio(block)))
+			continue;
+		if (unlikely(block != xas_reload(&xas)))
+			goto put;
+		if (!trylock_page(block))
+			goto put;
+		if (unlikely(block != xas_reload(&xas))) {
+			unlock_page(block);
+			goto put;
+		}
+		blocks[i] = block;
+		locked |= BIT(i);
+		continue;
+put:
+		put_page(block);
+	}
+	rcu_read_unlock();
+	return locked;
+}
+
+/* Undo vmcoh_blocks_trylock_window() for the blocks of @locked. */
+void vmcoh_blocks_unlock_window(struct page **blocks, unsigned long locked)
+{
+	unsigned int i;
+
+	for_each_set_bit(i, &locked, BITS_PER_LONG) {
+		unlock_page(blocks[i]);
+		put_page(blocks[i]);
+	}
 }
 
 /**

@@ -29,9 +29,12 @@
  *
  * Invariant: outside an invalidation in flight, every PTE that maps a page
  * of the object at index i was installed while i's entry was locked, and
- * that entry is still present.  Invalidation (invalidate.c) removes entries
- * before it unmaps, so the unmap that follows catches every PTE built from
- * the block map it replaced.
+ * that entry is still present - except a PTE of a plain object's block,
+ * which fault.c maps under the block's page lock ("Page locks").
+ * Invalidation (invalidate.c) removes entries before it unmaps, so the
+ * unmap that follows catches every PTE built from the block map it
+ * replaced; for the exception it waits for each freed block's page lock,
+ * and unmaps again if any is mapped.
  *
  * 2 MiB entries (fs/dax.c's PMD entries, made simpler).  A 2 MiB fault
  * locks one with vmcoh_entry_grab_pmd(), which gives up (-EBUSY: the fault

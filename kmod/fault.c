@@ -20,19 +20,35 @@
  *     invalidate_inode_pages vs do_no_page).  A shrink that completed while
  *     we slept would otherwise leave a page mapped beyond EOF.
  *   - The PTE is installed before the entry is unlocked, so an
- *     invalidation that waited for the entry is sure to find the PTE.  A
- *     store through a shared mapping of a plain object is the exception:
- *     ->fault hands its block to the core under the block's page lock, and
- *     the core maps it writable in the same trap; the invalidation waits
- *     for that page lock after its unmap, and unmaps again if a PTE came
- *     in (fault_store_in_one_trap(), invalidate.c step 3b).
+ *     invalidation that waited for the entry is sure to find the PTE.
+ *
+ * Page locks.  A block of a plain object (no server, no window) is mapped
+ * under its page lock instead, as the page cache maps a folio
+ * (filemap_fault()): look the block up without locks, take a reference,
+ * lock its page, and look again - still the index's block, below EOF -
+ * before the PTE goes in, and unlock after.  Invalidation frees a block
+ * only after it took the block out of the map, unmapped the range, and
+ * then waited for the block's page lock and unmapped once more if the
+ * block is still mapped (invalidate.c, step 3b; mm/truncate.c locks each
+ * folio after its first unmap for the same reason).  So either the second
+ * look sees the block gone, or the PTE is in before the invalidation's
+ * page lock, and the second unmap removes it.  A block that is in the map
+ * needs nothing else: no entry says more about it than the map does.  The
+ * entry lock remains what orders faults against a hole being filled (the
+ * zero page), and against loads, drops, a window's reclaim and writeback:
+ * holes, backed objects and windows take the entry path.  The page lock
+ * serves every fault on a block of a plain object: ->map_pages and
+ * fault-around (vmcoh_blocks_trylock_window()), ->fault - where a store
+ * hands the block to the core locked, so that the core maps it writable in
+ * the same trap (fault_store_in_one_trap()) - and ->page_mkwrite.
  *
  * Every page a load maps is mapped read-only: shared writable mappings use
  * write notification (vm_page_prot has no write bit because ->page_mkwrite
  * exists), and private mappings copy on write in the core.  A store then
- * reaches ->page_mkwrite, which re-validates under the entry lock before
- * the core makes the PTE writable, and which replaces the zero page with a
- * block, so the zero page is never writable on any kernel.  A store whose
+ * reaches ->page_mkwrite, which re-validates under the entry lock (or the
+ * page lock, above) before the core makes the PTE writable, and which
+ * replaces the zero page with a block, so the zero page is never writable
+ * on any kernel.  A store whose
  * first touch is the store maps its block writable in one trap (the core
  * calls ->page_mkwrite for it before it installs the PTE); the zero page
  * is never handed out that way.
@@ -53,10 +69,11 @@
  * default), as filemap_map_pages() does for the page cache, so a sequential
  * reader takes one fault per window instead of one per page.  Each of those
  * pages follows the protocol above: its entry is locked (one xa_lock pass
- * for the whole window, vmcoh_entries_trylock()), its block looked up and
- * the size checked under that lock, its PTE installed before the unlock.
- * Pages whose entries are locked are skipped rather than waited for, and so
- * are holes and pages that may map the zero page; ->fault maps those.  Each
+ * for the whole window, vmcoh_entries_trylock()), or in a plain object its
+ * block's page, its block looked up and the size checked under that lock,
+ * its PTE installed before the unlock.  Pages whose locks are taken are
+ * skipped rather than waited for, and so are holes and pages that may map
+ * the zero page; ->fault maps those.  Each
  * step walks the whole window once (xas_next() and xas_for_each()): lookups
  * from the root for every page were most of fault-around's cost in
  * profiles.  The core asks for it first, through ->map_pages, before
@@ -96,7 +113,8 @@
  * Lock order: see vmcoh.h.  Here: mmap_lock or the VMA lock (held by the
  * core) -> entry lock -> i_mmap_rwsem (unmap_mapping_pages) -> PTL
  * (vm_insert_page); entry lock -> page lock (page_mkwrite, and a store
- * handed to the core, which takes the PTL with it held).  Fault-around
+ * handed to the core, which takes the PTL with it held); page lock -> PTL
+ * on the page-lock paths, which take no entry lock.  Fault-around
  * runs after the faulting entry is unlocked and takes its batch with
  * trylocks, so it never waits while holding an entry lock.
  */
@@ -189,6 +207,50 @@ static vm_fault_t fault_install_pte(struct vm_fault *vmf, struct page *page)
 }
 
 /*
+ * Whether @dev's blocks are mapped under their page locks ("Page locks"
+ * above): a plain object, with no server to load from or write back to,
+ * and no window to reclaim.
+ */
+static bool fault_by_page_lock(struct vmcoh_dev *dev)
+{
+	return !vmcoh_window_enabled(dev) && !vmcoh_backed(dev);
+}
+
+/*
+ * Called with @block's page locked: is it still the block of @index, below
+ * EOF, of an object whose blocks are mapped under page locks?  If it is, no
+ * invalidation can free it before the caller unlocks (step 3b waits for
+ * the lock).  The backing state is read after the map: a block a server
+ * loaded after ATTACH went into the map after the state changed.
+ */
+static bool fault_block_is_current(struct vmcoh_dev *dev, pgoff_t index,
+				   struct page *block)
+{
+	if (vmcoh_block_lookup(&dev->map, index) != block)
+		return false;
+	smp_rmb();	/* the map before the backing state: see above */
+	return index < vmcoh_size_pages(dev) && fault_by_page_lock(dev);
+}
+
+/*
+ * The block of @index, with a reference and its page locked, if it is
+ * current there (fault_block_is_current()); else NULL.
+ */
+static struct page *fault_lock_block(struct vmcoh_dev *dev, pgoff_t index)
+{
+	struct page *block = vmcoh_block_get(&dev->map, index);
+
+	if (!block)
+		return NULL;
+	lock_page(block);
+	if (fault_block_is_current(dev, index, block))
+		return block;
+	unlock_page(block);
+	put_page(block);
+	return NULL;
+}
+
+/*
  * A store into a block of a plain object, through a shared mapping, is
  * mapped writable in one trap: the block goes back to the core locked, as
  * filemap_fault() returns a page, and the core calls ->page_mkwrite and
@@ -196,14 +258,12 @@ static vm_fault_t fault_install_pte(struct vm_fault *vmf, struct page *page)
  * fault_install_pte() instead, the PTE would be read-only (write notify),
  * and the store would trap again to make it writable.
  *
- * The PTE is then installed after the entry lock is let go, not before: the
- * block's page lock stands in for it.  It is taken under the entry lock
- * here, taken again by ->page_mkwrite under the entry lock after it checked
- * that the block is still the index's, and held by the core until the PTE
- * is in; an invalidation that took the block out of the map waits for it
- * after its ranged unmap, and unmaps once more if a PTE came in meanwhile
- * (vmcoh_invalidate()).  That is the page cache's protocol: mm/truncate.c
- * locks each folio after its first unmap for the same reason.
+ * The PTE is then installed under the block's page lock ("Page locks"
+ * above): a block already in the map is locked with no entry lock at all
+ * (fault_lock_block()), a block a store just allocated into a hole under
+ * the entry lock (fault_hand_to_core()).  ->page_mkwrite takes the page
+ * lock again, checks that the block is still the index's, and the core
+ * holds the lock until the PTE is in.
  *
  * Not for the zero page (never writable, never handed out), nor for a
  * window (its blocks are pages of a 2 MiB compound page, which
@@ -212,8 +272,7 @@ static vm_fault_t fault_install_pte(struct vm_fault *vmf, struct page *page)
  */
 static bool fault_store_in_one_trap(struct vmcoh_dev *dev, struct page *page)
 {
-	return page != dev->zero_page && !vmcoh_window_enabled(dev) &&
-	       !vmcoh_backed(dev);
+	return page != dev->zero_page && fault_by_page_lock(dev);
 }
 
 /* Called with @block's entry lock held; see fault_store_in_one_trap(). */
@@ -223,6 +282,31 @@ static vm_fault_t fault_hand_to_core(struct vm_fault *vmf, struct page *block)
 	lock_page(block);
 	vmf->page = block;
 	return VM_FAULT_LOCKED;
+}
+
+/*
+ * Map @block, which fault_lock_block() returned for @vmf, under its page
+ * lock; a store hands it to the core locked (fault_store_in_one_trap()),
+ * with the reference the PTE takes over.  The fault's hold points are
+ * where they are on the entry path, the page lock standing for the entry's.
+ */
+static vm_fault_t fault_map_locked_block(struct vm_fault *vmf,
+					 struct vmcoh_dev *dev,
+					 struct page *block, bool store)
+{
+	vm_fault_t ret;
+
+	vmcoh_hold_fault(dev, VMCOH_HOLD_FAULT_LOCKED, vmf->pgoff);
+	vmcoh_hold_fault(dev, VMCOH_HOLD_FAULT_LOOKED_UP, vmf->pgoff);
+	vmcoh_hold_fault(dev, VMCOH_HOLD_FAULT_BEFORE_PTE, vmf->pgoff);
+	if (store) {
+		vmf->page = block;
+		return VM_FAULT_LOCKED;
+	}
+	ret = fault_install_pte(vmf, block);
+	unlock_page(block);
+	put_page(block);
+	return ret;
 }
 
 /* Read the block map for @index; the FAULT_LOOKED_UP hold point follows. */
@@ -289,6 +373,39 @@ static unsigned long fault_insert_runs(struct vm_area_struct *vma,
 }
 
 /*
+ * Fault-around in a plain object: each block of the window under its page
+ * lock ("Page locks"), taken by vmcoh_blocks_trylock_window() as
+ * filemap_map_pages() takes each folio's; then the size and the backing
+ * state, which a block still in the map vouches for (fault_block_is_current()).
+ */
+static unsigned long fault_map_window_by_page_lock(struct vm_fault *vmf,
+						   struct vmcoh_dev *dev,
+						   pgoff_t first,
+						   unsigned int nr,
+						   unsigned long want)
+{
+	struct page *blocks[VMCOH_FAULT_AROUND_MAX];
+	unsigned long locked, map, done, inserted;
+	pgoff_t size;
+
+	locked = vmcoh_blocks_trylock_window(&dev->map, first, nr, want,
+					     blocks);
+	if (!locked)
+		return 0;
+	smp_rmb();	/* the map before the backing state */
+	size = vmcoh_size_pages(dev);
+	map = fault_by_page_lock(dev) ? locked : 0;
+	if (first + nr > size)
+		map &= size > first ? GENMASK(size - first - 1, 0) : 0;
+	done = fault_insert_runs(vmf->vma, first, blocks, map, &inserted);
+	vmcoh_blocks_unlock_window(blocks, locked);
+	if (vmf->pgoff >= first && vmf->pgoff < first + nr)
+		inserted &= ~BIT(vmf->pgoff - first);
+	vmcoh_count_add(dev, VMCOH_FAULT_AROUND_MAPS, hweight_long(inserted));
+	return done;
+}
+
+/*
  * Map the blocks of [@first, @last], one fault-around window of @vmf's VMA
  * inside one page table, read-only, but not @skip (ULONG_MAX: none).
  * Called with no entry lock held; never sleeps (->map_pages runs under RCU).
@@ -312,10 +429,14 @@ static unsigned long fault_map_window(struct vm_fault *vmf,
 	if (first > last)
 		return 0;
 	nr = last - first + 1;
-	/* A lockless look first: most windows need no entry at all. */
-	want = vmcoh_blocks_lookup_window(&dev->map, first, nr, blocks);
+	want = GENMASK(nr - 1, 0);
 	if (skip >= first && skip <= last)
 		want &= ~BIT(skip - first);
+	if (fault_by_page_lock(dev))
+		return fault_map_window_by_page_lock(vmf, dev, first, nr, want);
+
+	/* A lockless look first: most windows need no entry at all. */
+	want &= vmcoh_blocks_lookup_window(&dev->map, first, nr, blocks);
 	locked = vmcoh_entries_trylock(dev, first, want, flags);
 	if (!locked)
 		return 0;
@@ -382,7 +503,7 @@ static void fault_around(struct vm_fault *vmf, struct vmcoh_dev *dev)
 /*
  * ->map_pages: a read fault's first stop, before ->fault, called with RCU
  * held and the faulting page's PTE none.  It maps what fault-around maps -
- * the blocks of the aligned window, each under its entry lock, never
+ * the blocks of the aligned window, each under its entry or page lock, never
  * waiting - and the faulting page with them when it is one of those; the
  * core then goes no further.  Holes, loads, drops and entries that may map
  * the zero page are left to ->fault.  The core's window [@start, @end] is
@@ -565,6 +686,15 @@ retry:
 		return fault_sigbus(dev);
 	vmcoh_hold_fault(dev, VMCOH_HOLD_FAULT_SIZE_CHECKED, index);
 
+	/* A block of a plain object: see "Page locks". */
+	if (likely(!unlocked_lookup) && fault_by_page_lock(dev)) {
+		page = fault_lock_block(dev, index);
+		if (page) {
+			ret = fault_map_locked_block(vmf, dev, page, store);
+			goto around;
+		}
+	}
+
 	if (unlikely(unlocked_lookup)) {
 		stale = fault_lookup_unlocked(dev, index);
 		page = stale;
@@ -659,6 +789,7 @@ retry:
 	}
 unlock:
 	vmcoh_entry_unlock(&dev->entries, index, flags);
+around:
 	if (dev->fault_around > 1 && !(vmf->flags & FAULT_FLAG_WRITE) &&
 	    !(ret & VM_FAULT_ERROR))
 		fault_around(vmf, dev);
@@ -691,6 +822,20 @@ static vm_fault_t vmcoh_page_mkwrite(struct vm_fault *vmf)
 	if (index >= vmcoh_size_pages(dev) ||
 	    (vmcoh_backed(dev) && !vmcoh_writable(dev)))
 		return fault_sigbus(dev);
+
+	/*
+	 * A block of a plain object: its page lock is all the core needs
+	 * ("Page locks").  Anything else, including a block no longer
+	 * current, is sorted out under the entry lock.
+	 */
+	if (page != dev->zero_page && fault_by_page_lock(dev)) {
+		lock_page(page);
+		if (fault_block_is_current(dev, index, page)) {
+			vmcoh_hold_fault(dev, VMCOH_HOLD_MKWRITE_LOCKED, index);
+			return VM_FAULT_LOCKED;
+		}
+		unlock_page(page);
+	}
 
 	err = vmcoh_entry_grab(dev, index, &entry);
 	if (err == VMCOH_LOADING) {

@@ -7,9 +7,10 @@
  *   2. remove the range's entries,    (faults that read the old state have
  *      waiting for locked ones         finished installing their PTEs)
  *   3. one ranged unmap               (those PTEs are gone)
- *   3b. wait for each block's page    (a store handed the block before 2
- *       lock; unmap again if a store   has its PTE in; see
- *       mapped one meanwhile           invalidate_wait_for_stores())
+ *   3b. wait for each block's page    (a fault mapping a block under its
+ *       lock; unmap again if the       page lock, not an entry lock, has
+ *       blocks are mapped              its PTE in; see
+ *                                      invalidate_wait_for_stores())
  *   4. free the blocks taken out in 1 (nothing can map them any more)
  *
  * Why entries before page tables (mm/truncate.c, commit cd656375f946):
@@ -62,12 +63,12 @@ static unsigned long invalidate_entries(struct vmcoh_dev *dev, pgoff_t first,
 }
 
 /*
- * Step 3b: a store into a plain object's block is mapped by the core after
- * the fault let go of the entry lock, under the block's page lock (see
- * fault_store_in_one_trap()), so its PTE may come in after the ranged
- * unmap.  Wait for each block's lock, as mm/truncate.c waits for each
- * folio's after its first unmap: then no such PTE is still to come, and
- * one that came is unmapped again.  Return whether one did.
+ * Step 3b: a plain object's blocks are mapped under their page locks, with
+ * no entry lock (fault.c, "Page locks"), so such a PTE may come in after
+ * the ranged unmap, or exist with no entry for step 2 to find.  Wait for
+ * each block's lock, as mm/truncate.c waits for each folio's after its
+ * first unmap: then no such PTE is still to come.  Return whether the
+ * blocks are mapped: if they are, the range is unmapped again.
  */
 static bool invalidate_wait_for_stores(struct vmcoh_block_list *blocks)
 {
@@ -139,8 +140,10 @@ void vmcoh_invalidate(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
 				 last, op);
 		/*
 		 * Without entries there are no PTEs of the object in the
-		 * range (see entry.c); but private copies are anonymous
-		 * pages that outlive their entry, so a shrink always unmaps.
+		 * range but those of blocks mapped under their page locks,
+		 * which step 3b finds (see entry.c); private copies are
+		 * anonymous pages that outlive their entry, so a shrink
+		 * always unmaps.
 		 */
 		if (removed || even_cows)
 			invalidate_unmap(dev, first, last, even_cows);

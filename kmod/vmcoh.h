@@ -10,10 +10,11 @@
  *   entry.c      the "radix tree": one xarray value entry per index that
  *                page tables may map, carrying a sleeping LOCKED bit.
  *   fault.c      the fault path: it takes an index's entry lock before it
- *                reads the block map and installs the PTE under that lock
- *                (a store's, under the block's page lock taken under it);
- *                in a window, a fully resident 2 MiB region is mapped by
- *                one PMD under one entry lock covering the region.
+ *                reads the block map and installs the PTE under that lock;
+ *                a plain object's block is mapped under its page lock
+ *                instead, as the page cache maps a folio; in a window, a
+ *                fully resident 2 MiB region is mapped by one PMD under one
+ *                entry lock covering the region.
  *   invalidate.c every change that removes or replaces a block mapping:
  *                block map first, entries second, page tables third, and
  *                only then are blocks freed.
@@ -47,6 +48,8 @@
  *         page lock               (page_mkwrite returns it held, and
  *                                  ->fault hands a store's block to the
  *                                  core with it held)
+ *     page lock                   (a plain object's block, mapped under
+ *       page table lock            it without an entry lock: fault.c)
  *     page lock                   (invalidation waits for each block's
  *                                  page lock after its unmap: step 3b)
  *       entries.xa_lock           (spinlock, never held across sleeps)
@@ -343,6 +346,11 @@ unsigned long vmcoh_blocks_lookup_window(struct vmcoh_blockmap *map,
 struct page *vmcoh_blocks_contiguous(struct vmcoh_blockmap *map,
 				     pgoff_t first, unsigned int nr);
 struct page *vmcoh_block_get(struct vmcoh_blockmap *map, pgoff_t index);
+unsigned long vmcoh_blocks_trylock_window(struct vmcoh_blockmap *map,
+					  pgoff_t first, unsigned int nr,
+					  unsigned long want,
+					  struct page **blocks);
+void vmcoh_blocks_unlock_window(struct page **blocks, unsigned long locked);
 struct page *vmcoh_block_new(struct vmcoh_dev *dev);
 struct page *vmcoh_block_store(struct vmcoh_blockmap *map, pgoff_t index,
 			       struct page *block, bool fill,

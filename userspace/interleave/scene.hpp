@@ -42,6 +42,9 @@ inline constexpr std::uint64_t kIndex = 5;   // the page every interleaving race
 inline constexpr std::chrono::milliseconds kParkTimeout{5000};
 inline constexpr std::chrono::milliseconds kStepBound{3000};
 inline constexpr std::chrono::milliseconds kJoinBound{15000};
+// How long B is given to return while A is parked holding a page lock, which B waits for only
+// in the safe module (it sleeps there on no entry lock, so wait_returned_or_blocked() cannot tell).
+inline constexpr std::chrono::milliseconds kPageLockBound{300};
 
 // A page image a load may be compared with, and how a report names it.
 struct Image {

@@ -29,11 +29,6 @@ namespace vmcoh::interleave {
 
 namespace {
 
-using namespace std::chrono_literals;
-
-// How long B is given to return while A is parked: it does only with the variant.
-constexpr auto kPunchBound = 300ms;
-
 struct Sides {
   int fd;
   std::byte* a_map;
@@ -53,7 +48,7 @@ void run(Scene& s) {
   s.wait_parked();
 
   s.b().start([&st] { st.b_err = punch_page(st.fd, kIndex); });
-  const bool b_returned = s.b().wait(kPunchBound);
+  const bool b_returned = s.b().wait(kPageLockBound);
 
   s.release();
   s.join(s.a(), "A's store");
