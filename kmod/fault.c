@@ -406,14 +406,48 @@ static unsigned long fault_map_window_by_page_lock(struct vm_fault *vmf,
 }
 
 /*
+ * The bits of the @nr pages from @first whose PTEs in @vmf's page table are
+ * not none: a hint, read without the page table lock, which spares the
+ * pages mapped already the locks and a vm_insert_pages() call each (it
+ * fails them with -EBUSY, one at a time).  A re-fault after
+ * MADV_DONTNEED or an invalidation of one page finds the rest of its window
+ * mapped.  The page table cannot go while the caller holds mmap_lock or
+ * the VMA lock (and RCU, for tables freed by RCU); a PTE that changes under
+ * the look costs a -EBUSY, or leaves a page to its own fault.
+ */
+static unsigned long fault_window_mapped(struct vm_fault *vmf, pgoff_t first,
+					 unsigned int nr)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	unsigned long addr = vma->vm_start +
+			     ((first - vma->vm_pgoff) << PAGE_SHIFT);
+	pmd_t pmd = READ_ONCE(*vmf->pmd);
+	unsigned long mapped = 0;
+	unsigned int i;
+	pte_t *pte;
+
+	if (!pmd_present(pmd) || pmd_leaf(pmd))
+		return 0;
+	rcu_read_lock();
+	pte = pte_offset_kernel(&pmd, addr);
+	for (i = 0; i < nr; i++) {
+		if (!pte_none(ptep_get(pte + i)))
+			mapped |= BIT(i);
+	}
+	rcu_read_unlock();
+	return mapped;
+}
+
+/*
  * Map the blocks of [@first, @last], one fault-around window of @vmf's VMA
- * inside one page table, read-only, but not @skip (ULONG_MAX: none).
- * Called with no entry lock held; never sleeps (->map_pages runs under RCU).
- * Each step walks the window once, not once per page: the block map
- * without locks, the entry trylocks, the block map under them, the unlocks.
+ * inside one page table, read-only, but not @skip (ULONG_MAX: none), nor
+ * pages mapped already (fault_window_mapped()).  Called with no entry lock
+ * held; never sleeps (->map_pages runs under RCU).  Each step walks the
+ * window once, not once per page: the block map without locks, the entry
+ * trylocks, the block map under them, the unlocks.
  *
- * Return: the bits (from @first) of the indices now mapped from their
- * blocks, by this call or already (-EBUSY).
+ * Return: the bits (from @first) of the indices this call mapped from their
+ * blocks, or found mapped from them (-EBUSY).
  */
 static unsigned long fault_map_window(struct vm_fault *vmf,
 				      struct vmcoh_dev *dev, pgoff_t first,
@@ -429,7 +463,7 @@ static unsigned long fault_map_window(struct vm_fault *vmf,
 	if (first > last)
 		return 0;
 	nr = last - first + 1;
-	want = GENMASK(nr - 1, 0);
+	want = GENMASK(nr - 1, 0) & ~fault_window_mapped(vmf, first, nr);
 	if (skip >= first && skip <= last)
 		want &= ~BIT(skip - first);
 	if (fault_by_page_lock(dev))
@@ -983,7 +1017,7 @@ static vm_fault_t fault_pmd(struct vm_fault *vmf)
 
 	/* A lockless look first, not to take the region's lock for nothing. */
 	if (!fault_pmd_fits(vmf, dev, first) ||
-	    !vmcoh_blocks_contiguous(&dev->map, first, VMCOH_RANGE_PAGES))
+	    !vmcoh_window_resident(dev, first))
 		return fault_pmd_fallback(dev);
 
 	err = vmcoh_entry_grab_pmd(dev, first, &entry);
@@ -1001,7 +1035,7 @@ static vm_fault_t fault_pmd(struct vm_fault *vmf)
 	ret = VM_FAULT_FALLBACK;
 	if (vmcoh_drop_pending(dev, first, first + VMCOH_RANGE_PAGES - 1))
 		goto unlock;
-	head = vmcoh_blocks_contiguous(&dev->map, first, VMCOH_RANGE_PAGES);
+	head = vmcoh_window_resident(dev, first);
 	vmcoh_hold_fault(dev, VMCOH_HOLD_FAULT_LOOKED_UP, first);
 	if (!head || !fault_pmd_fits(vmf, dev, first))
 		goto unlock;
