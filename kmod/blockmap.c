@@ -89,42 +89,6 @@ unsigned long vmcoh_blocks_lookup_window(struct vmcoh_blockmap *map,
 }
 
 /**
- * vmcoh_blocks_contiguous - are [@first, @first + @nr) backed by one run?
- * @map: the block map
- * @first: first index
- * @nr: number of indices
- *
- * A 2 MiB mapping needs every index of its region present, in the pages of
- * one range, in order (window.c places them so).  The same rule as
- * vmcoh_block_lookup() keeps the blocks: without the entry lock covering
- * the indices this is a hint.
- *
- * Return: the block of @first if block @first + i is that page + i for
- * every i, else NULL.
- */
-struct page *vmcoh_blocks_contiguous(struct vmcoh_blockmap *map,
-				     pgoff_t first, unsigned int nr)
-{
-	XA_STATE(xas, &map->blocks, first);
-	struct page *block, *head = NULL;
-	unsigned int seen = 0;
-
-	rcu_read_lock();
-	xas_for_each(&xas, block, first + nr - 1) {
-		if (xas_retry(&xas, block))
-			continue;
-		if (!head)
-			head = block;
-		if (xas.xa_index != first + seen ||
-		    block != nth_page(head, seen))
-			break;
-		seen++;
-	}
-	rcu_read_unlock();
-	return seen == nr ? head : NULL;
-}
-
-/**
  * vmcoh_block_get - the block of @index, with a reference of its own
  * @map: the block map
  * @index: page index

@@ -214,6 +214,11 @@ struct vmcoh_window_range {
 	struct page *head;		/* the compound page; NULL: given back */
 	pgoff_t region;			/* owner (its first index >> order) */
 	unsigned int nr_blocks;		/* published blocks of the region */
+	/*
+	 * Blocks of the range in the block map, never more than there are:
+	 * counted in after their store, out as they leave (blocks.xa_lock).
+	 */
+	atomic_t nr_present;
 	bool reclaiming;
 	struct list_head lru;		/* window.free, or window.busy */
 	/*
@@ -343,8 +348,6 @@ struct page *vmcoh_block_lookup(struct vmcoh_blockmap *map, pgoff_t index);
 unsigned long vmcoh_blocks_lookup_window(struct vmcoh_blockmap *map,
 					 pgoff_t first, unsigned int nr,
 					 struct page **blocks);
-struct page *vmcoh_blocks_contiguous(struct vmcoh_blockmap *map,
-				     pgoff_t first, unsigned int nr);
 struct page *vmcoh_block_get(struct vmcoh_blockmap *map, pgoff_t index);
 unsigned long vmcoh_blocks_trylock_window(struct vmcoh_blockmap *map,
 					  pgoff_t first, unsigned int nr,
@@ -557,6 +560,7 @@ int vmcoh_window_init(struct vmcoh_dev *dev);
 void vmcoh_window_stop(struct vmcoh_dev *dev);
 void vmcoh_window_destroy(struct vmcoh_dev *dev);
 int vmcoh_window_reserve(struct vmcoh_dev *dev, pgoff_t index);
+struct page *vmcoh_window_resident(struct vmcoh_dev *dev, pgoff_t first);
 struct page *vmcoh_window_publish(struct vmcoh_dev *dev, pgoff_t index,
 				  struct page *src, bool *ours);
 void vmcoh_window_block_removed(struct vmcoh_dev *dev, pgoff_t index,

@@ -339,6 +339,36 @@ int vmcoh_window_reserve(struct vmcoh_dev *dev, pgoff_t index)
 }
 
 /**
+ * vmcoh_window_resident - is the region at @first wholly in the block map?
+ * @dev: the device, with a window
+ * @first: the region's first index
+ *
+ * For a 2 MiB mapping, which needs every block of the region, and they are
+ * the pages of the region's range in order: one count, not 512 lookups.
+ * The count never runs ahead of the block map, so a full one means every
+ * block was there when it was read.  As with a lookup, the answer holds
+ * only as long as the caller holds the region's entry lock, which the
+ * invalidation of any of its blocks waits for before it frees them; and
+ * so does the range, which stays the region's while it has blocks.
+ *
+ * Return: the range's first page if all its blocks are present, else NULL.
+ */
+struct page *vmcoh_window_resident(struct vmcoh_dev *dev, pgoff_t first)
+{
+	struct vmcoh_window *w = &dev->window;
+	struct vmcoh_window_range *range;
+	struct page *head = NULL;
+
+	xa_lock(&w->regions);
+	range = xa_load(&w->regions, range_region(first));
+	if (range &&
+	    atomic_read(&range->nr_present) == VMCOH_RANGE_PAGES)
+		head = range->head;
+	xa_unlock(&w->regions);
+	return head;
+}
+
+/**
  * vmcoh_window_publish - make the page of @index in its range back @index
  * @dev: the device, with a window
  * @index: page index
@@ -367,6 +397,7 @@ struct page *vmcoh_window_publish(struct vmcoh_dev *dev, pgoff_t index,
 
 	cur = vmcoh_block_store(map, index, slot, true, src, ours);
 	if (*ours) {
+		atomic_inc(&range->nr_present);
 		atomic_long_inc(&map->nr_blocks);
 		vmcoh_count(dev, VMCOH_BLOCKS_ALLOCATED);
 		return slot;
@@ -398,6 +429,7 @@ void vmcoh_window_block_removed(struct vmcoh_dev *dev, pgoff_t index,
 
 	if (WARN_ON_ONCE(!range))
 		return;
+	atomic_dec(&range->nr_present);
 	/* Atomic: window_get() reads it under the window's lock only. */
 	set_bit(index & (VMCOH_RANGE_PAGES - 1), range->freeing);
 	if (!range->freeing_next) {

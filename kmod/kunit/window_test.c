@@ -236,6 +236,47 @@ static void window_second_publisher_finds_the_first(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&dev->map.nr_blocks), 1L);
 }
 
+/*
+ * A region is resident, for a 2 MiB mapping, once every one of its blocks
+ * is in the map, and no longer once one leaves it, before it is freed; a
+ * publisher that found the block there already does not count it twice.
+ */
+static void window_resident_counts_every_block_once(struct kunit *test)
+{
+	struct vmcoh_dev *dev = test->priv;
+	struct vmcoh_block_list list = { };
+	struct page *head = NULL, *block, *src;
+	bool ours;
+	pgoff_t i;
+
+	for (i = 0; i < VMCOH_RANGE_PAGES - 1; i++) {
+		block = test_publish(test, i, 0x12);
+		KUNIT_ASSERT_NOT_ERR_OR_NULL(test, block);
+		if (!head)
+			head = block;
+	}
+	KUNIT_EXPECT_NULL(test, vmcoh_window_resident(dev, 0));
+	src = vmcoh_block_new(dev);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, src);
+	block = vmcoh_block_publish(dev, 3, src, &ours);
+	vmcoh_block_free(dev, src);
+	KUNIT_EXPECT_FALSE(test, ours);
+	KUNIT_EXPECT_NULL_MSG(test, vmcoh_window_resident(dev, 0),
+			      "a block published twice counted twice");
+	block = test_publish(test, VMCOH_RANGE_PAGES - 1, 0x12);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, block);
+	KUNIT_EXPECT_PTR_EQ(test, vmcoh_window_resident(dev, 0), head);
+	KUNIT_EXPECT_PTR_EQ(test, block, nth_page(head, VMCOH_RANGE_PAGES - 1));
+	KUNIT_EXPECT_NULL(test, vmcoh_window_resident(dev, VMCOH_RANGE_PAGES));
+
+	test_remove(dev, 7, 7, &list);
+	KUNIT_EXPECT_NULL_MSG(test, vmcoh_window_resident(dev, 0),
+			      "out of the map, not yet freed");
+	test_free(dev, &list);
+	KUNIT_EXPECT_NOT_ERR_OR_NULL(test, test_publish(test, 7, 0x56));
+	KUNIT_EXPECT_PTR_EQ(test, vmcoh_window_resident(dev, 0), head);
+}
+
 static long test_op_window_wait(struct vmcoh_test_worker *w)
 {
 	return vmcoh_window_wait(w->dev);
@@ -287,6 +328,7 @@ static struct kunit_case vmcoh_window_cases[] = {
 	KUNIT_CASE(window_republished_block_survives_the_old_free),
 	KUNIT_CASE(window_pinned_page_waits_for_the_pin),
 	KUNIT_CASE(window_second_publisher_finds_the_first),
+	KUNIT_CASE(window_resident_counts_every_block_once),
 	KUNIT_CASE(window_waiter_asks_again_once_a_pin_goes),
 	{}
 };
