@@ -88,6 +88,22 @@ unsigned long vmcoh_blocks_lookup_window(struct vmcoh_blockmap *map,
 	return present;
 }
 
+/*
+ * Take a reference to @block, just loaded through @xas under RCU, if it is
+ * still there once taken: the map's own reference goes only after the
+ * block left it, so the reference is then to the block, not to a page
+ * reused since (as filemap_get_entry() takes a folio's).
+ */
+static bool block_try_get(struct xa_state *xas, struct page *block)
+{
+	if (!folio_try_get(page_folio(block)))
+		return false;
+	if (likely(block == xas_reload(xas)))
+		return true;
+	put_page(block);
+	return false;
+}
+
 /**
  * vmcoh_block_get - the block of @index, with a reference of its own
  * @map: the block map
@@ -97,9 +113,7 @@ unsigned long vmcoh_blocks_lookup_window(struct vmcoh_blockmap *map,
  * path of a plain object, which then locks the block's page and looks again
  * (fault.c, "Page locks"), and unsafe=lookup_before_lock, whose broken
  * protocol may map a stale block but never a freed page.  Lockless, as
- * filemap_get_entry() is: the map's own reference to a block goes only after
- * the block left the map, so a reference taken while the block is still
- * found there is a reference to the block, not to a page reused since.
+ * filemap_get_entry() is (block_try_get()).
  *
  * Return: the block, or NULL for a hole.
  */
@@ -114,15 +128,8 @@ repeat:
 	block = xas_load(&xas);
 	if (xas_retry(&xas, block))
 		goto repeat;
-	if (!block)
-		goto out;
-	if (!folio_try_get(page_folio(block)))
+	if (block && !block_try_get(&xas, block))
 		goto repeat;
-	if (unlikely(block != xas_reload(&xas))) {
-		put_page(block);
-		goto repeat;
-	}
-out:
 	rcu_read_unlock();
 	return block;
 }
@@ -159,10 +166,8 @@ unsigned long vmcoh_blocks_trylock_window(struct vmcoh_blockmap *map,
 		if (xas_retry(&xas, block))
 			continue;
 		i = xas.xa_index - first;
-		if (!(want & BIT(i)) || !folio_try_get(page_folio(block)))
+		if (!(want & BIT(i)) || !block_try_get(&xas, block))
 			continue;
-		if (unlikely(block != xas_reload(&xas)))
-			goto put;
 		if (!trylock_page(block))
 			goto put;
 		if (unlikely(block != xas_reload(&xas))) {

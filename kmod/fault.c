@@ -338,19 +338,20 @@ static struct page *fault_lookup_unlocked(struct vmcoh_dev *dev,
  * Map @blocks[i] at index @first + i for each bit i of @want, read-only, a
  * run of consecutive indices at a time: vm_insert_pages() takes the page
  * table lock once per 8 pages where vm_insert_page() takes it, and walks the
- * page table, once per page.  *@inserted gets the bits mapped now.
+ * page table, once per page.  The pages mapped now, but for @vmf's own,
+ * count as fault-around maps.
  *
  * Return: the bits of @want mapped now or already (-EBUSY).
  */
-static unsigned long fault_insert_runs(struct vm_area_struct *vma,
-				       pgoff_t first, struct page **blocks,
-				       unsigned long want,
-				       unsigned long *inserted)
+static unsigned long fault_insert_runs(struct vm_fault *vmf,
+				       struct vmcoh_dev *dev, pgoff_t first,
+				       struct page **blocks,
+				       unsigned long want)
 {
-	unsigned long done = 0;
+	struct vm_area_struct *vma = vmf->vma;
+	unsigned long done = 0, inserted = 0;
 	unsigned int i, end;
 
-	*inserted = 0;
 	for_each_set_bitrange(i, end, &want, BITS_PER_LONG) {
 		while (i < end) {
 			unsigned long left = end - i;
@@ -359,7 +360,7 @@ static unsigned long fault_insert_runs(struct vm_area_struct *vma,
 			int err = vm_insert_pages(vma, addr, &blocks[i], &left);
 			unsigned int n = end - i - left;
 
-			bitmap_set(inserted, i, n);
+			bitmap_set(&inserted, i, n);
 			bitmap_set(&done, i, n);
 			i += n;
 			if (!err || i >= end)
@@ -369,6 +370,9 @@ static unsigned long fault_insert_runs(struct vm_area_struct *vma,
 			i++;
 		}
 	}
+	if (vmf->pgoff >= first && vmf->pgoff - first < BITS_PER_LONG)
+		inserted &= ~BIT(vmf->pgoff - first);
+	vmcoh_count_add(dev, VMCOH_FAULT_AROUND_MAPS, hweight_long(inserted));
 	return done;
 }
 
@@ -385,7 +389,7 @@ static unsigned long fault_map_window_by_page_lock(struct vm_fault *vmf,
 						   unsigned long want)
 {
 	struct page *blocks[VMCOH_FAULT_AROUND_MAX];
-	unsigned long locked, map, done, inserted;
+	unsigned long locked, map, done;
 	pgoff_t size;
 
 	locked = vmcoh_blocks_trylock_window(&dev->map, first, nr, want,
@@ -397,11 +401,8 @@ static unsigned long fault_map_window_by_page_lock(struct vm_fault *vmf,
 	map = fault_by_page_lock(dev) ? locked : 0;
 	if (first + nr > size)
 		map &= size > first ? GENMASK(size - first - 1, 0) : 0;
-	done = fault_insert_runs(vmf->vma, first, blocks, map, &inserted);
+	done = fault_insert_runs(vmf, dev, first, blocks, map);
 	vmcoh_blocks_unlock_window(blocks, locked);
-	if (vmf->pgoff >= first && vmf->pgoff < first + nr)
-		inserted &= ~BIT(vmf->pgoff - first);
-	vmcoh_count_add(dev, VMCOH_FAULT_AROUND_MAPS, hweight_long(inserted));
 	return done;
 }
 
@@ -453,10 +454,9 @@ static unsigned long fault_map_window(struct vm_fault *vmf,
 				      struct vmcoh_dev *dev, pgoff_t first,
 				      pgoff_t last, pgoff_t skip)
 {
-	struct vm_area_struct *vma = vmf->vma;
 	struct page *blocks[VMCOH_FAULT_AROUND_MAX];
 	unsigned long flags[VMCOH_FAULT_AROUND_MAX];
-	unsigned long want, locked, present, done, map = 0, inserted;
+	unsigned long want, locked, present, done, map = 0;
 	unsigned int i, nr;
 	pgoff_t size;
 
@@ -490,13 +490,10 @@ static unsigned long fault_map_window(struct vm_fault *vmf,
 		if ((present & BIT(i)) && first + i < size)
 			map |= BIT(i);
 	}
-	done = fault_insert_runs(vma, first, blocks, map, &inserted);
+	done = fault_insert_runs(vmf, dev, first, blocks, map);
 	for_each_set_bit(i, &done, VMCOH_FAULT_AROUND_MAX)
 		flags[i] = 0;
 	vmcoh_entries_unlock(&dev->entries, first, locked, flags);
-	if (vmf->pgoff >= first && vmf->pgoff <= last)
-		inserted &= ~BIT(vmf->pgoff - first);
-	vmcoh_count_add(dev, VMCOH_FAULT_AROUND_MAPS, hweight_long(inserted));
 	return done;
 }
 
