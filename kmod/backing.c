@@ -66,6 +66,23 @@ void vmcoh_req_put(struct vmcoh_req *req)
 	kref_put(&req->ref, req_release);
 }
 
+static void load_get(struct vmcoh_req *load)
+{
+	vmcoh_req_get(load);
+}
+
+static int load_wait(struct vmcoh_req *load)
+{
+	return wait_for_completion_killable(&load->done);
+}
+
+/* What entry.c may do with the loads its entries point at. */
+const struct vmcoh_entry_load_ops vmcoh_entry_loads = {
+	.get	= load_get,
+	.put	= vmcoh_req_put,
+	.wait	= load_wait,
+};
+
 /**
  * vmcoh_req_new - a request for the server, not yet sent
  * @dev: the device
@@ -85,19 +102,64 @@ struct vmcoh_req *vmcoh_req_new(struct vmcoh_dev *dev, pgoff_t index, u32 op)
 	vmcoh_req_get(req);		/* the caller's */
 	req->dev = dev;
 	req->index = index;
+	req->nr = 1;
 	req->op = op;
 	INIT_LIST_HEAD(&req->queued);
 	init_completion(&req->done);
 	return req;
 }
 
-/* End @req as the server answered it, or failed it with @err. */
-void vmcoh_req_finish(struct vmcoh_req *req, struct page *block, int err)
+/* End @req as the server answered it (@blocks: a LOAD's), or failed it. */
+void vmcoh_req_finish(struct vmcoh_req *req, struct page **blocks, int err)
 {
 	if (req->op == VMCOH_REQ_LOAD)
-		vmcoh_load_finish(req, block, err);
+		vmcoh_load_finish(req, blocks, err);
 	else
 		vmcoh_store_finish(req, err);
+}
+
+/*
+ * The run a load of @index may take, @index's aligned VMCOH_LOAD_RUN_MIN
+ * blocks (read-around) or, right after the previous run, twice that run
+ * from @index on (readahead): within @index's region, below EOF, and for
+ * an object without a window within what max_mb leaves.  Only for a
+ * server that takes runs.  A guess, made without locks: the entries
+ * decide what the load takes (vmcoh_entry_start_load()).
+ */
+static void load_run(struct vmcoh_dev *dev, pgoff_t index, pgoff_t *first,
+		     pgoff_t *last)
+{
+	struct vmcoh_backing *backing = &dev->backing;
+	unsigned int nr = READ_ONCE(backing->ra_blocks);
+	pgoff_t region = index & ~(pgoff_t)(VMCOH_LOAD_RUN_MAX - 1);
+	pgoff_t lo, hi, size = vmcoh_size_pages(dev);
+	long room;
+
+	*first = *last = index;
+	if (!READ_ONCE(backing->regions))
+		return;
+	if (index == READ_ONCE(backing->ra_next) && nr) {
+		nr = min_t(unsigned int, 2 * nr, VMCOH_LOAD_RUN_MAX);
+		lo = index;
+	} else {
+		nr = VMCOH_LOAD_RUN_MIN;
+		lo = ALIGN_DOWN(index, nr);
+	}
+	hi = min3(lo + nr - 1, region + VMCOH_LOAD_RUN_MAX - 1, size - 1);
+	if (!vmcoh_window_enabled(dev)) {
+		room = dev->map.max_blocks -
+		       atomic_long_read(&dev->map.nr_blocks);
+		if (room <= 1)
+			return;
+		hi = min_t(pgoff_t, hi, index + room - 1);
+	}
+	/* A DROP in progress: the index alone, whose entry lock says so. */
+	if (vmcoh_drop_pending(dev, lo, hi))
+		return;
+	vmcoh_blocks_hole(&dev->map, index, &lo, &hi);
+	*first = lo;
+	*last = hi;
+	WRITE_ONCE(backing->ra_blocks, nr);
 }
 
 /**
@@ -107,9 +169,10 @@ void vmcoh_req_finish(struct vmcoh_req *req, struct page *block, int err)
  * @flags: the entry's value before the caller locked it
  *
  * On success the caller's entry lock has become the load: the caller holds
- * no entry lock, and must pass the load to vmcoh_req_wait().  If the
- * request cannot be sent (no server), the load has already failed, and the
- * wait says so.
+ * no entry lock, and must pass the load to vmcoh_req_wait().  A server
+ * that takes runs is asked for the blocks around @index too (load_run()).
+ * If the request cannot be sent (no server), the load has already failed,
+ * and the wait says so.
  *
  * Return: the load, with a reference for the caller; or ERR_PTR(-ENOMEM),
  * and the caller still holds its entry lock.
@@ -118,6 +181,7 @@ struct vmcoh_req *vmcoh_load_start(struct vmcoh_dev *dev, pgoff_t index,
 				   unsigned long flags)
 {
 	struct vmcoh_req *load = vmcoh_req_new(dev, index, VMCOH_REQ_LOAD);
+	pgoff_t first, last;
 	int err;
 
 	if (!load)
@@ -128,35 +192,52 @@ struct vmcoh_req *vmcoh_load_start(struct vmcoh_dev *dev, pgoff_t index,
 	 * a block that is gone - another thread of the mm mapped it, and an
 	 * invalidation took the block and now waits for our lock - that PTE
 	 * must go before the entry stops tracking it, or it outlives every
-	 * invalidation to come.
+	 * invalidation to come.  The rest of a run had no entry: no PTE.
 	 */
 	if (!(flags & VMCOH_ENTRY_EMPTY)) {
 		unmap_mapping_pages(dev->mapping, index, 1, false);
 		vmcoh_count(dev, VMCOH_RANGED_UNMAPS);
 	}
 
-	/* In the entry before the server can see it, so it can answer. */
-	vmcoh_entry_start_load(&dev->entries, index, load);
+	/* In the entries before the server can see it, so it can answer. */
+	load_run(dev, index, &first, &last);
+	vmcoh_entry_start_load(&dev->entries, index, load, &first, &last);
+	load->index = first;
+	load->nr = last - first + 1;
+	if (READ_ONCE(dev->backing.regions))
+		WRITE_ONCE(dev->backing.ra_next, last + 1);
 	err = vmcoh_server_submit(dev, load);
 	if (err)
 		vmcoh_load_finish(load, NULL, err);
 	return load;
 }
 
+/* Did the load @req, ended, fail for @index? */
+static int req_status(struct vmcoh_req *req, pgoff_t index)
+{
+	if (req->op != VMCOH_REQ_LOAD)
+		return req->status;
+	if (WARN_ON_ONCE(index - req->index >= req->nr))
+		return -EIO;
+	return test_bit(index - req->index, req->failed) ? -EIO : 0;
+}
+
 /**
  * vmcoh_req_wait - wait for @req to end, and drop the caller's reference
  * @dev: the device
  * @req: from vmcoh_load_start(), vmcoh_entry_grab() or writeback
+ * @index: for a load, the index the caller wants (one of its run)
  *
  * A request that outlives load_timeout_ms is failed for every waiter.
  *
- * Return: for a load, 0 if the caller should look the index up again (the
- * block came in, or the load was invalidated and must be redone); for a
- * store, 0 if the server kept it.  -EIO if it failed; -EINTR on a fatal
- * signal; -EDEADLK at once if current is the one task that receives the
- * server's requests (vmcoh_server_waits_on_itself()).
+ * Return: for a load, 0 if the caller should look @index up again (the
+ * block came in, or the load of @index was invalidated and must be
+ * redone); for a store, 0 if the server kept it.  -EIO if it failed;
+ * -EINTR on a fatal signal; -EDEADLK at once if current is the one task
+ * that receives the server's requests (vmcoh_server_waits_on_itself()).
  */
-int vmcoh_req_wait(struct vmcoh_dev *dev, struct vmcoh_req *req)
+int vmcoh_req_wait(struct vmcoh_dev *dev, struct vmcoh_req *req,
+		   pgoff_t index)
 {
 	unsigned int ms = vmcoh_load_timeout(dev);
 	long timeout = ms ? msecs_to_jiffies(ms) : MAX_SCHEDULE_TIMEOUT;
@@ -170,7 +251,7 @@ int vmcoh_req_wait(struct vmcoh_dev *dev, struct vmcoh_req *req)
 		/* Nobody else would receive it: fail it now, not at timeout. */
 		vmcoh_server_cancel(dev, req, -EDEADLK);
 		wait_for_completion(&req->done);	/* imminent, as below */
-		ret = req->status ? -EDEADLK : 0;
+		ret = req_status(req, index) ? -EDEADLK : 0;
 		vmcoh_req_put(req);
 		return ret;
 	}
@@ -180,24 +261,20 @@ int vmcoh_req_wait(struct vmcoh_dev *dev, struct vmcoh_req *req)
 		/* Ours or not, the end of the request is now imminent. */
 		left = wait_for_completion_killable(&req->done) ? -EINTR : 1;
 	}
-	ret = left < 0 ? -EINTR : req->status;
+	ret = left < 0 ? -EINTR : req_status(req, index);
 	vmcoh_req_put(req);
 	return ret;
 }
 
-/**
- * vmcoh_load_finish - end @load, and drop the request's reference
- * @load: a load the caller took out of the server's hands (answered,
- *	  cancelled, or never sent)
- * @block: on success, a block from vmcoh_block_new() with the contents
- * @err: 0, or why the load failed
- *
- * The block becomes resident only if the entry still points at the load.
+/*
+ * End the load of @index, one block of @load's run, with @block (NULL if
+ * @err).  Return whether the index still wanted it: its entry was still
+ * the load's.
  */
-void vmcoh_load_finish(struct vmcoh_req *load, struct page *block, int err)
+static bool load_finish_one(struct vmcoh_req *load, pgoff_t index,
+			    struct page *block, int err)
 {
 	struct vmcoh_dev *dev = load->dev;
-	pgoff_t index = load->index;
 	struct page *published;
 	bool wanted, ours;
 
@@ -210,8 +287,10 @@ void vmcoh_load_finish(struct vmcoh_req *load, struct page *block, int err)
 		    vmcoh_unsafe(VMCOH_UNSAFE_LOAD_AFTER_INVALIDATE)) {
 			/*
 			 * Beyond a new EOF it fails (-ENXIO), and the waiters
-			 * find the index gone; nobody else publishes blocks
-			 * of a backed object, so it cannot be taken.  If the
+			 * find the index gone.  Nobody else publishes blocks
+			 * of a backed object, but another load of the index
+			 * may have, if a run's lockless look missed its block
+			 * (vmcoh_blocks_hole()): ours then goes.  If the
 			 * window has no range for it (-ENOSPC: the region's
 			 * was reclaimed, emptied, and taken), or its page may
 			 * still be written through a pin (-EBUSY), the waiters
@@ -235,9 +314,32 @@ void vmcoh_load_finish(struct vmcoh_req *load, struct page *block, int err)
 		vmcoh_count(dev, VMCOH_LOADS_FAILED);
 	if (block)
 		vmcoh_block_free(dev, block);
+	return wanted;
+}
 
+/**
+ * vmcoh_load_finish - end @load, and drop the request's reference
+ * @load: a load the caller took out of the server's hands (answered,
+ *	  cancelled, or never sent)
+ * @blocks: on success, @load->nr blocks from vmcoh_block_new() with the
+ *	    contents of its run, each of which goes in or is freed
+ * @err: 0, or why the load failed
+ *
+ * Each block becomes resident only if its index's entry still points at
+ * the load: an invalidation of part of the run discards that part.
+ */
+void vmcoh_load_finish(struct vmcoh_req *load, struct page **blocks, int err)
+{
+	unsigned int i;
+
+	for (i = 0; i < load->nr; i++) {
+		if (load_finish_one(load, load->index + i,
+				    err ? NULL : blocks[i], err) && err)
+			__set_bit(i, load->failed);
+		cond_resched();
+	}
 	/* An invalidated load's waiters load again; they need not fail. */
-	load->status = wanted && err ? -EIO : 0;
+	load->status = bitmap_empty(load->failed, load->nr) ? 0 : -EIO;
 	complete_all(&load->done);
 	vmcoh_req_put(load);
 }

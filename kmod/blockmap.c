@@ -41,6 +41,7 @@ void vmcoh_blockmap_init(struct vmcoh_blockmap *map, loff_t size,
 			 unsigned long max_blocks)
 {
 	xa_init_flags(&map->blocks, XA_FLAGS_ACCOUNT);
+	map->ops = NULL;
 	map->size = size;
 	map->max_blocks = max_blocks;
 	atomic_long_set(&map->nr_blocks, 0);
@@ -196,6 +197,38 @@ void vmcoh_blocks_unlock_window(struct page **blocks, unsigned long locked)
 }
 
 /**
+ * vmcoh_blocks_hole - the run of holes around @index, within bounds
+ * @map: the block map
+ * @index: an index without a block
+ * @first: in, the lowest index the run may start at; out, where it starts
+ * @last: in, the highest index it may end at; out, where it ends
+ *
+ * A lockless look, for the run a load asks for (backing.c): a block
+ * published meanwhile is not seen, and is loaded again for nothing.
+ */
+void vmcoh_blocks_hole(struct vmcoh_blockmap *map, pgoff_t index,
+		       pgoff_t *first, pgoff_t *last)
+{
+	XA_STATE(xas, &map->blocks, *first);
+	pgoff_t lo = *first;
+	struct page *block;
+
+	rcu_read_lock();
+	xas_for_each(&xas, block, *last) {
+		if (xas_retry(&xas, block))
+			continue;
+		if (xas.xa_index < index) {
+			lo = xas.xa_index + 1;
+		} else if (xas.xa_index > index) {
+			*last = xas.xa_index - 1;
+			break;
+		}
+	}
+	rcu_read_unlock();
+	*first = lo;
+}
+
+/**
  * vmcoh_block_new - allocate a zero-filled block, not yet in the map
  * @dev: the device
  *
@@ -207,8 +240,8 @@ struct page *vmcoh_block_new(struct vmcoh_dev *dev)
 	struct vmcoh_blockmap *map = &dev->map;
 	struct page *block;
 
-	/* The window bounds blocks: this is only their contents, in transit. */
-	if (vmcoh_window_enabled(dev))
+	/* Blocks live elsewhere: this is only their contents, in transit. */
+	if (map->ops)
 		return alloc_page(GFP_HIGHUSER | __GFP_ZERO) ?:
 		       ERR_PTR(-ENOMEM);
 	if (atomic_long_inc_return(&map->nr_blocks) > map->max_blocks) {
@@ -231,8 +264,8 @@ struct page *vmcoh_block_new(struct vmcoh_dev *dev)
  */
 void vmcoh_block_free(struct vmcoh_dev *dev, struct page *block)
 {
-	/* Window blocks are freed by vmcoh_blocks_free() only. */
-	if (vmcoh_window_enabled(dev)) {
+	/* Blocks that live elsewhere are freed by vmcoh_blocks_free() only. */
+	if (dev->map.ops) {
 		if (!WARN_ON_ONCE(PageCompound(block)))
 			put_page(block);
 		return;
@@ -309,8 +342,8 @@ struct page *vmcoh_block_store(struct vmcoh_blockmap *map, pgoff_t index,
 struct page *vmcoh_block_publish(struct vmcoh_dev *dev, pgoff_t index,
 				 struct page *block, bool *ours)
 {
-	if (vmcoh_window_enabled(dev))
-		return vmcoh_window_publish(dev, index, block, ours);
+	if (dev->map.ops)
+		return dev->map.ops->publish(dev, index, block, ours);
 	return vmcoh_block_store(&dev->map, index, block, false, NULL, ours);
 }
 
@@ -331,7 +364,7 @@ static void blocks_remove_locked(struct vmcoh_dev *dev,
 				 struct vmcoh_block_list *list)
 	__must_hold(dev->map.blocks.xa_lock)
 {
-	bool window = vmcoh_window_enabled(dev);
+	const struct vmcoh_block_ops *ops = dev->map.ops;
 	unsigned long n = 0;
 	struct page *block;
 
@@ -341,8 +374,8 @@ static void blocks_remove_locked(struct vmcoh_dev *dev,
 		if (xas_get_mark(xas, VMCOH_BLOCK_DIRTY))
 			atomic_long_dec(&dev->map.nr_dirty);
 		xas_store(xas, NULL);
-		if (window)
-			vmcoh_window_block_removed(dev, index, list);
+		if (ops)
+			ops->removed(dev, index, list);
 		else
 			block_list_add(list, block);
 		if (++n % VMCOH_WALK_BATCH == 0 || need_resched())
@@ -396,7 +429,7 @@ void vmcoh_blocks_free(struct vmcoh_dev *dev, struct vmcoh_block_list *list)
 		cond_resched();
 	}
 	if (list->ranges)
-		vmcoh_window_blocks_free(dev, list);
+		dev->map.ops->free(dev, list);
 	list->count = 0;
 }
 

@@ -236,7 +236,7 @@ static int __init vmcoh_init(void)
 
 	init_rwsem(&vmcoh.io_rwsem);
 	vmcoh_backing_init(&vmcoh.backing);
-	err = vmcoh_entries_init(&vmcoh.entries);
+	err = vmcoh_entries_init(&vmcoh.entries, &vmcoh_entry_loads);
 	if (err)
 		goto err_hooks;
 	vmcoh_blockmap_init(&vmcoh.map, size,

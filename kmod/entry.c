@@ -122,7 +122,8 @@ struct entry_waiter {
  * Each entry xarray has its own table of wait queues, so it needs no global
  * state set up first (KUnit's suites run before module init on 6.1).
  */
-int vmcoh_entries_init(struct vmcoh_entries *entries)
+int vmcoh_entries_init(struct vmcoh_entries *entries,
+		       const struct vmcoh_entry_load_ops *load_ops)
 {
 	int i;
 
@@ -134,6 +135,7 @@ int vmcoh_entries_init(struct vmcoh_entries *entries)
 	for (i = 0; i < ENTRY_WAIT_TABLE_SIZE; i++)
 		init_waitqueue_head(&entries->wait_table[i]);
 	xa_init_flags(&entries->xa, XA_FLAGS_ACCOUNT);
+	entries->load_ops = load_ops;
 	return 0;
 }
 
@@ -316,7 +318,7 @@ retry:
 			continue;
 		}
 		if (entry_is_load(entry)) {
-			vmcoh_req_get(entry);
+			dev->entries.load_ops->get(entry);
 			xas_unlock(&xas);
 			entry_lockdep_release();
 			*entryp = entry;
@@ -410,22 +412,52 @@ void vmcoh_entry_unlock(struct vmcoh_entries *entries, pgoff_t index,
  * @entries: the entry xarray
  * @index: the index whose lock the caller holds, its block missing
  * @load: the load that will bring the block in
+ * @first: in, the lowest index the load may cover; out, its first
+ * @last: in, the highest index the load may cover; out, its last
  *
  * Everybody waiting for the entry is woken, to find the load and wait for
- * it instead.  The caller holds no entry lock afterwards.
+ * it instead.  The load also takes the indices around @index, within
+ * [@first, @last], that have no entry at all - no lock, no load, nothing
+ * mapped - as far as they run on both sides without a gap: each becomes
+ * loading by the same request, as if a task had found its block missing
+ * under its lock, and no task was waiting for it.  The caller holds no
+ * entry lock afterwards.  Storing into a slot that has no xarray node yet
+ * may fail here, where we cannot sleep to allocate: the run ends there.
  */
 void vmcoh_entry_start_load(struct vmcoh_entries *entries, pgoff_t index,
-			    struct vmcoh_req *load)
+			    struct vmcoh_req *load, pgoff_t *first,
+			    pgoff_t *last)
 {
 	XA_STATE(xas, &entries->xa, index);
+	pgoff_t lo = index, hi = index;
 	void *old;
 
 	xas_lock(&xas);
 	old = xas_store(&xas, load);
 	WARN_ON_ONCE(!old || !entry_is_locked(old));
 	entry_wake(entries, &xas, old, true);
+	while (hi < *last) {
+		xas_set(&xas, hi + 1);
+		if (xas_load(&xas))
+			break;
+		xas_store(&xas, load);
+		if (xas_error(&xas))
+			break;
+		hi++;
+	}
+	while (lo > *first) {
+		xas_set(&xas, lo - 1);
+		if (xas_load(&xas))
+			break;
+		xas_store(&xas, load);
+		if (xas_error(&xas))
+			break;
+		lo--;
+	}
 	xas_unlock(&xas);
 	entry_lockdep_release();
+	*first = lo;
+	*last = hi;
 }
 
 /* Store @with at @index if the entry there is @load; true if it was. */
@@ -566,16 +598,17 @@ void vmcoh_entries_unlock(struct vmcoh_entries *entries, pgoff_t first,
  * itself, until the load times out or the waiter is killed.  Returns with
  * xa_lock held and @xas reset; false if killed.
  */
-static bool entry_wait_load(struct xa_state *xas, void *entry)
+static bool entry_wait_load(struct vmcoh_entries *entries,
+			    struct xa_state *xas, void *entry)
 	__must_hold(xas->xa->xa_lock)
 {
 	struct vmcoh_req *load = entry;
 	int err;
 
-	vmcoh_req_get(load);
+	entries->load_ops->get(load);
 	xas_unlock(xas);
-	err = wait_for_completion_killable(&load->done);
-	vmcoh_req_put(load);
+	err = entries->load_ops->wait(load);
+	entries->load_ops->put(load);
 	xas_reset(xas);
 	xas_lock(xas);
 	return !err;
@@ -606,7 +639,8 @@ static unsigned long entries_remove(struct vmcoh_dev *dev, pgoff_t first,
 		if (entry_is_load(entry)) {
 			if (wait_loads) {
 				/* Killed: stop waiting, and remove it below. */
-				wait_loads = entry_wait_load(&xas, entry);
+				wait_loads = entry_wait_load(&dev->entries,
+							     &xas, entry);
 				continue;	/* xas was reset */
 			}
 			/* LOADING_INVALIDATED: its answer will be dropped. */

@@ -439,6 +439,13 @@ static unsigned long fault_window_mapped(struct vm_fault *vmf, pgoff_t first,
 	return mapped;
 }
 
+/* A block of @index's region was mapped: see "Which range goes" (window.c). */
+static void fault_touch(struct vmcoh_dev *dev, pgoff_t index)
+{
+	if (vmcoh_window_enabled(dev))
+		vmcoh_window_touch(dev, index);
+}
+
 /*
  * Map the blocks of [@first, @last], one fault-around window of @vmf's VMA
  * inside one page table, read-only, but not @skip (ULONG_MAX: none), nor
@@ -493,6 +500,8 @@ static unsigned long fault_map_window(struct vm_fault *vmf,
 	done = fault_insert_runs(vmf, dev, first, blocks, map);
 	for_each_set_bit(i, &done, VMCOH_FAULT_AROUND_MAX)
 		flags[i] = 0;
+	if (done)
+		fault_touch(dev, first);
 	vmcoh_entries_unlock(&dev->entries, first, locked, flags);
 	return done;
 }
@@ -626,7 +635,7 @@ static vm_fault_t fault_wait(struct vm_fault *vmf, struct vmcoh_dev *dev,
 		vmcoh_release_fault_lock(vmf);
 	switch (what) {
 	case FAULT_WAIT_LOAD:
-		err = vmcoh_req_wait(dev, load);
+		err = vmcoh_req_wait(dev, load, vmf->pgoff);
 		break;
 	case FAULT_WAIT_DROP:
 		err = vmcoh_drop_wait(dev, vmf->pgoff);
@@ -816,6 +825,7 @@ retry:
 			vmcoh_count(dev, VMCOH_ZERO_PAGE_MAPS);
 		} else {
 			flags = 0;
+			fault_touch(dev, index);
 		}
 	}
 unlock:
@@ -1054,6 +1064,7 @@ static vm_fault_t fault_pmd(struct vm_fault *vmf)
 	if (ret == VM_FAULT_NOPAGE) {
 		flags = VMCOH_ENTRY_PMD;
 		vmcoh_count(dev, VMCOH_PMD_MAPS);
+		fault_touch(dev, first);
 	}
 unlock:
 	vmcoh_entry_unlock(&dev->entries, first, flags);

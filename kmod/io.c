@@ -62,21 +62,17 @@ static void io_unlock(struct vmcoh_dev *dev, bool write)
 }
 
 /*
- * Drop io_rwsem for what must not be waited for under it: faulting in
- * @len bytes of the user buffer after a short copy (@load NULL), or the
- * load of a block.  Return 0 to go on, with io_rwsem taken again, or a
- * negative errno, with io_rwsem dropped.
+ * Drop io_rwsem to fault in @len bytes of the user buffer after a short
+ * copy, which must not be waited for under it.  Return 0 to go on, with
+ * io_rwsem taken again, or a negative errno, with io_rwsem dropped.
  */
-static int io_unlocked_wait(struct vmcoh_dev *dev, struct kiocb *iocb,
-			    bool write, struct iov_iter *iter, size_t len,
-			    struct vmcoh_req *load)
+static int io_unlocked_fault_in(struct vmcoh_dev *dev, struct kiocb *iocb,
+				bool write, struct iov_iter *iter, size_t len)
 {
 	int err = 0;
 
 	io_unlock(dev, write);
-	if (load) {
-		err = vmcoh_req_wait(dev, load);
-	} else if (iocb->ki_flags & IOCB_NOWAIT) {
+	if (iocb->ki_flags & IOCB_NOWAIT) {
 		err = -EAGAIN;
 	} else {
 		/* Nothing faulted in: the buffer is bad. */
@@ -122,9 +118,11 @@ static int io_block(struct vmcoh_dev *dev, struct kiocb *iocb, pgoff_t index,
 	err = vmcoh_load_block(dev, index, &load);
 	if (!err)
 		return 1;
-	if (err == VMCOH_LOADING)
-		return io_unlocked_wait(dev, iocb, write, NULL, 0, load) ?: 1;
 	io_unlock(dev, write);
+	if (err == VMCOH_LOADING) {
+		err = vmcoh_req_wait(dev, load, index);
+		return err ? err : io_lock(dev, iocb, write) ?: 1;
+	}
 	/* The window is full: reclaim a range, holding nothing. */
 	if (err == -ENOSPC && vmcoh_window_enabled(dev)) {
 		err = vmcoh_window_reclaim_inline(dev, index);
@@ -142,6 +140,7 @@ ssize_t vmcoh_read_iter(struct kiocb *iocb, struct iov_iter *to)
 {
 	struct vmcoh_dev *dev = iocb->ki_filp->private_data;
 	loff_t pos = iocb->ki_pos;
+	pgoff_t touched = ULONG_MAX;
 	ssize_t done = 0;
 	int err = 0;
 
@@ -163,6 +162,12 @@ ssize_t vmcoh_read_iter(struct kiocb *iocb, struct iov_iter *to)
 			continue;
 		if (err)
 			goto unlocked;
+		/* Once per region: keeps its range active (window.c). */
+		if (block && vmcoh_window_enabled(dev) &&
+		    (pos >> PMD_SHIFT) != touched) {
+			touched = pos >> PMD_SHIFT;
+			vmcoh_window_touch(dev, pos >> PAGE_SHIFT);
+		}
 		pagefault_disable();
 		if (block)
 			copied = copy_page_to_iter(block, off, len, to);
@@ -172,8 +177,8 @@ ssize_t vmcoh_read_iter(struct kiocb *iocb, struct iov_iter *to)
 		pos += copied;
 		done += copied;
 		if (copied < len) {
-			err = io_unlocked_wait(dev, iocb, false, to,
-					       len - copied, NULL);
+			err = io_unlocked_fault_in(dev, iocb, false, to,
+						   len - copied);
 			if (err)
 				goto unlocked;
 			continue;
@@ -329,8 +334,8 @@ ssize_t vmcoh_write_iter(struct kiocb *iocb, struct iov_iter *from)
 		done += copied;
 		if (copied < len) {
 			write_invalidate_filled(dev, &fill_first, &fill_last);
-			err = io_unlocked_wait(dev, iocb, true, from,
-					       len - copied, NULL);
+			err = io_unlocked_fault_in(dev, iocb, true, from,
+						   len - copied);
 			if (err)
 				goto unlocked;
 			/* The object may have changed meanwhile. */

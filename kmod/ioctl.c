@@ -100,6 +100,7 @@ static long ioctl_get_backing_stats(struct vmcoh_dev *dev, void __user *arg)
 		.drops = vmcoh_counter_read(dev, VMCOH_DROPS),
 		.drop_waits = vmcoh_counter_read(dev, VMCOH_DROP_WAITS),
 		.blocks_dirty = atomic_long_read(&dev->map.nr_dirty),
+		.load_blocks = vmcoh_counter_read(dev, VMCOH_LOAD_BLOCKS),
 	};
 
 	return copy_to_user(arg, &stats, sizeof(stats)) ? -EFAULT : 0;
@@ -128,7 +129,8 @@ static long ioctl_get_info(struct vmcoh_dev *dev, void __user *arg)
 			    VMCOH_FEATURE_SET_SIZE |
 			    VMCOH_FEATURE_MAP_PRIVATE |
 			    VMCOH_FEATURE_BACKING |
-			    VMCOH_FEATURE_WRITEBACK,
+			    VMCOH_FEATURE_WRITEBACK |
+			    VMCOH_FEATURE_LOAD_RUNS,
 		.unsafe = vmcoh_unsafe_variant,
 		.backing = READ_ONCE(dev->backing.state),
 	};

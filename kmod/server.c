@@ -96,6 +96,8 @@ int vmcoh_server_submit(struct vmcoh_dev *dev, struct vmcoh_req *load)
 	if (err < 0)
 		return err == -ENOMEM ? err : -EIO;
 	vmcoh_count(dev, store ? VMCOH_STORES : VMCOH_LOADS);
+	if (!store)
+		vmcoh_count_add(dev, VMCOH_LOAD_BLOCKS, load->nr);
 	wake_up_interruptible(&backing->recv_wait);
 	return 0;
 }
@@ -249,13 +251,14 @@ static long server_attach(struct file *file, void __user *arg)
 	struct vmcoh_dev *dev = file->private_data;
 	struct vmcoh_backing *backing = &dev->backing;
 	unsigned int was;
-	bool writable;
+	bool writable, regions;
 	long ret;
 
-	ret = attach_arg(arg, VMCOH_ATTACH_WRITABLE);
+	ret = attach_arg(arg, VMCOH_ATTACH_WRITABLE | VMCOH_ATTACH_REGIONS);
 	if (ret < 0)
 		return ret;
 	writable = ret & VMCOH_ATTACH_WRITABLE;
+	regions = ret & VMCOH_ATTACH_REGIONS;
 
 	/*
 	 * Faults, read(2) and write(2) wait while the object changes hands,
@@ -278,6 +281,8 @@ static long server_attach(struct file *file, void __user *arg)
 		ret = -EBUSY;
 	} else {
 		WRITE_ONCE(backing->writable, writable);
+		WRITE_ONCE(backing->regions, regions);
+		WRITE_ONCE(backing->ra_blocks, 0);
 		WRITE_ONCE(backing->state, VMCOH_BACKING_SERVED);
 		WRITE_ONCE(backing->server, file);
 		WRITE_ONCE(backing->server_files, current->files);
@@ -436,7 +441,7 @@ static long server_recv(struct file *file, void __user *arg)
 	req.id = r->id;
 	req.op = r->op;
 	req.offset = (u64)r->index << PAGE_SHIFT;
-	req.length = PAGE_SIZE;
+	req.length = (u64)r->nr << PAGE_SHIFT;
 	if (r->op == VMCOH_REQ_STORE)
 		err = recv_store_data(r, req.data);
 	req.data = 0;
@@ -453,30 +458,57 @@ static long server_recv(struct file *file, void __user *arg)
 	return err;
 }
 
-/* The block a LOAD's answer brings in, copied from the server's memory. */
-static struct page *reply_block(struct vmcoh_dev *dev, u64 data)
+/* Free the first @nr blocks of @blocks, and the array. */
+static void reply_blocks_free(struct vmcoh_dev *dev, struct page **blocks,
+			      unsigned int nr)
 {
-	struct page *block = vmcoh_block_new(dev);
-	void *dst;
-	int err;
+	while (nr--)
+		vmcoh_block_free(dev, blocks[nr]);
+	kvfree(blocks);
+}
 
-	if (IS_ERR(block))
-		return block;
-	dst = kmap_local_page(block);
-	err = copy_from_user(dst, u64_to_user_ptr(data), PAGE_SIZE);
-	kunmap_local(dst);
-	if (err) {
-		vmcoh_block_free(dev, block);
-		return ERR_PTR(-EFAULT);
+/*
+ * The blocks a LOAD's answer brings in, @nr of them, copied from the
+ * server's memory at @data.  Return the array, or an ERR_PTR.
+ */
+static struct page **reply_blocks(struct vmcoh_dev *dev, u64 data,
+				  unsigned int nr)
+{
+	struct page **blocks = kvmalloc_array(nr, sizeof(*blocks), GFP_KERNEL);
+	struct page *block;
+	unsigned int i;
+	int err = 0;
+	void *dst;
+
+	if (!blocks)
+		return ERR_PTR(-ENOMEM);
+	for (i = 0; i < nr && !err; i++) {
+		block = vmcoh_block_new(dev);
+		if (IS_ERR(block)) {
+			err = PTR_ERR(block);
+			break;
+		}
+		blocks[i] = block;
+		dst = kmap_local_page(block);
+		if (copy_from_user(dst, u64_to_user_ptr(data + i * PAGE_SIZE),
+				   PAGE_SIZE))
+			err = -EFAULT;
+		kunmap_local(dst);
+		cond_resched();
 	}
-	return block;
+	if (err) {
+		reply_blocks_free(dev, blocks, i);
+		return ERR_PTR(err);
+	}
+	return blocks;
 }
 
 static long server_reply(struct file *file, void __user *arg)
 {
 	struct vmcoh_dev *dev = file->private_data;
 	struct vmcoh_backing *backing = &dev->backing;
-	struct page *block = NULL;
+	struct page **blocks = NULL;
+	unsigned int nr = 0;
 	struct vmcoh_reply req;
 	struct vmcoh_req *r;
 	bool ok;
@@ -490,8 +522,10 @@ static long server_reply(struct file *file, void __user *arg)
 	if (req.error && (req.error < -MAX_ERRNO || req.error > -1 ||
 			  req.data || req.length))
 		return -EINVAL;
-	/* A LOAD's answer is a whole block, a STORE's has none. */
-	if (!req.error && req.length != PAGE_SIZE && (req.length || req.data))
+	/* A LOAD's answer is whole blocks, a STORE's has none. */
+	if (!req.error && (req.length || req.data) &&
+	    (!req.length || req.length % PAGE_SIZE ||
+	     req.length > VMCOH_RANGE_SIZE))
 		return -EINVAL;
 	if (req.id > U32_MAX)
 		return -ENOENT;
@@ -501,10 +535,11 @@ static long server_reply(struct file *file, void __user *arg)
 	 * a copy that blocks (a buffer that faults on userfaultfd, or on a
 	 * mapping of this very object) must not keep it from timing out.
 	 */
-	if (req.length == PAGE_SIZE) {
-		block = reply_block(dev, req.data);
-		if (IS_ERR(block))
-			return PTR_ERR(block);
+	if (req.length) {
+		nr = req.length >> PAGE_SHIFT;
+		blocks = reply_blocks(dev, req.data, nr);
+		if (IS_ERR(blocks))
+			return PTR_ERR(blocks);
 	}
 
 	xa_lock(&backing->inflight);
@@ -514,7 +549,7 @@ static long server_reply(struct file *file, void __user *arg)
 	}
 	r = xa_load(&backing->inflight, req.id);
 	ok = !r || req.error ||
-	     (r->op == VMCOH_REQ_LOAD) == (req.length == PAGE_SIZE);
+	     (r->op == VMCOH_REQ_LOAD ? nr == r->nr : !nr);
 	/* Only what RECV delivered can be answered. */
 	if (!r || !list_empty(&r->queued) || !ok ||
 	    !server_take_locked(backing, r)) {
@@ -528,13 +563,14 @@ static long server_reply(struct file *file, void __user *arg)
 		vmcoh_req_finish(r, NULL, req.error ? -EIO : 0);
 		return 0;
 	}
-	vmcoh_load_finish(r, block, 0);
+	vmcoh_load_finish(r, blocks, 0);
+	kvfree(blocks);
 	return 0;
 
 refused:
 	xa_unlock(&backing->inflight);
-	if (block)
-		vmcoh_block_free(dev, block);
+	if (blocks)
+		reply_blocks_free(dev, blocks, nr);
 	return err;
 }
 

@@ -27,6 +27,16 @@
  *   window.c     window_mb: blocks live in a bounded pool of 2 MiB ranges,
  *                reclaimed from backed objects (a DROP of the region).
  *
+ * Layers.  The block map and the entries are the bottom: they call no
+ * other file of the module (but the test hooks, which call nothing), as
+ * fs/dax.c's entries call no filesystem.  What they need from above is
+ * passed down as ops tables - struct vmcoh_block_ops, through which the
+ * window places blocks in its ranges, and struct vmcoh_entry_load_ops,
+ * through which entries hold the loads they point at - and
+ * tests/test_layers.py checks the object files.  Above them invalidate.c,
+ * then fault.c and io.c, with backing.c, server.c, writeback.c and
+ * window.c beside them.
+ *
  * Information flows block map -> entry -> page tables, so it is invalidated
  * in the same order (Jan Kara, linux-mm 2017-04): once the entries of a range
  * are gone, no fault that read the old block map can still be installing a
@@ -92,6 +102,9 @@
 
 #include "../uapi/vmcoh.h"
 
+struct vmcoh_dev;
+struct vmcoh_req;
+
 /* Event counters, reported by VMCOH_IOC_GET_STATS. */
 enum vmcoh_counter {
 	VMCOH_FAULTS,
@@ -112,6 +125,7 @@ enum vmcoh_counter {
 	VMCOH_MAP_PAGES_FAULTS,
 	VMCOH_VMA_LOCK_FAULTS,
 	VMCOH_LOADS,
+	VMCOH_LOAD_BLOCKS,
 	VMCOH_LOADS_PUBLISHED,
 	VMCOH_LOADS_INVALIDATED,
 	VMCOH_LOADS_FAILED,
@@ -134,6 +148,7 @@ enum vmcoh_counter {
 	VMCOH_PMD_MAPS,
 	VMCOH_PMD_FALLBACKS,
 	VMCOH_PMD_DOWNGRADES,
+	VMCOH_WINDOW_REFAULTS,
 	VMCOH_NR_COUNTERS
 };
 
@@ -142,8 +157,27 @@ struct vmcoh_counters {
 	u64 events[VMCOH_NR_COUNTERS];
 };
 
+struct vmcoh_block_list;
+
+/*
+ * Where the blocks of a map live when not in pages of their own: the
+ * window's ranges, whose ops window.c passes down.  The block map calls
+ * these, and nothing else above it.
+ */
+struct vmcoh_block_ops {
+	/* vmcoh_block_publish(): @src's contents, or zeros, at @index. */
+	struct page *(*publish)(struct vmcoh_dev *dev, pgoff_t index,
+				struct page *src, bool *ours);
+	/* @index's block left the map for @list; under blocks.xa_lock. */
+	void (*removed)(struct vmcoh_dev *dev, pgoff_t index,
+			struct vmcoh_block_list *list);
+	/* Free what removed() put on @list. */
+	void (*free)(struct vmcoh_dev *dev, struct vmcoh_block_list *list);
+};
+
 struct vmcoh_blockmap {
 	struct xarray blocks;		/* index -> struct page * */
+	const struct vmcoh_block_ops *ops;	/* NULL: pages of their own */
 	/*
 	 * Bytes; changed under blocks.xa_lock (and io_rwsem), read locklessly.
 	 * An allocation checks it under blocks.xa_lock, so a shrink that has
@@ -155,9 +189,22 @@ struct vmcoh_blockmap {
 	unsigned long max_blocks;
 };
 
+/*
+ * What the entry layer does with the loads its entries may point at: it
+ * holds references to them, and (unsafe=invalidate_waits_load) waits for
+ * one, without knowing what a load is.  backing.c passes its own down.
+ */
+struct vmcoh_entry_load_ops {
+	void (*get)(struct vmcoh_req *load);
+	void (*put)(struct vmcoh_req *load);
+	/* Wait for @load to end, killably: 0, or -EINTR. */
+	int (*wait)(struct vmcoh_req *load);
+};
+
 struct vmcoh_entries {
 	struct xarray xa;		/* index -> value entry, see entry.c */
 	wait_queue_head_t *wait_table;	/* hashed by index, see entry.c */
+	const struct vmcoh_entry_load_ops *load_ops;
 };
 
 /*
@@ -169,6 +216,7 @@ struct vmcoh_backing {
 	struct xarray inflight;		/* request id -> request, till answered */
 	unsigned int state;		/* VMCOH_BACKING_* */
 	bool writable;			/* the server takes STOREs */
+	bool regions;			/* ... and LOADs of runs of blocks */
 	struct file *server;		/* the attached server's file */
 	fl_owner_t server_files;	/* the descriptor table that ATTACHed */
 	struct pid *receiver;		/* the one task that RECVs, if one */
@@ -181,22 +229,36 @@ struct vmcoh_backing {
 	bool dropping;			/* a DROP of [drop_first, drop_last] */
 	pgoff_t drop_first, drop_last;
 	wait_queue_head_t drop_wait;	/* tasks waiting for the DROP to end */
+	/*
+	 * Readahead of a server that takes runs (backing.c): the index after
+	 * the last run sent, and its length.  Read and written locklessly:
+	 * a torn guess costs a shorter or a longer run, nothing else.
+	 */
+	pgoff_t ra_next;
+	unsigned int ra_blocks;
 };
 
+/* The longest run of blocks one LOAD asks for: a region. */
+#define VMCOH_LOAD_RUN_MAX	(VMCOH_RANGE_SIZE >> PAGE_SHIFT)
+
 /*
- * A request to the server.  A LOAD: the entry of @index points at it
- * (LOADING) until the load ends or an invalidation removes the entry
- * (LOADING_INVALIDATED).  A STORE: @data is a copy of a dirty block, taken
- * under its entry lock, for the server to keep.  One reference belongs to
- * the channel till the request is answered, one to each task waiting.
+ * A request to the server.  A LOAD of @nr blocks from @index: the entry of
+ * each index of the run points at it (LOADING) until the load ends or an
+ * invalidation removes that entry (LOADING_INVALIDATED).  A STORE: @data is
+ * a copy of a dirty block, taken under its entry lock, for the server to
+ * keep.  One reference belongs to the channel till the request is
+ * answered, one to each task waiting.
  */
 struct vmcoh_req {
 	struct kref ref;
 	struct vmcoh_dev *dev;
 	pgoff_t index;
+	unsigned int nr;		/* blocks: 1 but for a LOAD's run */
 	u32 op;				/* VMCOH_REQ_LOAD or VMCOH_REQ_STORE */
 	u32 id;				/* in backing.inflight while pending */
 	int status;			/* when done: 0 or -EIO */
+	/* A LOAD, when done: the blocks of the run that failed, wanted. */
+	DECLARE_BITMAP(failed, VMCOH_LOAD_RUN_MAX);
 	struct page *data;		/* STORE: the contents, freed with it */
 	struct page *block;		/* STORE: the block copied, referenced
 					 * until the STORE ends
@@ -220,6 +282,8 @@ struct vmcoh_window_range {
 	 */
 	atomic_t nr_present;
 	bool reclaiming;
+	bool active;			/* protected from reclaim, see window.c */
+	bool referenced;		/* mapped or read since last looked at */
 	struct list_head lru;		/* window.free, or window.busy */
 	/*
 	 * Blocks out of the map, not yet freed: set under blocks.xa_lock,
@@ -242,6 +306,9 @@ struct vmcoh_window {
 	unsigned int nr_populated_free;	/* free ones with memory */
 	unsigned long shrink_target;	/* ranges the shrinker asked for */
 	unsigned long released;		/* ranges given back to the pool, ever */
+	unsigned int nr_active;		/* busy ranges marked active */
+	unsigned long nr_shadows;	/* reclaimed regions remembered */
+	unsigned int picks;		/* reclaim victims picked, ever */
 	atomic_t waiters;		/* faults waiting for a free range */
 	wait_queue_head_t free_wait;	/* faults waiting for a free range */
 	struct work_struct work;	/* the reclaim worker */
@@ -366,6 +433,8 @@ void vmcoh_blocks_remove(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
 void vmcoh_blockmap_set_size(struct vmcoh_dev *dev, loff_t size,
 			     struct vmcoh_block_list *list);
 void vmcoh_blocks_free(struct vmcoh_dev *dev, struct vmcoh_block_list *list);
+void vmcoh_blocks_hole(struct vmcoh_blockmap *map, pgoff_t index,
+		       pgoff_t *first, pgoff_t *last);
 loff_t vmcoh_blockmap_seek(struct vmcoh_blockmap *map, loff_t pos, int whence);
 bool vmcoh_block_mark_dirty(struct vmcoh_dev *dev, pgoff_t index,
 			    struct page *block);
@@ -390,12 +459,14 @@ static inline pgoff_t vmcoh_size_pages(struct vmcoh_dev *dev)
 #define VMCOH_ENTRY_ZERO	BIT(2)	/* page tables may map the zero page */
 #define VMCOH_ENTRY_EMPTY	BIT(3)	/* lock only: nothing mapped yet */
 
-int vmcoh_entries_init(struct vmcoh_entries *entries);
+int vmcoh_entries_init(struct vmcoh_entries *entries,
+		       const struct vmcoh_entry_load_ops *load_ops);
 void vmcoh_entries_destroy(struct vmcoh_entries *entries);
 int vmcoh_entry_grab(struct vmcoh_dev *dev, pgoff_t index, void **entryp);
 int vmcoh_entry_grab_pmd(struct vmcoh_dev *dev, pgoff_t first, void **entryp);
 void vmcoh_entry_start_load(struct vmcoh_entries *entries, pgoff_t index,
-			    struct vmcoh_req *load);
+			    struct vmcoh_req *load, pgoff_t *first,
+			    pgoff_t *last);
 bool vmcoh_entry_claim_load(struct vmcoh_entries *entries, pgoff_t index,
 			    struct vmcoh_req *load);
 bool vmcoh_entry_drop_load(struct vmcoh_entries *entries, pgoff_t index,
@@ -453,10 +524,13 @@ static inline bool vmcoh_writable(struct vmcoh_dev *dev)
 	       READ_ONCE(dev->backing.writable);
 }
 
+extern const struct vmcoh_entry_load_ops vmcoh_entry_loads;
+
 struct vmcoh_req *vmcoh_req_new(struct vmcoh_dev *dev, pgoff_t index,
 				u32 op);
-int vmcoh_req_wait(struct vmcoh_dev *dev, struct vmcoh_req *req);
-void vmcoh_req_finish(struct vmcoh_req *req, struct page *block, int err);
+int vmcoh_req_wait(struct vmcoh_dev *dev, struct vmcoh_req *req,
+		   pgoff_t index);
+void vmcoh_req_finish(struct vmcoh_req *req, struct page **blocks, int err);
 void vmcoh_req_put(struct vmcoh_req *req);
 
 static inline struct vmcoh_req *vmcoh_req_get(struct vmcoh_req *req)
@@ -467,7 +541,8 @@ static inline struct vmcoh_req *vmcoh_req_get(struct vmcoh_req *req)
 
 struct vmcoh_req *vmcoh_load_start(struct vmcoh_dev *dev, pgoff_t index,
 				   unsigned long flags);
-void vmcoh_load_finish(struct vmcoh_req *load, struct page *block, int err);
+void vmcoh_load_finish(struct vmcoh_req *load, struct page **blocks,
+		       int err);
 
 int vmcoh_load_block(struct vmcoh_dev *dev, pgoff_t index,
 		     struct vmcoh_req **loadp);
@@ -561,12 +636,9 @@ void vmcoh_window_stop(struct vmcoh_dev *dev);
 void vmcoh_window_destroy(struct vmcoh_dev *dev);
 int vmcoh_window_reserve(struct vmcoh_dev *dev, pgoff_t index);
 struct page *vmcoh_window_resident(struct vmcoh_dev *dev, pgoff_t first);
+void vmcoh_window_touch(struct vmcoh_dev *dev, pgoff_t index);
 struct page *vmcoh_window_publish(struct vmcoh_dev *dev, pgoff_t index,
 				  struct page *src, bool *ours);
-void vmcoh_window_block_removed(struct vmcoh_dev *dev, pgoff_t index,
-				struct vmcoh_block_list *list);
-void vmcoh_window_blocks_free(struct vmcoh_dev *dev,
-			      struct vmcoh_block_list *list);
 int vmcoh_window_reclaim_inline(struct vmcoh_dev *dev, pgoff_t index);
 int vmcoh_window_reclaim_in_fault(struct vmcoh_dev *dev, pgoff_t index);
 int vmcoh_window_wait(struct vmcoh_dev *dev);

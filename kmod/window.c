@@ -79,6 +79,24 @@
  *     INVALIDATE that holds io_rwsem and waits for the fault's entry lock
  *     then deadlocks with it.
  *
+ * Which range goes.  Strict LRU evicts, in a pass over a working set
+ * larger than the window, exactly the range the pass needs next, and every
+ * access misses.  So the window remembers the regions it reclaimed - a
+ * shadow (a value entry) in the region's slot of the regions xarray, as
+ * the page cache leaves one where it evicted a page (mm/workingset.c) -
+ * and a region that takes a range again while it has a shadow (a refault)
+ * gets an active range, while fewer than half the ranges are active.  A
+ * reclaim takes the least recently used inactive range, and an active one
+ * only if no inactive one can go.  Active ranges age as the page cache's
+ * active list does: at every WINDOW_AGE_PERIOD-th reclaim, the oldest
+ * active range is demoted unless it was referenced - mapped by a fault, or
+ * read by read(2) - since it was last looked at; a referenced one gets a
+ * second chance at the tail.  A loop over twice the window then keeps
+ * hitting the half of its regions that won a range first, where LRU hit
+ * nothing; a working set that moves on is forgotten within a few
+ * windowfuls of reclaims.  Shadows are bounded: past WINDOW_SHADOWS_MAX
+ * per range, a reclaim forgets them all.
+ *
  * An object without a server cannot give its blocks back.  Its ranges
  * return to the pool only when their blocks are punched or truncated; once
  * the pool is empty, writes fail with -ENOSPC and write faults with
@@ -113,6 +131,13 @@ module_param(window_reserve, int, 0644);
 MODULE_PARM_DESC(window_reserve,
 		 "Free ranges the reclaim worker keeps, at most all but one; -1 for an eighth of the window, at least 1 (default -1)");
 
+/* Every this many reclaims, the oldest active range is looked at. */
+#define WINDOW_AGE_PERIOD	8
+/* Shadows kept per range of the pool, at most. */
+#define WINDOW_SHADOWS_MAX	16
+/* A shadow: the value entry a reclaimed region leaves in its slot. */
+#define WINDOW_SHADOW		xa_mk_value(0)
+
 /* The one device: the shrinker's callbacks find it here. */
 static struct vmcoh_dev *window_dev;
 
@@ -134,6 +159,15 @@ static struct page *range_alloc(bool hard)
 	return alloc_pages(GFP_HIGHUSER | __GFP_COMP | __GFP_ZERO | __GFP_NOWARN |
 			   (hard ? __GFP_RETRY_MAYFAIL : __GFP_NORETRY),
 			   VMCOH_RANGE_ORDER);
+}
+
+/* The range of @region, under the window's lock or RCU; not a shadow. */
+static struct vmcoh_window_range *range_of(struct vmcoh_window *w,
+					   pgoff_t region)
+{
+	void *range = xa_load(&w->regions, region);
+
+	return xa_is_value(range) ? NULL : range;
 }
 
 /* Idle: nothing but the pool holds the range's pages. */
@@ -182,16 +216,49 @@ static void window_wake(struct vmcoh_window *w)
 }
 
 /*
+ * Forget every shadow once there are more than WINDOW_SHADOWS_MAX per
+ * range.  Called holding no lock of the window's: the walk lets go of it
+ * every VMCOH_WALK_BATCH entries.
+ */
+static void window_prune_shadows(struct vmcoh_window *w)
+{
+	XA_STATE(xas, &w->regions, 0);
+	unsigned long seen = 0;
+	void *entry;
+
+	if (READ_ONCE(w->nr_shadows) <= WINDOW_SHADOWS_MAX * w->nr_ranges)
+		return;
+	xas_lock(&xas);
+	xas_for_each(&xas, entry, ULONG_MAX) {
+		if (xa_is_value(entry)) {
+			xas_store(&xas, NULL);
+			WRITE_ONCE(w->nr_shadows, w->nr_shadows - 1);
+		}
+		if (++seen % VMCOH_WALK_BATCH == 0 || need_resched())
+			vmcoh_xas_relax(&xas);
+	}
+	xas_unlock(&xas);
+}
+
+/*
  * Give @range back to the pool if its region has no block left and nothing
- * else holds its pages.  Called with the window's lock held.
+ * else holds its pages; a reclaim (@shadow) leaves a shadow in the slot.
+ * Called with the window's lock held.
  */
 static bool range_release_locked(struct vmcoh_window *w,
-				 struct vmcoh_window_range *range)
+				 struct vmcoh_window_range *range, bool shadow)
 	__must_hold(&w->regions.xa_lock)
 {
 	if (range->nr_blocks || range->reclaiming || !range_idle(range))
 		return false;
-	__xa_erase(&w->regions, range->region);
+	/* Over the range's own slot: nothing to allocate, cannot fail. */
+	__xa_store(&w->regions, range->region, shadow ? WINDOW_SHADOW : NULL,
+		   GFP_ATOMIC);
+	if (shadow)
+		WRITE_ONCE(w->nr_shadows, w->nr_shadows + 1);
+	if (range->active)
+		w->nr_active--;
+	range->active = false;
 	bitmap_zero(range->pinned, VMCOH_RANGE_PAGES);	/* idle: unpinned */
 	list_move(&range->lru, &w->free);
 	WRITE_ONCE(w->nr_free, w->nr_free + 1);
@@ -208,12 +275,15 @@ static bool range_release_locked(struct vmcoh_window *w,
  */
 static struct vmcoh_window_range *
 range_get_locked(struct vmcoh_window *w, struct xa_state *xas,
-		 struct page **spare)
+		 struct page **spare, bool *refault)
 	__must_hold(&w->regions.xa_lock)
 {
-	struct vmcoh_window_range *range = xas_load(xas);
+	void *slot = xas_load(xas);
+	struct vmcoh_window_range *range;
 
-	if (range) {
+	*refault = false;
+	if (slot && !xa_is_value(slot)) {
+		range = slot;
 		list_move_tail(&range->lru, &w->busy);
 		return range;
 	}
@@ -223,9 +293,12 @@ range_get_locked(struct vmcoh_window *w, struct xa_state *xas,
 	}
 	if (list_entry_is_head(range, &w->free, lru))
 		return NULL;
+	*refault = xa_is_value(slot);
 	xas_store(xas, range);
 	if (xas_error(xas))
 		return NULL;
+	if (*refault)
+		WRITE_ONCE(w->nr_shadows, w->nr_shadows - 1);
 	if (range->head) {
 		w->nr_populated_free--;
 	} else {
@@ -233,6 +306,11 @@ range_get_locked(struct vmcoh_window *w, struct xa_state *xas,
 		*spare = NULL;
 	}
 	range->region = xas->xa_index;
+	/* A region reclaimed before comes back: protect it, see above. */
+	range->active = *refault && w->nr_active < w->nr_ranges / 2;
+	if (range->active)
+		w->nr_active++;
+	range->referenced = false;
 	list_move_tail(&range->lru, &w->busy);
 	WRITE_ONCE(w->nr_free, w->nr_free - 1);
 	return range;
@@ -287,11 +365,11 @@ window_get(struct vmcoh_dev *dev, pgoff_t index, bool publish)
 	XA_STATE(xas, &w->regions, range_region(index));
 	struct vmcoh_window_range *range;
 	struct page *spare = NULL;
-	bool no_memory, pinned;
+	bool no_memory, pinned, refault = false;
 
 	for (;;) {
 		xas_lock(&xas);
-		range = range_get_locked(w, &xas, &spare);
+		range = range_get_locked(w, &xas, &spare, &refault);
 		pinned = range && !range_slot_unpinned(range, index);
 		if (pinned)
 			range = NULL;
@@ -311,6 +389,8 @@ window_get(struct vmcoh_dev *dev, pgoff_t index, bool publish)
 	}
 	if (spare)
 		put_page(spare);
+	if (refault)
+		vmcoh_count(dev, VMCOH_WINDOW_REFAULTS);
 	window_kick(dev);
 	if (xas_error(&xas) || no_memory)
 		return ERR_PTR(xas_error(&xas) ?: -ENOMEM);
@@ -360,12 +440,32 @@ struct page *vmcoh_window_resident(struct vmcoh_dev *dev, pgoff_t first)
 	struct page *head = NULL;
 
 	xa_lock(&w->regions);
-	range = xa_load(&w->regions, range_region(first));
+	range = range_of(w, range_region(first));
 	if (range &&
 	    atomic_read(&range->nr_present) == VMCOH_RANGE_PAGES)
 		head = range->head;
 	xa_unlock(&w->regions);
 	return head;
+}
+
+/**
+ * vmcoh_window_touch - a block of @index's region was mapped or read
+ * @dev: the device, with a window
+ * @index: the block's index
+ *
+ * Marks the region's range referenced, which keeps an active range active
+ * (see "Which range goes").  Lockless, and a store only when the mark is
+ * not set yet: cheap enough for every fault.
+ */
+void vmcoh_window_touch(struct vmcoh_dev *dev, pgoff_t index)
+{
+	struct vmcoh_window_range *range;
+
+	rcu_read_lock();
+	range = range_of(&dev->window, range_region(index));
+	if (range && !READ_ONCE(range->referenced))
+		WRITE_ONCE(range->referenced, true);
+	rcu_read_unlock();
 }
 
 /**
@@ -405,14 +505,14 @@ struct page *vmcoh_window_publish(struct vmcoh_dev *dev, pgoff_t index,
 	/* Not ours: the count we took goes, and perhaps the range. */
 	xa_lock(&w->regions);
 	range->nr_blocks--;
-	if (range_release_locked(w, range))
+	if (range_release_locked(w, range, false))
 		window_wake(w);
 	xa_unlock(&w->regions);
 	return cur;
 }
 
-/**
- * vmcoh_window_block_removed - @block, of @index, is out of the block map
+/*
+ * window_block_removed - @block, of @index, is out of the block map
  * @dev: the device, with a window
  * @index: its index
  * @list: the removal's list, freed by vmcoh_blocks_free()
@@ -421,11 +521,11 @@ struct page *vmcoh_window_publish(struct vmcoh_dev *dev, pgoff_t index,
  * freeing bits belong to one invalidation at a time.  The range cannot go
  * while it has blocks, so the lockless lookup is stable.
  */
-void vmcoh_window_block_removed(struct vmcoh_dev *dev, pgoff_t index,
-				struct vmcoh_block_list *list)
+static void window_block_removed(struct vmcoh_dev *dev, pgoff_t index,
+				 struct vmcoh_block_list *list)
 {
-	struct vmcoh_window_range *range = xa_load(&dev->window.regions,
-					    range_region(index));
+	struct vmcoh_window_range *range = range_of(&dev->window,
+						    range_region(index));
 
 	if (WARN_ON_ONCE(!range))
 		return;
@@ -445,8 +545,8 @@ void vmcoh_window_block_removed(struct vmcoh_dev *dev, pgoff_t index,
  * after the invalidation's unmap: a range still referenced beyond its
  * mappings now is pinned, and its freed pages are marked so.
  */
-void vmcoh_window_blocks_free(struct vmcoh_dev *dev,
-			      struct vmcoh_block_list *list)
+static void window_blocks_free(struct vmcoh_dev *dev,
+			       struct vmcoh_block_list *list)
 {
 	struct vmcoh_window *w = &dev->window;
 	struct vmcoh_window_range *range, *next;
@@ -466,7 +566,7 @@ void vmcoh_window_blocks_free(struct vmcoh_dev *dev,
 		atomic_long_sub(n, &dev->map.nr_blocks);
 		vmcoh_count_add(dev, VMCOH_BLOCKS_FREED, n);
 		range->nr_blocks -= n;
-		freed |= range_release_locked(w, range);
+		freed |= range_release_locked(w, range, false);
 		xa_unlock(&w->regions);
 		cond_resched();
 	}
@@ -474,6 +574,13 @@ void vmcoh_window_blocks_free(struct vmcoh_dev *dev,
 	if (freed)
 		window_wake(w);
 }
+
+/* The block map's blocks live in the ranges: what it calls, see vmcoh.h. */
+static const struct vmcoh_block_ops window_block_ops = {
+	.publish	= vmcoh_window_publish,
+	.removed	= window_block_removed,
+	.free		= window_blocks_free,
+};
 
 enum reclaim_why { RECLAIM_INLINE, RECLAIM_BACKGROUND, RECLAIM_SHRINKER };
 
@@ -487,9 +594,36 @@ static const enum vmcoh_counter reclaim_counters[] = {
 };
 
 /*
- * Pick the least recently used range that may be reclaimed, other than the
- * one of @skip, and mark it.  An empty idle range goes straight back to the
- * pool (*@released).  Only a served object can give blocks back: an
+ * Every WINDOW_AGE_PERIOD-th pick, look at the oldest active range: demote
+ * it unless it was referenced since it was last looked at, and then give
+ * it a second chance at the tail.  Called with the window's lock held.
+ */
+static void reclaim_age(struct vmcoh_window *w)
+	__must_hold(&w->regions.xa_lock)
+{
+	struct vmcoh_window_range *range;
+
+	if (++w->picks % WINDOW_AGE_PERIOD)
+		return;
+	list_for_each_entry(range, &w->busy, lru) {
+		if (!range->active)
+			continue;
+		if (READ_ONCE(range->referenced)) {
+			WRITE_ONCE(range->referenced, false);
+			list_move_tail(&range->lru, &w->busy);
+		} else {
+			range->active = false;
+			w->nr_active--;
+		}
+		return;
+	}
+}
+
+/*
+ * Pick the range to reclaim, other than the one of @skip, and mark it: the
+ * least recently used inactive one, else the least recently used active
+ * one (see "Which range goes").  An empty idle range goes straight back to
+ * the pool (*@released).  Only a served object can give blocks back: an
  * orphaned one could not load them again.
  */
 static struct vmcoh_window_range *
@@ -497,27 +631,38 @@ reclaim_pick(struct vmcoh_dev *dev, pgoff_t skip, bool *released)
 {
 	struct vmcoh_window *w = &dev->window;
 	bool served = vmcoh_served(dev);
-	struct vmcoh_window_range *range, *victim = NULL;
+	struct vmcoh_window_range *range, *victim = NULL, *active = NULL;
 
 	*released = false;
 	xa_lock(&w->regions);
+	reclaim_age(w);
 	list_for_each_entry(range, &w->busy, lru) {
 		if (range->reclaiming || range->region == skip)
 			continue;
 		if (!range->nr_blocks) {
-			if (range_release_locked(w, range)) {
+			if (range_release_locked(w, range, false)) {
 				*released = true;
 				victim = range;
 				break;
 			}
 			continue;	/* pinned */
 		}
-		if (served) {
-			range->reclaiming = true;
+		if (!served)
+			continue;
+		if (!range->active) {
 			victim = range;
 			break;
 		}
+		if (!active)
+			active = range;
 	}
+	if (!victim && !*released && active) {
+		victim = active;
+		victim->active = false;
+		w->nr_active--;
+	}
+	if (victim && !*released)
+		victim->reclaiming = true;
 	xa_unlock(&w->regions);
 	return victim;
 }
@@ -538,10 +683,11 @@ static bool reclaim_range(struct vmcoh_dev *dev,
 				VMCOH_OP_RECLAIM);
 	xa_lock(&w->regions);
 	victim->reclaiming = false;
-	released = range_release_locked(w, victim);
+	released = range_release_locked(w, victim, true);
 	if (!released)	/* pinned, or a STORE failed: try it last */
 		list_move_tail(&victim->lru, &w->busy);
 	xa_unlock(&w->regions);
+	window_prune_shadows(w);
 	return released;
 }
 
@@ -735,7 +881,7 @@ int vmcoh_window_wait_unpinned(struct vmcoh_dev *dev, pgoff_t index)
 	vmcoh_count(dev, VMCOH_PIN_WAITS);
 	for (;;) {
 		xa_lock(&w->regions);
-		range = xa_load(&w->regions, range_region(index));
+		range = range_of(w, range_region(index));
 		unpinned = !range || range_slot_unpinned(range, index);
 		xa_unlock(&w->regions);
 		if (unpinned)
@@ -941,6 +1087,7 @@ void vmcoh_window_read_stats(struct vmcoh_dev *dev,
 	stats->pmd_maps = vmcoh_counter_read(dev, VMCOH_PMD_MAPS);
 	stats->pmd_fallbacks = vmcoh_counter_read(dev, VMCOH_PMD_FALLBACKS);
 	stats->pmd_downgrades = vmcoh_counter_read(dev, VMCOH_PMD_DOWNGRADES);
+	stats->refaults = vmcoh_counter_read(dev, VMCOH_WINDOW_REFAULTS);
 }
 
 /**
@@ -982,6 +1129,7 @@ int vmcoh_window_create(struct vmcoh_dev *dev, unsigned int nr_ranges)
 	}
 	w->nr_ranges = nr_ranges;
 	w->nr_free = nr_ranges;
+	dev->map.ops = &window_block_ops;
 	w->nr_populated_free = nr_ranges;
 	return 0;
 }

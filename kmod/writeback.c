@@ -145,7 +145,7 @@ static int writeback_wait(struct vmcoh_dev *dev, struct vmcoh_req *store)
 	int err;
 
 	vmcoh_req_get(store);
-	err = vmcoh_req_wait(dev, store);
+	err = vmcoh_req_wait(dev, store, store->index);
 	if (err == -EINTR) {
 		vmcoh_server_cancel(dev, store, -EINTR);
 		wait_for_completion(&store->done);

@@ -4,7 +4,8 @@ tests/guest/backing.sh runs the scenarios of the two seeds about data that
 lives elsewhere against the safe module and against each unsafe variant:
 
 - load vs invalidate (wendelin.core): one scenario driven by the server's
-  timing, one under stress;
+  timing, one under stress, each for a server of blocks and for one of
+  runs (region loads, where an invalidation hits part of a run);
 - dirty data across a coherence-lock drop (OCFS2): one deterministic, one
   under stress, and lock-drop-vs-fault, driven by hold points, whose unsafe
   variant deadlocks and must be reported, with the stuck stacks, by the
@@ -30,6 +31,8 @@ pytestmark = pytest.mark.vm
 
 LOAD = "ALoadInvalidatedInFlightIsDroppedAndRedone"
 LOAD_STRESS = "StressNoReadSeesAGenerationOlderThanTheLastInvalidation"
+RUN = "ALoadOfARunInvalidatedInPartIsRedoneForThatPartOnly"
+RUN_STRESS = "StressNoReadOfARunSeesAGenerationOlderThanTheLastInvalidation"
 DROP = "DirtyDataSurvivesADrop"
 DROP_STRESS = "StressNothingWrittenIsLostAcrossDropsAndFsyncs"
 DEADLOCK = "ADropDoesNotWaitForAFaultThatWaitsForIt"
@@ -43,12 +46,17 @@ class Variant(NamedTuple):
     scenario: str
     message: str          # what the scenario's failure must say
     stress: Optional[str]  # the stress scenario it also runs, if any
+    # More scenarios that must fail with the message, and their stress scenarios.
+    also: tuple = ()
+    also_stress: tuple = ()
 
 
 VARIANTS = {
-    "load_after_invalidate": Variant(LOAD, "a stale answer was installed", LOAD_STRESS),
+    "load_after_invalidate": Variant(LOAD, "a stale answer was installed", LOAD_STRESS,
+                                     (RUN,), (RUN_STRESS,)),
     "invalidate_waits_load": Variant(
-        LOAD, "INVALIDATE must not wait for the load in flight", LOAD_STRESS),
+        LOAD, "INVALIDATE must not wait for the load in flight", LOAD_STRESS,
+        (RUN,), (RUN_STRESS,)),
     "drop_skips_writeback": Variant(
         DROP, "the drop lost what was stored through mmap", DROP_STRESS),
     "drop_under_entry_lock": Variant(
@@ -86,7 +94,8 @@ def test_unsafe_backing_protocols_are_caught(built, results_dir, kernel):
     assert proc.returncode == 0, explain(proc)
 
     safe = results(out / "backing-safe.json")
-    assert set(safe) == {LOAD, LOAD_STRESS, DROP, DROP_STRESS, DEADLOCK, MMAP_LOCK} | HOLDS
+    assert set(safe) == {LOAD, LOAD_STRESS, RUN, RUN_STRESS, DROP, DROP_STRESS, DEADLOCK,
+                         MMAP_LOCK} | HOLDS
     for name, result in safe.items():
         assert not result.failures, f"safe module failed {name}:\n{result.failures}"
         print(f"{kernel} safe: {name} passed in {result.seconds:.3f} s {result.properties}")
@@ -99,10 +108,15 @@ def test_unsafe_backing_protocols_are_caught(built, results_dir, kernel):
         assert expected.message in caught.failures, \
             f"{variant} not caught:\n{caught.failures or 'passed'}"
         line = f"{kernel} {variant}: caught by {expected.scenario} in {caught.seconds:.3f} s"
-        if expected.stress:
-            stress = found[expected.stress]
+        for scenario in expected.also:
+            also = found[scenario]
+            assert expected.message in also.failures, \
+                f"{variant} not caught by {scenario}:\n{also.failures or 'passed'}"
+            line += f", by {scenario} in {also.seconds:.3f} s"
+        for name in filter(None, (expected.stress,) + expected.also_stress):
+            stress = found[name]
             verdict = "caught" if stress.failures else "not caught"
-            line += f"; stress {verdict} ({stress.seconds:.1f} s, {stress.properties})"
+            line += f"; {name} {verdict} ({stress.seconds:.1f} s, {stress.properties})"
         print(line)
     # The deadlock is reported with the stacks of both sides.
     deadlock = results(out / "backing-drop_under_entry_lock.json")[DEADLOCK].failures

@@ -52,6 +52,9 @@ SCENARIOS = {
     "AStoreThroughAPinDoesNotLandOnTheBlockReloadedAfterAnInvalidate",
     # A free range without memory (issue 14, item 9c).
     "AFreeRangeWithoutMemoryGetsSomeOrTheAccessFails",
+    # A server of runs (region loads, issue 17), and the reclaim that keeps refaults.
+    "StressWritersAndReaderProcessesOverFourTimesTheWindowWithRuns",
+    "MappedPassesOverFourTimesTheWindowLoadRunsAndStayWithinIt",
 }
 PMD_SCENARIOS = {
     "ReadsOfAResidentRegionMapItWithOnePmd",

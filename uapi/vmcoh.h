@@ -49,6 +49,7 @@
 #define VMCOH_FEATURE_WRITEBACK		_BITULL(6)	/* STORE, DROP, fsync */
 #define VMCOH_FEATURE_WINDOW		_BITULL(7)	/* loaded with window_mb > 0 */
 #define VMCOH_FEATURE_PMD		_BITULL(8)	/* 2 MiB mappings, see the window */
+#define VMCOH_FEATURE_LOAD_RUNS		_BITULL(9)	/* VMCOH_ATTACH_REGIONS */
 
 /*
  * vmcoh_info.unsafe: the deliberately broken protocol variant the module was
@@ -211,13 +212,16 @@ struct vmcoh_hold {
  *              With VMCOH_ATTACH_WRITABLE the server takes STOREs and the
  *              object is writable; a read-only ATTACH of an object that
  *              holds dirty blocks is -EBUSY.
+ *              With VMCOH_ATTACH_REGIONS the server takes LOADs of
+ *              several blocks at once (see "Region loads" below).
  *   RECV       waits for a request and returns it; -EAGAIN at once with
  *              VMCOH_RECV_NONBLOCK (poll() the file for POLLIN instead),
  *              -EINTR on a signal.  A writable server passes in
  *              vmcoh_request.data a buffer of block_size bytes, where a
  *              STORE's contents are copied (-EINVAL without one).
  *   REPLY      answers a request.  A LOAD: vmcoh_reply.data points at
- *              block_size bytes, the block's contents; or error is non-zero
+ *              vmcoh_request.length bytes, the blocks' contents (block_size
+ *              bytes but for a region load); or error is non-zero
  *              and the load fails (faults get SIGBUS, read(2) gets -EIO).
  *              A STORE: data and length are 0, and error says whether the
  *              server kept the contents; if not, the block stays dirty and
@@ -283,11 +287,29 @@ struct vmcoh_hold {
  * write(2), SIGBUS for a fault - instead of after load_timeout_ms, or
  * never with 0.  Its wait for a pin (see "Pins in a window") fails so
  * after 200 ms, since the reference may be a STORE in flight.
+ *
+ * Region loads.  A server that ATTACHes with VMCOH_ATTACH_REGIONS may be
+ * sent a LOAD of a run of blocks: vmcoh_request.length is then a multiple
+ * of block_size, at most VMCOH_RANGE_SIZE, and the run never crosses an
+ * aligned VMCOH_RANGE_SIZE region of the object.  Its REPLY carries the
+ * whole run (length equal to the request's) or an error for all of it.
+ * How much a miss loads follows the access pattern, as the page cache's
+ * readahead does: a fault or read(2) that misses loads the aligned
+ * VMCOH_LOAD_RUN_MIN blocks around the block it needs (read-around), and a
+ * miss at the block right after the previous load's run loads twice that
+ * run, up to the rest of the region - so a sequential pass costs one
+ * round trip per region once it is under way.  Each block of the run is
+ * loading on its own: a task that wants any of them waits for the one
+ * request, an invalidation of part of the run discards the answer for that
+ * part only, and blocks already resident are left out of the run.
  */
+#define VMCOH_LOAD_RUN_MIN		16	/* blocks: 64 KiB with 4 KiB pages */
+
 #define VMCOH_REQ_LOAD			1	/* send the block at offset */
 #define VMCOH_REQ_STORE			2	/* keep these contents of it */
 
 #define VMCOH_ATTACH_WRITABLE		_BITULL(0)	/* take STOREs */
+#define VMCOH_ATTACH_REGIONS		_BITULL(1)	/* take LOADs of runs */
 
 #define VMCOH_RECV_NONBLOCK		_BITULL(0)
 
@@ -301,7 +323,7 @@ struct vmcoh_request {
 	__u64 id;		/* out: quote it in vmcoh_reply.id */
 	__u64 op;		/* out: VMCOH_REQ_* */
 	__u64 offset;		/* out: byte offset of the block */
-	__u64 length;		/* out: block_size */
+	__u64 length;		/* out: block_size; a LOAD's run may be more */
 	__u64 data;		/* in: STORE buffer of block_size bytes */
 	__u64 reserved[2];	/* in: must be 0; out: 0 */
 };
@@ -310,7 +332,9 @@ struct vmcoh_reply {
 	__u64 id;		/* from vmcoh_request.id */
 	__s64 error;		/* 0, or a negative errno: the request fails */
 	__u64 data;		/* LOAD: user pointer to length bytes */
-	__u64 length;		/* LOAD: block_size (error == 0), else 0 */
+	__u64 length;		/* LOAD: the request's length (error == 0),
+				 * else 0
+				 */
 	__u64 flags;		/* must be 0 */
 	__u64 reserved[3];	/* must be 0 */
 };
@@ -331,7 +355,8 @@ struct vmcoh_backing_stats {
 	__u64 drops;			/* DROP calls */
 	__u64 drop_waits;		/* faults and I/O that waited for a DROP */
 	__u64 blocks_dirty;		/* dirty blocks now */
-	__u64 reserved[2];
+	__u64 load_blocks;		/* blocks the LOADs sent asked for */
+	__u64 reserved[1];
 };
 
 /*
@@ -350,6 +375,14 @@ struct vmcoh_backing_stats {
  * again when a region takes it; if none can be had even with reclaim and
  * compaction, the access fails: -ENOMEM for read(2) and write(2), SIGBUS
  * for a fault.
+ *
+ * Which range a reclaim takes: not simply the least recently used, which
+ * in a loop over more than the window evicts just what the loop needs
+ * next.  A region that takes a range again after a reclaim took its last
+ * one (refaults counts them) gets an active range while fewer than half
+ * are active; reclaims take inactive ranges first, least recently used
+ * first, and an active range stays active while faults map it or read(2)
+ * reads it (kmod/window.c, "Which range goes").
  *
  * Pins in a window.  Since block i is always page i of its range, a page
  * that GUP holds (O_DIRECT, process_vm_writev(), vmsplice) when its block
@@ -390,7 +423,9 @@ struct vmcoh_window_stats {
 	__u64 pmd_fallbacks;		/* 2 MiB faults left to PTEs */
 	__u64 pmd_downgrades;		/* 2 MiB entries unmapped for a PTE */
 	__u64 pin_waits;		/* waits for a pin of a freed block */
-	__u64 reserved[1];
+	__u64 refaults;			/* regions given a range again after
+					 * a reclaim took theirs
+					 */
 };
 
 #define VMCOH_IOC_MAGIC		0xC7

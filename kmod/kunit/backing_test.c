@@ -81,9 +81,9 @@ static void backing_answer_is_installed_and_shared(struct kunit *test)
 	block = vmcoh_block_new(dev);
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, block);
 	test_take(test, load);
-	vmcoh_load_finish(load, block, 0);
-	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, other), 0);
-	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load), 0);
+	vmcoh_load_finish(load, &block, 0);
+	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, other, other->index), 0);
+	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load, load->index), 0);
 	KUNIT_EXPECT_PTR_EQ(test, vmcoh_block_lookup(&dev->map, 3), block);
 	KUNIT_EXPECT_NULL(test, xa_load(&dev->entries.xa, 3));
 	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_LOADS_PUBLISHED), 1ULL);
@@ -105,8 +105,8 @@ static void backing_invalidated_answer_is_dropped(struct kunit *test)
 	KUNIT_EXPECT_NULL(test, xa_load(&dev->entries.xa, 5));
 
 	test_take(test, load);
-	vmcoh_load_finish(load, block, 0);
-	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load), 0);
+	vmcoh_load_finish(load, &block, 0);
+	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load, load->index), 0);
 	KUNIT_EXPECT_NULL(test, vmcoh_block_lookup(&dev->map, 5));
 	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_LOADS_INVALIDATED), 1ULL);
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&dev->map.nr_blocks), 0L);
@@ -128,7 +128,7 @@ static void backing_cancel_loads_leaves_other_entries(struct kunit *test)
 
 	/* A timeout takes it from the server; it ends without an error. */
 	vmcoh_server_cancel(dev, load, -ETIMEDOUT);
-	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load), 0);
+	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load, load->index), 0);
 	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_LOAD_TIMEOUTS), 1ULL);
 	KUNIT_EXPECT_TRUE(test, xa_empty(&dev->backing.inflight));
 	vmcoh_entries_remove(dev, 0, ULONG_MAX);
@@ -141,14 +141,14 @@ static void backing_failed_load_fails_its_waiters(struct kunit *test)
 	struct vmcoh_req *load = test_start(test, 6);
 
 	vmcoh_server_cancel(dev, load, -ETIMEDOUT);
-	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load), -EIO);
+	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load, load->index), -EIO);
 	KUNIT_EXPECT_NULL(test, xa_load(&dev->entries.xa, 6));
 	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_LOADS_FAILED), 1ULL);
 
 	/* With no server, a load fails as soon as it starts. */
 	dev->backing.state = VMCOH_BACKING_ORPHANED;
 	load = test_start(test, 7);
-	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load), -EIO);
+	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load, load->index), -EIO);
 	KUNIT_EXPECT_NULL(test, xa_load(&dev->entries.xa, 7));
 	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_LOADS), 1ULL);
 }
@@ -164,10 +164,136 @@ static void backing_answer_beyond_eof_is_dropped(struct kunit *test)
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, block);
 	vmcoh_blockmap_set_size(dev, 8 << PAGE_SHIFT, &list);
 	test_take(test, load);
-	vmcoh_load_finish(load, block, 0);
-	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load), 0);
+	vmcoh_load_finish(load, &block, 0);
+	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load, load->index), 0);
 	KUNIT_EXPECT_NULL(test, vmcoh_block_lookup(&dev->map, 12));
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&dev->map.nr_blocks), 0L);
+}
+
+/* Answer @load, taken from the server, with blocks filled with @fill. */
+static void test_answer(struct kunit *test, struct vmcoh_req *load, int fill)
+{
+	struct vmcoh_dev *dev = test->priv;
+	struct page **blocks;
+	unsigned int i;
+
+	blocks = kunit_kcalloc(test, load->nr, sizeof(*blocks), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, blocks);
+	for (i = 0; i < load->nr; i++) {
+		blocks[i] = vmcoh_block_new(dev);
+		KUNIT_ASSERT_NOT_ERR_OR_NULL(test, blocks[i]);
+		memset_page(blocks[i], 0, fill, PAGE_SIZE);
+	}
+	test_take(test, load);
+	vmcoh_load_finish(load, blocks, 0);
+}
+
+/*
+ * A server that takes runs is asked for the aligned VMCOH_LOAD_RUN_MIN
+ * blocks around a miss, but only for the indices that have neither a block
+ * nor an entry, on both sides of the miss without a gap: a resident block
+ * or an entry (a mapped one, a lock, another load) ends the run.
+ */
+static void backing_run_takes_absent_neighbours(struct kunit *test)
+{
+	struct vmcoh_dev *dev = test->priv;
+	struct vmcoh_req *load;
+	struct page *block = vmcoh_block_new(dev);
+	bool ours;
+	pgoff_t i;
+
+	dev->backing.regions = true;
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, block);
+	KUNIT_ASSERT_PTR_EQ(test, vmcoh_block_publish(dev, 4, block, &ours),
+			    block);
+	vmcoh_test_put_entry(test, dev, 12, 0);
+	load = test_start(test, 10);
+	KUNIT_EXPECT_EQ(test, load->index, 5UL);
+	KUNIT_EXPECT_EQ(test, load->nr, 7U);
+	for (i = 5; i <= 11; i++)
+		KUNIT_EXPECT_PTR_EQ(test, xa_load(&dev->entries.xa, i),
+				    (void *)load);
+	KUNIT_EXPECT_NULL(test, xa_load(&dev->entries.xa, 4));
+	KUNIT_EXPECT_NULL(test, xa_load(&dev->entries.xa, 13));
+
+	test_answer(test, load, 0x33);
+	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load, 10), 0);
+	for (i = 5; i <= 11; i++)
+		KUNIT_EXPECT_NOT_NULL(test, vmcoh_block_lookup(&dev->map, i));
+	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_LOADS), 1ULL);
+	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_LOAD_BLOCKS), 7ULL);
+	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_LOADS_PUBLISHED), 7ULL);
+	vmcoh_entries_remove(dev, 0, ULONG_MAX);
+}
+
+/*
+ * An invalidation of part of a run discards the answer for that part
+ * only, and if the load then fails, only the waiters of indices that still
+ * wanted it fail: the others load again.
+ */
+static void backing_run_is_invalidated_in_part(struct kunit *test)
+{
+	struct vmcoh_dev *dev = test->priv;
+	struct vmcoh_req *load;
+	pgoff_t i;
+
+	dev->backing.regions = true;
+	load = test_start(test, 3);
+	KUNIT_ASSERT_EQ(test, load->nr, (unsigned int)VMCOH_LOAD_RUN_MIN);
+	KUNIT_EXPECT_EQ(test, vmcoh_entries_remove(dev, 4, 7), 0UL);
+	vmcoh_req_get(load);
+	test_answer(test, load, 0x44);
+	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load, 5), 0);
+	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load, 3), 0);
+	for (i = 0; i < VMCOH_LOAD_RUN_MIN; i++)
+		KUNIT_EXPECT_EQ(test, !vmcoh_block_lookup(&dev->map, i),
+				i >= 4 && i <= 7);
+	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_LOADS_INVALIDATED), 4ULL);
+	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_LOADS_PUBLISHED),
+			VMCOH_LOAD_RUN_MIN - 4ULL);
+
+	/* The next miss, at 4, is no longer sequential: a run of its own. */
+	load = test_start(test, 4);
+	KUNIT_EXPECT_EQ(test, load->index, 4UL);
+	KUNIT_EXPECT_EQ(test, load->nr, 4U);
+	vmcoh_entries_cancel_loads(dev, 6, 6);
+	vmcoh_req_get(load);
+	vmcoh_server_cancel(dev, load, -ETIMEDOUT);
+	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load, 6), 0);
+	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load, 4), -EIO);
+	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_LOADS_FAILED), 3ULL);
+}
+
+/* A miss right after the previous run loads twice as much, to the region. */
+static void backing_run_grows_on_sequential_misses(struct kunit *test)
+{
+	struct vmcoh_dev *dev = test->priv;
+	const pgoff_t region = VMCOH_LOAD_RUN_MAX;
+	pgoff_t next = 0, want = VMCOH_LOAD_RUN_MIN;
+	struct vmcoh_block_list list = { };
+	struct vmcoh_req *load;
+
+	dev->backing.regions = true;
+	dev->map.max_blocks = 2 * region;
+	vmcoh_blockmap_set_size(dev, (2 * region) << PAGE_SHIFT, &list);
+	while (next < region) {
+		load = test_start(test, next);
+		KUNIT_EXPECT_EQ(test, load->index, next);
+		KUNIT_EXPECT_EQ(test, (pgoff_t)load->nr,
+				min(want, region - next));
+		next += load->nr;
+		want = min(2 * want, region);
+		test_answer(test, load, 0x55);
+		KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load, load->index),
+				0);
+	}
+	/* Into the next region: all of it, at once. */
+	load = test_start(test, region);
+	KUNIT_EXPECT_EQ(test, (pgoff_t)load->nr, region);
+	test_answer(test, load, 0x55);
+	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load, region), 0);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&dev->map.nr_blocks),
+			2L * region);
 }
 
 static long test_op_writeback(struct vmcoh_test_worker *w)
@@ -263,6 +389,9 @@ static struct kunit_case vmcoh_backing_cases[] = {
 	KUNIT_CASE(backing_cancel_loads_leaves_other_entries),
 	KUNIT_CASE(backing_failed_load_fails_its_waiters),
 	KUNIT_CASE(backing_answer_beyond_eof_is_dropped),
+	KUNIT_CASE(backing_run_takes_absent_neighbours),
+	KUNIT_CASE(backing_run_is_invalidated_in_part),
+	KUNIT_CASE(backing_run_grows_on_sequential_misses),
 	KUNIT_CASE(backing_writeback_copies_and_cleans),
 	KUNIT_CASE(backing_failed_store_dirties_again),
 	{}

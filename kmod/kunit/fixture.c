@@ -36,7 +36,7 @@ int vmcoh_test_dev_init(struct kunit *test)
 	t->dev.counters = alloc_percpu(struct vmcoh_counters);
 	if (!t->dev.counters)
 		return -ENOMEM;
-	if (vmcoh_entries_init(&t->dev.entries)) {
+	if (vmcoh_entries_init(&t->dev.entries, &vmcoh_entry_loads)) {
 		free_percpu(t->dev.counters);
 		return -ENOMEM;
 	}

@@ -321,6 +321,52 @@ static void window_waiter_asks_again_once_a_pin_goes(struct kunit *test)
 	WRITE_ONCE(dev->backing.state, VMCOH_BACKING_NONE);
 }
 
+/* One reclaim, skipping @skip's region, as a served object's read(2) does. */
+static void test_reclaim(struct kunit *test, pgoff_t skip)
+{
+	struct vmcoh_dev *dev = test->priv;
+
+	/* Backed only for the reclaim, so that no publish wakes the worker. */
+	WRITE_ONCE(dev->backing.state, VMCOH_BACKING_SERVED);
+	KUNIT_EXPECT_EQ(test, vmcoh_window_reclaim_inline(dev, skip), 0);
+	WRITE_ONCE(dev->backing.state, VMCOH_BACKING_NONE);
+}
+
+/*
+ * Which range goes (window.c): a region that comes back after a reclaim
+ * took its range gets an active one, while fewer than half are, and a
+ * reclaim takes an inactive range before it, though the active one is the
+ * least recently used - the one strict LRU took.
+ */
+static void window_refaulted_region_outlives_newer_ones(struct kunit *test)
+{
+	struct vmcoh_dev *dev = test->priv;
+	const pgoff_t a = 5, b = VMCOH_RANGE_PAGES + 5;
+	const pgoff_t c = 2 * VMCOH_RANGE_PAGES + 5;
+
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, test_publish(test, a, 0x11));
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, test_publish(test, b, 0x22));
+	test_reclaim(test, c);		/* a, the least recently used */
+	KUNIT_EXPECT_NULL(test, vmcoh_block_lookup(&dev->map, a));
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, test_publish(test, c, 0x33));
+	test_reclaim(test, a);		/* b */
+	KUNIT_EXPECT_NULL(test, vmcoh_block_lookup(&dev->map, b));
+	KUNIT_EXPECT_EQ(test, test_stats(dev).refaults, 0ULL);
+
+	/* a comes back: a refault, and active. */
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, test_publish(test, a, 0x11));
+	KUNIT_EXPECT_EQ(test, test_stats(dev).refaults, 1ULL);
+	test_reclaim(test, b);		/* c, inactive */
+	KUNIT_EXPECT_NULL(test, vmcoh_block_lookup(&dev->map, c));
+
+	/* b comes back too, but half the window is active already. */
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, test_publish(test, b, 0x22));
+	KUNIT_EXPECT_EQ(test, test_stats(dev).refaults, 2ULL);
+	test_reclaim(test, c);		/* b, though a is older */
+	KUNIT_EXPECT_NOT_NULL(test, vmcoh_block_lookup(&dev->map, a));
+	KUNIT_EXPECT_NULL(test, vmcoh_block_lookup(&dev->map, b));
+}
+
 static struct kunit_case vmcoh_window_cases[] = {
 	KUNIT_CASE(window_block_is_its_page_of_the_range),
 	KUNIT_CASE(window_full_then_freed_by_removal),
@@ -330,6 +376,7 @@ static struct kunit_case vmcoh_window_cases[] = {
 	KUNIT_CASE(window_second_publisher_finds_the_first),
 	KUNIT_CASE(window_resident_counts_every_block_once),
 	KUNIT_CASE(window_waiter_asks_again_once_a_pin_goes),
+	KUNIT_CASE(window_refaulted_region_outlives_newer_ones),
 	{}
 };
 

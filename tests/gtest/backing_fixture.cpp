@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <sstream>
 #include <string>
 #include <system_error>
@@ -87,12 +88,26 @@ std::optional<PageImage> probed_block(const Mapping& map, std::uint64_t block) {
   return page;
 }
 
-void BackingTest::set_up(BackingServer::Access access, std::uint64_t blocks) {
+testing::AssertionResult change_and_invalidate(BackingServer& server, std::uint64_t block,
+                                               std::uint64_t generation) {
+  server.set_block(block, block_stamp(block, generation));
+  auto invalidate = std::async(std::launch::async, [&] { server.invalidate(block); });
+  if (invalidate.wait_for(kStuck) != std::future_status::ready) {
+    return testing::AssertionFailure()
+           << "INVALIDATE must not wait for the load in flight; stuck tasks:\n"
+           << task_stacks();
+  }
+  invalidate.get();
+  return testing::AssertionSuccess();
+}
+
+void BackingTest::set_up(BackingServer::Access access, std::uint64_t blocks,
+                         BackingServer::Loads loads) {
   DeviceTest::SetUp();
   if (IsSkipped()) return;
   install_sigbus_probe();
   if (blocks != kTestBlocks) device::set_size(fd(), blocks * kBlock);
-  server_ = std::make_unique<BackingServer>(device_path(), blocks, access);
+  server_ = std::make_unique<BackingServer>(device_path(), blocks, access, loads);
   fill_server(*server_);
 }
 

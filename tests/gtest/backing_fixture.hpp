@@ -54,6 +54,11 @@ std::string task_stacks(const std::string& pid = "self");
 // included), each with its stack and state.
 std::string module_task_stacks();
 
+// Sets the server's copy of `block` to `generation` and INVALIDATEs it, which must not wait for
+// the load of it in flight: the failure says so, with every task's stack.
+testing::AssertionResult change_and_invalidate(BackingServer& server, std::uint64_t block,
+                                               std::uint64_t generation);
+
 // A mapped block read through the SIGBUS probe: nullopt if the load raised SIGBUS (a broken
 // protocol may fail a load the test expects to succeed; that must fail the test, not kill it).
 std::optional<PageImage> probed_block(const Mapping& map, std::uint64_t block);
@@ -64,12 +69,24 @@ class BackingTest : public DeviceTest {
   void TearDown() override;
   // A server for an object of `blocks` blocks (the device is resized first if that is not
   // kTestBlocks).
-  void set_up(BackingServer::Access access, std::uint64_t blocks = kTestBlocks);
+  void set_up(BackingServer::Access access, std::uint64_t blocks = kTestBlocks,
+              BackingServer::Loads loads = BackingServer::Loads::blocks);
 
   [[nodiscard]] BackingServer& server() const { return *server_; }
   [[nodiscard]] vmcoh_backing_stats backing() const { return backing_stats(fd()); }
+  // The server changes blocks and invalidates them while readers fault and read them: once
+  // INVALIDATE of generation g has returned, nothing may show an older one
+  // (device_backing_test.cpp).
+  void invalidation_stress();
 
   std::unique_ptr<BackingServer> server_;
+};
+
+// Four regions' worth of blocks, served by a server that takes runs (device_region_load_test.cpp).
+inline constexpr std::uint64_t kRegionTestBlocks = 4 * VMCOH_RANGE_SIZE / kBlock;
+class RegionBackingTest : public BackingTest {
+ protected:
+  void SetUp() override;
 };
 
 // Needs test_hooks=1 (tests/guest/backing.sh runs it; the plain gtest run leaves it out).

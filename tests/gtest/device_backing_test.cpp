@@ -104,12 +104,7 @@ TEST_F(BackingTest, ALoadInvalidatedInFlightIsDroppedAndRedone) {
   auto read = std::async(std::launch::async, [&] { return read_block(fd(), 12).page; });
   ASSERT_TRUE(server().wait_for_loads(12, 1, kWait));
 
-  server().set_block(12, block_stamp(12, 2));
-  auto invalidate = std::async(std::launch::async, [&] { server().invalidate(12); });
-  ASSERT_EQ(invalidate.wait_for(kStuck), std::future_status::ready)
-      << "INVALIDATE must not wait for the load in flight; stuck tasks:\n"
-      << task_stacks();
-  invalidate.get();
+  ASSERT_TRUE(change_and_invalidate(server(), 12, 2));
 
   server().release(12);  // answers with generation 1: what the server had when asked
   EXPECT_EQ(fault.get(), std::optional(block_stamp(12, 2))) << "a stale answer was installed";
@@ -160,9 +155,11 @@ TEST_F(BackingTest, AFaultWaitingForTheServerAgainLetsGoOfMmapLock) {
   mmap.get();
 }
 
+}  // namespace
+
 // The same race under stress: the server changes blocks and invalidates them while readers fault
 // and read them.  Once INVALIDATE of generation g has returned, nothing may show an older one.
-TEST_F(BackingTest, StressNoReadSeesAGenerationOlderThanTheLastInvalidation) {
+void BackingTest::invalidation_stress() {
   constexpr std::uint64_t kBlocks = 8;
   constexpr std::uint64_t kInvalidations = 200000;
   constexpr auto kStressTime = 10s;  // the debug kernels get through far fewer
@@ -235,6 +232,12 @@ TEST_F(BackingTest, StressNoReadSeesAGenerationOlderThanTheLastInvalidation) {
   RecordProperty("invalidations", std::to_string(invalidations));
   RecordProperty("samples", std::to_string(samples.load()));
   RecordProperty("loads_invalidated", std::to_string(backing().loads_invalidated));
+}
+
+namespace {
+
+TEST_F(BackingTest, StressNoReadSeesAGenerationOlderThanTheLastInvalidation) {
+  invalidation_stress();
 }
 
 // What the stress scenario found: thread A maps block 9; thread B, in a fault on the same page

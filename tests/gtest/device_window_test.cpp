@@ -72,7 +72,7 @@ class WindowTest : public BackingTest {
     if (!window) GTEST_SKIP() << "needs a window: window_mb > 0 (tests/guest/window.sh)";
     ranges_ = window->ranges;
     blocks_ = 4 * ranges_ * kRangeBlocks;
-    set_up(BackingServer::Access::writable, blocks_);
+    set_up(BackingServer::Access::writable, blocks_, loads_);
   }
   void TearDown() override {
     if (ranges_ == 0) return;  // skipped before anything was set up
@@ -113,8 +113,21 @@ class WindowTest : public BackingTest {
     EXPECT_LE(stats().blocks_live, ranges_ * kRangeBlocks);
   }
 
+  // Writer threads and reader processes over the whole object, at random (below).
+  void stress_writers_and_readers();
+
   std::uint64_t ranges_ = 0;
   std::uint64_t blocks_ = 0;
+  BackingServer::Loads loads_ = BackingServer::Loads::blocks;
+};
+
+// The same, with a server that takes runs (region loads): each miss loads a run of its region.
+class WindowRunsTest : public WindowTest {
+ protected:
+  void SetUp() override {
+    loads_ = BackingServer::Loads::regions;
+    WindowTest::SetUp();
+  }
 };
 
 class WindowHoldTest : public WindowTest {
@@ -233,7 +246,7 @@ TEST_F(WindowTest, AnOrphanedObjectKeepsItsResidentBlocksUnderMemoryPressure) {
 // processes of their own, check that blocks 0 (mod 4), which nobody writes, read exactly as the
 // server has them.  Nothing may hang, fail, or read wrong; in the end the server has every last
 // value.
-TEST_F(WindowTest, StressWritersAndReaderProcessesOverFourTimesTheWindow) {
+void WindowTest::stress_writers_and_readers() {
   constexpr int kWriters = 3;
   constexpr int kReaders = 2;
   constexpr auto kStressTime = 10s;
@@ -342,6 +355,35 @@ TEST_F(WindowTest, StressWritersAndReaderProcessesOverFourTimesTheWindow) {
   RecordProperty("reclaims", std::to_string(reclaims(w)));
   RecordProperty("range_waits", std::to_string(w.range_waits));
   RecordProperty("stores", std::to_string(backing().stores));
+}
+
+TEST_F(WindowTest, StressWritersAndReaderProcessesOverFourTimesTheWindow) {
+  stress_writers_and_readers();
+}
+
+TEST_F(WindowRunsTest, StressWritersAndReaderProcessesOverFourTimesTheWindowWithRuns) {
+  stress_writers_and_readers();
+}
+
+// Two passes over four times the window, a server of runs: every block right, within the
+// window, in runs (far fewer requests than blocks), and the second pass finds regions that came
+// back protected (refaults), not a window emptied in the order the pass needs it.
+TEST_F(WindowRunsTest, MappedPassesOverFourTimesTheWindowLoadRunsAndStayWithinIt) {
+  const std::uint64_t refaults = window().refaults;  // since the module loaded
+  const Mapping shared = map_all(PROT_READ);
+  for (int pass = 0; pass < 2; ++pass) {
+    for (std::uint64_t b = 0; b < blocks_; ++b) {
+      const std::optional<PageImage> page = probed_block(shared, b);
+      ASSERT_TRUE(page) << "SIGBUS at block " << b << " in pass " << pass;
+      ASSERT_EQ(*page, block_stamp(b, 1)) << "block " << b << " in pass " << pass;
+    }
+    expect_within_window();
+  }
+  EXPECT_LT(server().requests() * VMCOH_LOAD_RUN_MIN, 2 * blocks_) << counters();
+  EXPECT_GT(window().refaults, refaults) << counters();
+  EXPECT_EQ(window().range_wait_timeouts, 0U);
+  RecordProperty("requests", std::to_string(server().requests()));
+  RecordProperty("refaults", std::to_string(window().refaults - refaults));
 }
 
 // The seed's deadlock, made exact.  The window is full and keeps no reserve.  A fault on a

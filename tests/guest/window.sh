@@ -38,7 +38,7 @@ run() {
 }
 
 case $which in
-safe) run safe 'Pmd*:WindowTest.*:WindowHoldTest.*:DeviceTest.Window*' ;;
+safe) run safe 'Pmd*:WindowTest.*:WindowRunsTest.*:WindowHoldTest.*:DeviceTest.Window*' ;;
 reclaim_in_fault) run reclaim_in_fault 'WindowHoldTest.*' unsafe=reclaim_in_fault ;;
 variants)
 	run pmd_downgrade_no_unmap 'PmdTest.*' unsafe=pmd_downgrade_no_unmap

@@ -19,25 +19,34 @@ namespace vmcoh {
 
 namespace {
 
-// Loads held at once, at most; more are answered at once (see serve()).
+// Loads held at once, at most; more are answered at once (see serve()).  A server of runs holds
+// fewer: each keeps a copy of a whole region.
 constexpr std::size_t kMaxHeld = 64;
+constexpr std::size_t kMaxHeldRuns = 4;
+// The longest run a LOAD asks for: a region.
+constexpr std::size_t kRegionBlocks = VMCOH_RANGE_SIZE / kPageSize;
 
 }  // namespace
 
 BackingServer::BackingServer(const std::filesystem::path& device, std::uint64_t blocks,
-                             Access access)
+                             Access access, Loads loads)
     : fd_(Fd::open(device, O_RDWR)),
       wakeup_(check_syscall(::eventfd(0, EFD_CLOEXEC), "eventfd")),
       copy_(blocks),
+      answer_(loads == Loads::regions ? kRegionBlocks : 1),
       loads_(blocks),
       stores_(blocks),
       fail_(blocks),
       fail_stores_(blocks),
       writable_(access == Access::writable),
+      regions_(loads == Loads::regions),
       held_blocks_(blocks),
-      held_(kMaxHeld) {
+      held_(loads == Loads::regions ? kMaxHeldRuns : kMaxHeld),
+      held_pages_(held_.size() * answer_.size()),
+      held_slots_(held_.size()) {
   vmcoh_attach attach{};
-  if (writable_) attach.flags = VMCOH_ATTACH_WRITABLE;
+  if (writable_) attach.flags |= VMCOH_ATTACH_WRITABLE;
+  if (regions_) attach.flags |= VMCOH_ATTACH_REGIONS;
   check_syscall(::ioctl(fd_.get(), VMCOH_IOC_ATTACH, &attach),
                 fmt::format("VMCOH_IOC_ATTACH {}", device.string()));
   thread_ = std::thread([this] { serve(); });
@@ -98,8 +107,10 @@ void BackingServer::answer_held(std::uint64_t index) {
 void BackingServer::answer_held_locked(std::uint64_t index) {
   std::size_t kept = 0;
   for (std::size_t i = 0; i < held_count_; ++i) {
-    if (held_[i].index == index) {
-      send_reply(held_[i].id, &held_[i].page, 0);
+    const Held& held = held_[i];
+    if (index >= held.index && index - held.index < held.count) {
+      send_reply(held.id, &held_pages_[held.slot * answer_.size()], held.count, 0);
+      held_slots_[held.slot] = false;
       --pending_;
     } else {
       held_[kept++] = held_[i];
@@ -121,6 +132,16 @@ void BackingServer::fail_stores(std::uint64_t index, int error) {
 std::uint64_t BackingServer::loads(std::uint64_t index) const {
   const std::scoped_lock lock(mutex_);
   return loads_.at(index);
+}
+
+std::uint64_t BackingServer::requests() const {
+  const std::scoped_lock lock(mutex_);
+  return requests_;
+}
+
+std::uint64_t BackingServer::requested_blocks() const {
+  const std::scoped_lock lock(mutex_);
+  return requested_blocks_;
 }
 
 std::uint64_t BackingServer::stores(std::uint64_t index) const {
@@ -145,6 +166,7 @@ void BackingServer::die() {
   stop();
   const std::scoped_lock lock(mutex_);
   held_count_ = 0;
+  std::fill(held_slots_.begin(), held_slots_.end(), false);
   pending_ = 0;
   fd_.reset();
 }
@@ -157,6 +179,7 @@ void BackingServer::detach() {
   {
     const std::scoped_lock lock(mutex_);
     held_count_ = 0;
+    std::fill(held_slots_.begin(), held_slots_.end(), false);
     pending_ = 0;
   }
   fd_.reset();
@@ -193,6 +216,7 @@ void BackingServer::serve() {
 
 void BackingServer::handle(const vmcoh_request& request) {
   const std::uint64_t index = request.offset / kPageSize;
+  const std::uint64_t count = request.length / kPageSize;
   int error = 0;
   if (request.op == VMCOH_REQ_STORE) {
     {
@@ -206,39 +230,54 @@ void BackingServer::handle(const vmcoh_request& request) {
         changed_.notify_all();
       }
     }
-    send_reply(request.id, nullptr, error);
+    send_reply(request.id, nullptr, 0, error);
     return;
   }
   {
     const std::scoped_lock lock(mutex_);
-    if (request.op != VMCOH_REQ_LOAD || index >= copy_.size()) {
+    if (request.op != VMCOH_REQ_LOAD || count == 0 || count > answer_.size() ||
+        index >= copy_.size() || count > copy_.size() - index) {
       error = -ENXIO;
     } else {
-      ++loads_[index];
+      ++requests_;
+      requested_blocks_ += count;
       max_pending_ = std::max(max_pending_, ++pending_);
+      for (std::uint64_t i = index; i < index + count; ++i) {
+        ++loads_[i];
+        if (fail_[i] != 0) error = fail_[i];
+      }
       changed_.notify_all();
-      if (held_blocks_[index] && fail_[index] == 0 && held_count_ < held_.size()) {
-        held_[held_count_++] = Held{request.id, index, copy_[index]};
+      const auto first = copy_.begin() + static_cast<std::ptrdiff_t>(index);
+      const auto free_slot = std::find(held_slots_.begin(), held_slots_.end(), false);
+      if (error == 0 && free_slot != held_slots_.end() &&
+          std::any_of(held_blocks_.begin() + static_cast<std::ptrdiff_t>(index),
+                      held_blocks_.begin() + static_cast<std::ptrdiff_t>(index + count),
+                      [](bool held) { return held; })) {
+        const auto slot = static_cast<std::size_t>(free_slot - held_slots_.begin());
+        *free_slot = true;
+        std::copy_n(first, count,
+                    held_pages_.begin() + static_cast<std::ptrdiff_t>(slot * answer_.size()));
+        held_[held_count_++] = Held{request.id, index, count, slot};
         return;
       }
-      error = fail_[index];
-      answer_ = copy_[index];
+      std::copy_n(first, count, answer_.begin());
     }
   }
   // Answered outside the lock, as a real server's answer travels while its copy may change:
   // this is the window in which an INVALIDATE overtakes a load.
-  send_reply(request.id, error == 0 ? &answer_ : nullptr, error);
+  send_reply(request.id, error == 0 ? answer_.data() : nullptr, count, error);
   const std::scoped_lock lock(mutex_);
   if (error != -ENXIO) --pending_;
 }
 
-void BackingServer::send_reply(std::uint64_t id, const PageImage* page, int error) {
+void BackingServer::send_reply(std::uint64_t id, const PageImage* pages, std::uint64_t count,
+                               int error) {
   vmcoh_reply reply{};
   reply.id = id;
   reply.error = error;
-  if (page != nullptr) {
-    reply.data = reinterpret_cast<std::uintptr_t>(page->bytes());
-    reply.length = kPageSize;
+  if (pages != nullptr) {
+    reply.data = reinterpret_cast<std::uintptr_t>(pages->bytes());
+    reply.length = count * kPageSize;
   }
   if (::ioctl(fd_.get(), VMCOH_IOC_REPLY, &reply) < 0 && errno == ENOENT) ++stale_replies_;
 }

@@ -15,7 +15,9 @@
 // for POLLIN, VMCOH_IOC_RECV with VMCOH_RECV_NONBLOCK until EAGAIN, and VMCOH_IOC_REPLY for each
 // request: block_size bytes of data (or an error) for a LOAD, just the error for a STORE, whose
 // contents RECV copied into the buffer it was given.  DROP is called from another thread than
-// the one that serves: it waits for the STOREs it sends.
+// the one that serves: it waits for the STOREs it sends.  A server that ATTACHes with
+// VMCOH_ATTACH_REGIONS (Loads::regions) answers a LOAD of a run with the run's blocks, one after
+// the other in one buffer, in one REPLY.
 #pragma once
 
 #include <atomic>
@@ -37,12 +39,14 @@ namespace vmcoh {
 class BackingServer {
  public:
   enum class Access { read_only, writable };
+  // What one LOAD may ask for: one block, or a run of blocks within a 2 MiB region.
+  enum class Loads { blocks, regions };
 
   // Opens `device`, ATTACHes (std::system_error on failure: EBUSY if another server is attached
   // or the object holds blocks of its own) and starts serving.  Its copy has `blocks` blocks, all
   // zero until set_block().  A writable server takes STOREs, which makes the object writable.
   BackingServer(const std::filesystem::path& device, std::uint64_t blocks,
-                Access access = Access::read_only);
+                Access access = Access::read_only, Loads loads = Loads::blocks);
   BackingServer(const BackingServer&) = delete;
   BackingServer& operator=(const BackingServer&) = delete;
   // Stops serving and DETACHes, unless it died.
@@ -62,9 +66,10 @@ class BackingServer {
 
   // From now on, loads of `index` are received but not answered until release(index).  Each
   // held load keeps the block as it was when received: a release answers with that copy, as a
-  // server would whose answer was on its way before its copy changed.
+  // server would whose answer was on its way before its copy changed.  A load of a run that
+  // covers `index` is held whole, its blocks kept as they were.
   void hold(std::uint64_t index);
-  // Answers the held loads of `index` and stops holding it.
+  // Answers the held loads of `index` (of runs covering it) and stops holding it.
   void release(std::uint64_t index);
   // Answers the held loads of `index` and goes on holding the next ones.
   void answer_held(std::uint64_t index);
@@ -73,8 +78,11 @@ class BackingServer {
   // The same for STOREs of `index`: the server does not keep them.
   void fail_stores(std::uint64_t index, int error);
 
-  // LOAD requests received for `index`, answered or not.
+  // LOAD requests received for `index` (one of their run), answered or not.
   [[nodiscard]] std::uint64_t loads(std::uint64_t index) const;
+  // LOAD requests received, and the blocks they asked for.
+  [[nodiscard]] std::uint64_t requests() const;
+  [[nodiscard]] std::uint64_t requested_blocks() const;
   // STORE requests received for `index`, kept or not.
   [[nodiscard]] std::uint64_t stores(std::uint64_t index) const;
   // Waits until at least `count` loads of `index` were received; false on timeout.
@@ -93,8 +101,9 @@ class BackingServer {
  private:
   struct Held {
     std::uint64_t id = 0;
-    std::uint64_t index = 0;
-    PageImage page;
+    std::uint64_t index = 0;  // the first block of its run
+    std::uint64_t count = 0;  // blocks in the run
+    std::size_t slot = 0;     // its copy: held_pages_ from slot * the longest run
   };
 
   // INVALIDATE or DROP of [index, index + count) blocks.
@@ -104,8 +113,9 @@ class BackingServer {
   void handle(const vmcoh_request& request);
   // Answers the held loads of `index`, with mutex_ held.
   void answer_held_locked(std::uint64_t index);
-  // REPLY, counting one the kernel refused as stale.
-  void send_reply(std::uint64_t id, const PageImage* page, int error);
+  // REPLY with `count` blocks from `pages` (none: an error or a STORE's answer), counting one
+  // the kernel refused as stale.
+  void send_reply(std::uint64_t id, const PageImage* pages, std::uint64_t count, int error);
   void stop();
 
   Fd fd_;
@@ -113,16 +123,21 @@ class BackingServer {
   mutable std::mutex mutex_;
   mutable std::condition_variable changed_;
   std::vector<PageImage> copy_;
-  PageImage answer_;  // the serving thread's copy of what it is answering
-  PageImage stored_;  // where RECV copies a STORE's contents
+  std::vector<PageImage> answer_;  // the serving thread's copy of the run it is answering
+  PageImage stored_;               // where RECV copies a STORE's contents
   std::vector<std::uint64_t> loads_;
   std::vector<std::uint64_t> stores_;
   std::vector<int> fail_;
   std::vector<int> fail_stores_;
   bool writable_;
+  bool regions_;
+  std::uint64_t requests_ = 0;
+  std::uint64_t requested_blocks_ = 0;
   std::vector<bool> held_blocks_;
   std::vector<Held> held_;  // allocated up front; the first held_count_ are held now
   std::size_t held_count_ = 0;
+  std::vector<PageImage> held_pages_;  // the held runs' copies, a slot per held_ entry
+  std::vector<bool> held_slots_;       // which slots are taken
   std::uint64_t pending_ = 0;
   std::uint64_t max_pending_ = 0;
   std::atomic<std::uint64_t> stale_replies_{0};
