@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <string>
@@ -34,20 +36,64 @@ struct TargetSpec {
   std::string name;
   std::string path;
   bool huge = false;
+  std::filesystem::path memcg;  // a cgroup v2 directory to run its cells in, if any
 };
 
 TargetSpec parse_target(const std::string& spec) {
   const auto eq = spec.find('=');
   if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) {
-    throw CLI::ValidationError("--target", "expected NAME=PATH[,huge]: " + spec);
+    throw CLI::ValidationError("--target", "expected NAME=PATH[,huge][,memcg=DIR]: " + spec);
   }
-  TargetSpec t{spec.substr(0, eq), spec.substr(eq + 1)};
+  TargetSpec t{spec.substr(0, eq), spec.substr(eq + 1), false, {}};
+  if (const auto memcg = t.path.find(",memcg="); memcg != std::string::npos) {
+    t.memcg = t.path.substr(memcg + 7);
+    t.path.resize(memcg);
+  }
   if (t.path.ends_with(",huge")) {
     t.path.resize(t.path.size() - 5);
     t.huge = true;
   }
   return t;
 }
+
+// The cgroup v2 directory this process is in (/proc/self/cgroup's "0::" line).
+std::filesystem::path own_cgroup() {
+  std::ifstream in("/proc/self/cgroup");
+  for (std::string line; std::getline(in, line);) {
+    if (line.starts_with("0::")) return std::filesystem::path("/sys/fs/cgroup") / line.substr(4);
+  }
+  throw std::runtime_error("/proc/self/cgroup has no cgroup v2 line");
+}
+
+// Moves this process into `dir` for its lifetime, and back where it was.  Memory it charges
+// meanwhile - the page cache its reads bring in - is charged to `dir`, and bounded by its
+// memory.max; what it charged before stays where it was.
+class CgroupVisit {
+ public:
+  explicit CgroupVisit(const std::filesystem::path& dir) {
+    if (dir.empty()) return;
+    home_ = own_cgroup();
+    enter(dir);
+  }
+  CgroupVisit(const CgroupVisit&) = delete;
+  CgroupVisit& operator=(const CgroupVisit&) = delete;
+  ~CgroupVisit() {
+    if (home_.empty()) return;
+    try {
+      enter(home_);
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "vmcoh-bench: {}\n", e.what());
+    }
+  }
+
+ private:
+  static void enter(const std::filesystem::path& dir) {
+    std::ofstream procs(dir / "cgroup.procs");
+    procs << ::getpid() << std::flush;
+    if (!procs) throw std::runtime_error("cannot join cgroup " + dir.string());
+  }
+  std::filesystem::path home_;
+};
 
 // Every round's measurement of one cell, for one target.
 struct Cell {
@@ -154,9 +200,10 @@ static int run_main(int argc, char** argv) {
       "vmcoh-bench: fault, invalidation and write(2) costs of /dev/vmcoh next to tmpfs "
       "and ext4-DAX files, measured side by side."};
   app.add_option("--target", target_specs,
-                 "NAME=PATH[,huge]: an object to measure (repeatable; a missing file is "
-                 "created); ',huge' lets the kernel map 2 MiB per fault, otherwise mappings are "
-                 "MADV_NOHUGEPAGE")
+                 "NAME=PATH[,huge][,memcg=DIR]: an object to measure (repeatable; a missing "
+                 "file is created); ',huge' lets the kernel map 2 MiB per fault, otherwise "
+                 "mappings are MADV_NOHUGEPAGE; ',memcg=DIR' runs its cells in that cgroup v2 "
+                 "directory, whose memory.max then bounds the page cache they bring in")
       ->required();
   app.add_option("--workloads", workload_names, "workloads to run (default: all)")
       ->delimiter(',')
@@ -191,9 +238,11 @@ static int run_main(int argc, char** argv) {
 
   std::vector<BenchTarget> targets;
   std::vector<std::uint64_t> original_sizes;
+  std::map<std::string, std::filesystem::path> memcgs;
   try {
     for (const std::string& spec : target_specs) {
       const TargetSpec t = parse_target(spec);
+      memcgs[t.name] = t.memcg;
       targets.push_back(open_target(t.name, t.path, t.huge));
       original_sizes.push_back(targets.back().target.size());
     }
@@ -220,6 +269,7 @@ static int run_main(int argc, char** argv) {
         for (BenchTarget& t : targets) {
           fmt::print(stderr, "vmcoh-bench: round {}/{}: {} on {}\n", round + 1, rounds, w->name,
                      t.name);
+          const CgroupVisit visit(memcgs[t.name]);
           for (auto& [key, m] : w->run(t, settings)) {
             results[std::string(w->name)][key][t.name].rounds.push_back(std::move(m));
           }

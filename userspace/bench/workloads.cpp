@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -17,6 +18,7 @@
 #include <vmcoh/backing_server.hpp>
 #include <vmcoh/clock.hpp>
 #include <vmcoh/error.hpp>
+#include <vmcoh/rng.hpp>
 #include <vmcoh/shared_array.hpp>
 #include <vmcoh/stamp.hpp>
 
@@ -330,11 +332,58 @@ RoundResults pmd_read(BenchTarget& target, const Settings& settings) {
   return out;
 }
 
-// Mapped reads of a working set 1x, 2x and 4x the device's window (window_mb), one thread
-// passing over it again and again: pages/s after one untimed pass.  The device is backed by a
-// server in this process, so blocks beyond the window are reclaimed and loaded again; files are
-// filled and read the same way.  Nothing without a window in the run.
-RoundResults window_read(BenchTarget& target, const Settings& settings) {
+// How a served workload reads its working set.
+enum class Served { sequential_map, random_map, read_1m };
+
+constexpr std::uint64_t kReadChunk = 1ULL << 20;
+
+// Passes over [0, set) until `budget` ns: a load of each page through a fresh mapping, in order
+// or at random (as many loads as pages, through one mapping per pass), or read(2) of 1 MiB
+// chunks in order.
+WorkerReport served_passes(const BenchTarget& target, std::uint64_t set, Served how,
+                           std::uint64_t budget) {
+  if (how == Served::sequential_map) {
+    return run_passes(target, 0, set, Touch::load, nullptr, budget, target.huge);
+  }
+  WorkerReport report{};
+  const std::uint64_t faults_before = faults_of_thread();
+  const std::uint64_t pages = set / kPageSize;
+  std::vector<std::byte> buf(how == Served::read_1m ? kReadChunk : 0);
+  Rng rng(0x5e7);
+  while (report.timed_ns < budget) {
+    const std::uint64_t start = monotonic_ns();
+    if (how == Served::random_map) {
+      const Mapping map = map_range(target, 0, set, PROT_READ);
+      for (std::uint64_t i = 0; i < pages; ++i) {
+        load(map.data() + rng.below(pages) * kPageSize);
+        ++report.pages;
+        if (i % kTimeCheckPages == kTimeCheckPages - 1 &&
+            report.timed_ns + (monotonic_ns() - start) >= budget) {
+          break;
+        }
+      }
+    } else {
+      for (std::uint64_t off = 0; off < set; off += kReadChunk) {
+        const std::uint64_t n = std::min(kReadChunk, set - off);
+        check_syscall(::pread(target.target.fd(), buf.data(), n, static_cast<off_t>(off)), "pread");
+        report.pages += n / kPageSize;
+        if (report.timed_ns + (monotonic_ns() - start) >= budget) break;
+      }
+    }
+    report.timed_ns += monotonic_ns() - start;
+  }
+  report.faults = faults_of_thread() - faults_before;
+  return report;
+}
+
+// A working set 1x, 2x and 4x the device's window (window_mb), one thread reading it again and
+// again as `how` says: pages/s after one untimed pass.  The device is backed by a server in this
+// process that takes runs (VMCOH_ATTACH_REGIONS), so blocks beyond the window are reclaimed and
+// loaded again; loads_per_page and round_trips_per_region (the server's requests per 2 MiB they
+// asked for) say how.  Files are filled and read the same way: a FUSE file's page cache is
+// bounded to the window by the memory cgroup the run puts it in (tools/bench).  Nothing without a
+// window in the run.
+RoundResults served(BenchTarget& target, const Settings& settings, Served how) {
   RoundResults out;
   if (settings.window == 0) return out;
   for (const std::uint64_t times : {1, 2, 4}) {
@@ -343,7 +392,9 @@ RoundResults window_read(BenchTarget& target, const Settings& settings) {
     target.target.set_size(set);
     std::unique_ptr<BackingServer> server;
     if (target.target.is_device()) {
-      server = std::make_unique<BackingServer>(target.path, set / kPageSize);
+      server = std::make_unique<BackingServer>(target.path, set / kPageSize,
+                                               BackingServer::Access::read_only,
+                                               BackingServer::Loads::regions);
     } else {
       fill(target, 0, set);
     }
@@ -353,13 +404,14 @@ RoundResults window_read(BenchTarget& target, const Settings& settings) {
                     "VMCOH_IOC_GET_BACKING_STATS");
       return stats.loads;
     };
-    {  // the first pass loads everything
+    {  // the first pass loads everything, untimed
       const Mapping map = map_range(target, 0, set, PROT_READ);
       for (std::uint64_t off = 0; off < set; off += kPageSize) load(map.data() + off);
     }
     const std::uint64_t loads_before = server ? loads() : 0;
-    const WorkerReport r =
-        run_passes(target, 0, set, Touch::load, nullptr, budget_ns(settings), target.huge);
+    const std::uint64_t requests_before = server ? server->requests() : 0;
+    const std::uint64_t blocks_before = server ? server->requested_blocks() : 0;
+    const WorkerReport r = served_passes(target, set, how, budget_ns(settings));
     Measurement& m =
         out[{static_cast<int>(times), fmt::format("{}x", times), ActorMode::threads, 1}];
     m.value = pages_per_s(r);
@@ -367,10 +419,29 @@ RoundResults window_read(BenchTarget& target, const Settings& settings) {
       m.extra["loads_per_page"] =
           r.pages ? static_cast<double>(loads() - loads_before) / static_cast<double>(r.pages)
                   : 0.0;
+      constexpr std::uint64_t kRegionPages = VMCOH_RANGE_SIZE / kPageSize;
+      constexpr auto kRegionBlocks = static_cast<double>(kRegionPages);
+      const auto blocks = static_cast<double>(server->requested_blocks() - blocks_before);
+      m.extra["round_trips_per_region"] =
+          blocks > 0
+              ? static_cast<double>(server->requests() - requests_before) * kRegionBlocks / blocks
+              : 0.0;
     }
   }
   target.target.set_size(settings.size);
   return out;
+}
+
+RoundResults window_read(BenchTarget& target, const Settings& settings) {
+  return served(target, settings, Served::sequential_map);
+}
+
+RoundResults window_random(BenchTarget& target, const Settings& settings) {
+  return served(target, settings, Served::random_map);
+}
+
+RoundResults window_pread(BenchTarget& target, const Settings& settings) {
+  return served(target, settings, Served::read_1m);
 }
 
 }  // namespace
@@ -384,6 +455,8 @@ const std::vector<Workload>& all_workloads() {
       {"latency", "us", "us", false, latency},
       {"pmd-read", "pages_per_s", "pages/s", true, pmd_read},
       {"window-read", "pages_per_s", "pages/s", true, window_read},
+      {"window-random", "pages_per_s", "pages/s", true, window_random},
+      {"window-pread", "pages_per_s", "pages/s", true, window_pread},
   };
   return workloads;
 }
