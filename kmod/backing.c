@@ -121,8 +121,11 @@ void vmcoh_req_finish(struct vmcoh_req *req, struct page **blocks, int err)
 /*
  * The run a load of @index may take, @index's aligned VMCOH_LOAD_RUN_MIN
  * blocks (read-around) or, right after the previous run, twice that run
- * from @index on (readahead): within @index's region, below EOF, and for
- * an object without a window within what max_mb leaves.  Only for a
+ * from @index on (readahead), or twice the resident blocks in a row that
+ * end right before @index, if there are VMCOH_LOAD_RUN_MIN of them: a pass
+ * that read them without missing, since the window kept them (context
+ * readahead); within @index's region, below EOF, and for an object without
+ * a window within what max_mb leaves.  Only for a
  * server that takes runs.  A guess, made without locks: the entries
  * decide what the load takes (vmcoh_entry_start_load()).
  */
@@ -133,6 +136,7 @@ static void load_run(struct vmcoh_dev *dev, pgoff_t index, pgoff_t *first,
 	unsigned int nr = READ_ONCE(backing->ra_blocks);
 	pgoff_t region = index & ~(pgoff_t)(VMCOH_LOAD_RUN_MAX - 1);
 	pgoff_t lo, hi, size = vmcoh_size_pages(dev);
+	unsigned long history;
 	long room;
 
 	*first = *last = index;
@@ -142,8 +146,16 @@ static void load_run(struct vmcoh_dev *dev, pgoff_t index, pgoff_t *first,
 		nr = min_t(unsigned int, 2 * nr, VMCOH_LOAD_RUN_MAX);
 		lo = index;
 	} else {
-		nr = VMCOH_LOAD_RUN_MIN;
-		lo = ALIGN_DOWN(index, nr);
+		history = vmcoh_blocks_history(&dev->map, index,
+					       VMCOH_LOAD_RUN_MAX);
+		if (history >= VMCOH_LOAD_RUN_MIN) {
+			nr = min_t(unsigned long, 2 * history,
+				   VMCOH_LOAD_RUN_MAX);
+			lo = index;
+		} else {
+			nr = VMCOH_LOAD_RUN_MIN;
+			lo = ALIGN_DOWN(index, nr);
+		}
 	}
 	hi = min3(lo + nr - 1, region + VMCOH_LOAD_RUN_MAX - 1, size - 1);
 	if (!vmcoh_window_enabled(dev)) {

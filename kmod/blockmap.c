@@ -58,6 +58,41 @@ struct page *vmcoh_block_lookup(struct vmcoh_blockmap *map, pgoff_t index)
 }
 
 /**
+ * vmcoh_blocks_history - how many blocks in a row end right before @index
+ * @map: the block map
+ * @index: page index
+ * @max: count no further
+ *
+ * A lockless look, for readahead (backing.c), as the page cache counts
+ * the cached pages before a miss (page_cache_sync_ra()'s context
+ * readahead): a hint, which may change at once.
+ */
+unsigned long vmcoh_blocks_history(struct vmcoh_blockmap *map, pgoff_t index,
+				   unsigned long max)
+{
+	XA_STATE(xas, &map->blocks, index - 1);
+	unsigned long n = 0;
+	struct page *block;
+
+	if (!index)
+		return 0;
+	rcu_read_lock();
+	block = xas_load(&xas);
+	while (n < max) {
+		if (xas_retry(&xas, block)) {
+			xas_set(&xas, index - 1 - n);
+			block = xas_load(&xas);
+			continue;
+		}
+		if (!block || ++n == index)
+			break;
+		block = xas_prev(&xas);
+	}
+	rcu_read_unlock();
+	return n;
+}
+
+/**
  * vmcoh_blocks_lookup_window - the blocks of a window, in one walk
  * @map: the block map
  * @first: first index of the window

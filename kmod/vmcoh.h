@@ -412,6 +412,8 @@ void vmcoh_blockmap_init(struct vmcoh_blockmap *map, loff_t size,
 			 unsigned long max_blocks);
 void vmcoh_blockmap_destroy(struct vmcoh_dev *dev);
 struct page *vmcoh_block_lookup(struct vmcoh_blockmap *map, pgoff_t index);
+unsigned long vmcoh_blocks_history(struct vmcoh_blockmap *map, pgoff_t index,
+				   unsigned long max);
 unsigned long vmcoh_blocks_lookup_window(struct vmcoh_blockmap *map,
 					 pgoff_t first, unsigned int nr,
 					 struct page **blocks);

@@ -295,10 +295,12 @@ struct vmcoh_hold {
  * whole run (length equal to the request's) or an error for all of it.
  * How much a miss loads follows the access pattern, as the page cache's
  * readahead does: a fault or read(2) that misses loads the aligned
- * VMCOH_LOAD_RUN_MIN blocks around the block it needs (read-around), and a
+ * VMCOH_LOAD_RUN_MIN blocks around the block it needs (read-around); a
  * miss at the block right after the previous load's run loads twice that
- * run, up to the rest of the region - so a sequential pass costs one
- * round trip per region once it is under way.  Each block of the run is
+ * run, and a miss right after at least VMCOH_LOAD_RUN_MIN resident blocks
+ * in a row twice their number (a pass that found them resident), up to
+ * the rest of the region - so a sequential pass costs about one round
+ * trip per region once it is under way.  Each block of the run is
  * loading on its own: a task that wants any of them waits for the one
  * request, an invalidation of part of the run discards the answer for that
  * part only, and blocks already resident are left out of the run.
@@ -342,6 +344,7 @@ struct vmcoh_reply {
 /* Counters of the backing store since the module was loaded. */
 struct vmcoh_backing_stats {
 	__u64 loads;			/* LOAD requests sent */
+	/* The next three count blocks: a LOAD of a run ends for each. */
 	__u64 loads_published;		/* loads whose block became resident */
 	__u64 loads_invalidated;	/* answered after an invalidation: dropped */
 	__u64 loads_failed;		/* error replies, timeouts, server gone */

@@ -287,11 +287,27 @@ static void backing_run_grows_on_sequential_misses(struct kunit *test)
 		KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load, load->index),
 				0);
 	}
-	/* Into the next region: all of it, at once. */
+	/*
+	 * A miss elsewhere, then one at the next region's start: no longer
+	 * right after the last run, but after a region of resident blocks,
+	 * as a pass that read the first region without missing meets it.  The
+	 * region, up to the blocks the first miss brought in.
+	 */
+	load = test_start(test, region + 100);
+	KUNIT_EXPECT_EQ(test, load->index, region + 96);
+	test_answer(test, load, 0x55);
+	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load, region + 100), 0);
 	load = test_start(test, region);
-	KUNIT_EXPECT_EQ(test, (pgoff_t)load->nr, region);
+	KUNIT_EXPECT_EQ(test, load->index, region);
+	KUNIT_EXPECT_EQ(test, load->nr, 96U);
 	test_answer(test, load, 0x55);
 	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load, region), 0);
+
+	/* After those, and the first miss's 16: the rest of the region. */
+	load = test_start(test, region + 112);
+	KUNIT_EXPECT_EQ(test, (pgoff_t)load->nr, region - 112);
+	test_answer(test, load, 0x55);
+	KUNIT_EXPECT_EQ(test, vmcoh_req_wait(dev, load, region + 112), 0);
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&dev->map.nr_blocks),
 			2L * region);
 }
