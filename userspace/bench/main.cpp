@@ -36,7 +36,8 @@ struct TargetSpec {
   std::string name;
   std::string path;
   bool huge = false;
-  std::filesystem::path memcg;  // a cgroup v2 directory to run its cells in, if any
+  std::filesystem::path memcg;    // a cgroup v2 directory to run its cells in, if any
+  std::vector<std::string> only;  // the workloads it runs, if not all
 };
 
 TargetSpec parse_target(const std::string& spec) {
@@ -44,14 +45,26 @@ TargetSpec parse_target(const std::string& spec) {
   if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) {
     throw CLI::ValidationError("--target", "expected NAME=PATH[,huge][,memcg=DIR]: " + spec);
   }
-  TargetSpec t{spec.substr(0, eq), spec.substr(eq + 1), false, {}};
-  if (const auto memcg = t.path.find(",memcg="); memcg != std::string::npos) {
-    t.memcg = t.path.substr(memcg + 7);
-    t.path.resize(memcg);
+  TargetSpec t{spec.substr(0, eq), spec.substr(eq + 1), false, {}, {}};
+  // PATH[,OPTION]...: paths with commas are not supported.
+  std::vector<std::string> options;
+  for (std::size_t comma; (comma = t.path.rfind(',')) != std::string::npos;) {
+    options.push_back(t.path.substr(comma + 1));
+    t.path.resize(comma);
   }
-  if (t.path.ends_with(",huge")) {
-    t.path.resize(t.path.size() - 5);
-    t.huge = true;
+  for (const std::string& option : options) {
+    if (option == "huge") {
+      t.huge = true;
+    } else if (option.starts_with("memcg=")) {
+      t.memcg = option.substr(6);
+    } else if (option.starts_with("only=")) {
+      for (std::size_t start = 5, plus; start <= option.size(); start = plus + 1) {
+        plus = std::min(option.find('+', start), option.size());
+        t.only.push_back(option.substr(start, plus - start));
+      }
+    } else {
+      throw CLI::ValidationError("--target", "unknown option " + option + ": " + spec);
+    }
   }
   return t;
 }
@@ -200,10 +213,11 @@ static int run_main(int argc, char** argv) {
       "vmcoh-bench: fault, invalidation and write(2) costs of /dev/vmcoh next to tmpfs "
       "and ext4-DAX files, measured side by side."};
   app.add_option("--target", target_specs,
-                 "NAME=PATH[,huge][,memcg=DIR]: an object to measure (repeatable; a missing "
-                 "file is created); ',huge' lets the kernel map 2 MiB per fault, otherwise "
-                 "mappings are MADV_NOHUGEPAGE; ',memcg=DIR' runs its cells in that cgroup v2 "
-                 "directory, whose memory.max then bounds the page cache they bring in")
+                 "NAME=PATH[,huge][,memcg=DIR][,only=W+W...]: an object to measure "
+                 "(repeatable; a missing file is created); ',huge' lets the kernel map 2 MiB "
+                 "per fault, otherwise mappings are MADV_NOHUGEPAGE; ',memcg=DIR' runs its "
+                 "cells in that cgroup v2 directory, whose memory.max then bounds the page "
+                 "cache they bring in; ',only=' runs only those workloads on it")
       ->required();
   app.add_option("--workloads", workload_names, "workloads to run (default: all)")
       ->delimiter(',')
@@ -239,10 +253,12 @@ static int run_main(int argc, char** argv) {
   std::vector<BenchTarget> targets;
   std::vector<std::uint64_t> original_sizes;
   std::map<std::string, std::filesystem::path> memcgs;
+  std::map<std::string, std::vector<std::string>> only;
   try {
     for (const std::string& spec : target_specs) {
       const TargetSpec t = parse_target(spec);
       memcgs[t.name] = t.memcg;
+      only[t.name] = t.only;
       targets.push_back(open_target(t.name, t.path, t.huge));
       original_sizes.push_back(targets.back().target.size());
     }
@@ -267,6 +283,8 @@ static int run_main(int argc, char** argv) {
     for (std::size_t round = 0; round < rounds; ++round) {
       for (const Workload* w : workloads) {
         for (BenchTarget& t : targets) {
+          const std::vector<std::string>& its = only[t.name];
+          if (!its.empty() && std::find(its.begin(), its.end(), w->name) == its.end()) continue;
           fmt::print(stderr, "vmcoh-bench: round {}/{}: {} on {}\n", round + 1, rounds, w->name,
                      t.name);
           const CgroupVisit visit(memcgs[t.name]);
