@@ -63,7 +63,7 @@ TargetSpec parse_target(const std::string& spec) {
         t.only.push_back(option.substr(start, plus - start));
       }
     } else {
-      throw CLI::ValidationError("--target", "unknown option " + option + ": " + spec);
+      throw CLI::ValidationError("--target", fmt::format("unknown option {}: {}", option, spec));
     }
   }
   return t;
