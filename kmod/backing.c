@@ -280,11 +280,12 @@ int vmcoh_req_wait(struct vmcoh_dev *dev, struct vmcoh_req *req,
 
 /*
  * End the load of @index, one block of @load's run, with @block (NULL if
- * @err).  Return whether the index still wanted it: its entry was still
- * the load's.
+ * @err), which is freed unless it went in - or, if not @owned, only read
+ * (a window copies it into its range).  Return whether the index still
+ * wanted it: its entry was still the load's.
  */
 static bool load_finish_one(struct vmcoh_req *load, pgoff_t index,
-			    struct page *block, int err)
+			    struct page *block, bool owned, int err)
 {
 	struct vmcoh_dev *dev = load->dev;
 	struct page *published;
@@ -324,16 +325,33 @@ static bool load_finish_one(struct vmcoh_req *load, pgoff_t index,
 		vmcoh_count(dev, VMCOH_LOADS_INVALIDATED);
 	else if (err)
 		vmcoh_count(dev, VMCOH_LOADS_FAILED);
-	if (block)
+	if (block && owned)
 		vmcoh_block_free(dev, block);
 	return wanted;
+}
+
+static void load_finish(struct vmcoh_req *load, struct page **blocks,
+			bool owned, int err)
+{
+	unsigned int i;
+
+	for (i = 0; i < load->nr; i++) {
+		if (load_finish_one(load, load->index + i,
+				    err ? NULL : blocks[i], owned, err) && err)
+			__set_bit(i, load->failed);
+		cond_resched();
+	}
+	/* An invalidated load's waiters load again; they need not fail. */
+	load->status = bitmap_empty(load->failed, load->nr) ? 0 : -EIO;
+	complete_all(&load->done);
+	vmcoh_req_put(load);
 }
 
 /**
  * vmcoh_load_finish - end @load, and drop the request's reference
  * @load: a load the caller took out of the server's hands (answered,
  *	  cancelled, or never sent)
- * @blocks: on success, @load->nr blocks from vmcoh_block_new() with the
+ * @blocks: on success, @load->nr blocks from vmcoh_block_alloc() with the
  *	    contents of its run, each of which goes in or is freed
  * @err: 0, or why the load failed
  *
@@ -342,18 +360,27 @@ static bool load_finish_one(struct vmcoh_req *load, pgoff_t index,
  */
 void vmcoh_load_finish(struct vmcoh_req *load, struct page **blocks, int err)
 {
-	unsigned int i;
+	load_finish(load, blocks, true, err);
+}
 
-	for (i = 0; i < load->nr; i++) {
-		if (load_finish_one(load, load->index + i,
-				    err ? NULL : blocks[i], err) && err)
-			__set_bit(i, load->failed);
-		cond_resched();
-	}
-	/* An invalidated load's waiters load again; they need not fail. */
-	load->status = bitmap_empty(load->failed, load->nr) ? 0 : -EIO;
-	complete_all(&load->done);
-	vmcoh_req_put(load);
+/**
+ * vmcoh_load_finish_copy - end @load with the contents of @pages
+ * @load: a load the caller took out of the server's hands, of an object
+ *	  with a window
+ * @pages: @load->nr pages with the contents of its run, which stay the
+ *	   caller's: the server's own memory, pinned by REPLY
+ *
+ * As vmcoh_load_finish(), but each page's contents are copied into the
+ * window's page of its index as it is published, the one copy a block of
+ * the run then costs.
+ */
+void vmcoh_load_finish_copy(struct vmcoh_req *load, struct page **pages)
+{
+	/* Without a window the pages themselves would go in. */
+	if (WARN_ON_ONCE(!vmcoh_window_enabled(load->dev)))
+		load_finish(load, NULL, true, -EIO);
+	else
+		load_finish(load, pages, false, 0);
 }
 
 /**

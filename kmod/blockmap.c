@@ -264,32 +264,40 @@ void vmcoh_blocks_hole(struct vmcoh_blockmap *map, pgoff_t index,
 }
 
 /**
- * vmcoh_block_new - allocate a zero-filled block, not yet in the map
+ * vmcoh_block_alloc - allocate a block, not yet in the map
  * @dev: the device
+ * @zero: zero-fill it; a caller that writes every byte before anyone
+ *	  reads the block (a REPLY's copy) need not
  *
  * Return: the block, ERR_PTR(-ENOSPC) at the max_mb cap, or
  * ERR_PTR(-ENOMEM).
  */
-struct page *vmcoh_block_new(struct vmcoh_dev *dev)
+struct page *vmcoh_block_alloc(struct vmcoh_dev *dev, bool zero)
 {
 	struct vmcoh_blockmap *map = &dev->map;
+	gfp_t gfp = GFP_HIGHUSER | (zero ? __GFP_ZERO : 0);
 	struct page *block;
 
 	/* Blocks live elsewhere: this is only their contents, in transit. */
 	if (map->ops)
-		return alloc_page(GFP_HIGHUSER | __GFP_ZERO) ?:
-		       ERR_PTR(-ENOMEM);
+		return alloc_page(gfp) ?: ERR_PTR(-ENOMEM);
 	if (atomic_long_inc_return(&map->nr_blocks) > map->max_blocks) {
 		atomic_long_dec(&map->nr_blocks);
 		return ERR_PTR(-ENOSPC);
 	}
-	block = alloc_page(GFP_HIGHUSER | __GFP_ZERO | __GFP_ACCOUNT);
+	block = alloc_page(gfp | __GFP_ACCOUNT);
 	if (!block) {
 		atomic_long_dec(&map->nr_blocks);
 		return ERR_PTR(-ENOMEM);
 	}
 	vmcoh_count(dev, VMCOH_BLOCKS_ALLOCATED);
 	return block;
+}
+
+/* A zero-filled block, not yet in the map: see vmcoh_block_alloc(). */
+struct page *vmcoh_block_new(struct vmcoh_dev *dev)
+{
+	return vmcoh_block_alloc(dev, true);
 }
 
 /*

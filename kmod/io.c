@@ -164,8 +164,8 @@ ssize_t vmcoh_read_iter(struct kiocb *iocb, struct iov_iter *to)
 			goto unlocked;
 		/* Once per region: keeps its range active (window.c). */
 		if (block && vmcoh_window_enabled(dev) &&
-		    (pos >> PMD_SHIFT) != touched) {
-			touched = pos >> PMD_SHIFT;
+		    (pos >> PAGE_SHIFT >> VMCOH_RANGE_ORDER) != touched) {
+			touched = pos >> PAGE_SHIFT >> VMCOH_RANGE_ORDER;
 			vmcoh_window_touch(dev, pos >> PAGE_SHIFT);
 		}
 		pagefault_disable();

@@ -130,7 +130,8 @@ static long ioctl_get_info(struct vmcoh_dev *dev, void __user *arg)
 			    VMCOH_FEATURE_MAP_PRIVATE |
 			    VMCOH_FEATURE_BACKING |
 			    VMCOH_FEATURE_WRITEBACK |
-			    VMCOH_FEATURE_LOAD_RUNS,
+			    VMCOH_FEATURE_LOAD_RUNS |
+			    VMCOH_FEATURE_SERVE,
 		.unsafe = vmcoh_unsafe_variant,
 		.backing = READ_ONCE(dev->backing.state),
 	};
@@ -226,6 +227,7 @@ long vmcoh_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	case VMCOH_IOC_DETACH:
 	case VMCOH_IOC_RECV:
 	case VMCOH_IOC_REPLY:
+	case VMCOH_IOC_SERVE:
 	case VMCOH_IOC_INVALIDATE:
 	case VMCOH_IOC_DROP:
 		return vmcoh_ioctl_server(file, cmd, uarg);

@@ -17,9 +17,10 @@
  * (see the uapi header) - whoever else still holds the file.
  *
  * Lock order: see vmcoh.h.  The channel's lock is a leaf spinlock.  REPLY
- * copies the answer from the server's memory holding nothing, before it
- * takes the request out of inflight, and then takes an entry lock to
- * install it (backing.c); RECV copies a STORE's contents to the server
+ * copies the answer from the server's memory, or pins it, holding nothing,
+ * before it takes the request out of inflight, and then takes an entry
+ * lock to install it (backing.c), copying from the pinned pages under
+ * blocks.xa_lock, where nothing can fault; RECV copies a STORE's contents to the server
  * holding nothing.  ATTACH publishes a drop of the whole object
  * (drop_mutex) and then takes io_rwsem exclusive, DETACH takes io_rwsem
  * exclusive; DROP is writeback.c's.
@@ -416,130 +417,207 @@ static int recv_store_data(struct vmcoh_req *store, u64 buf)
 	return err;
 }
 
+/*
+ * Check a request slot the server passed in: its flags (but those RECV
+ * takes, @flags), its reserved words, and a STORE buffer if one may be
+ * needed.
+ */
+static int recv_slot_valid(struct vmcoh_backing *backing, struct file *file,
+			   const struct vmcoh_request *req, u64 flags)
+{
+	if ((req->flags & ~flags) ||
+	    !vmcoh_reserved_zero(req->reserved, ARRAY_SIZE(req->reserved)))
+		return -EINVAL;
+	/* A writable server may be sent a STORE: it must take the data. */
+	if (READ_ONCE(backing->writable) && server_is(backing, file) &&
+	    !req->data)
+		return -EINVAL;
+	return 0;
+}
+
+/* A request taken off the queue but not delivered goes back to its head. */
+static void recv_undo(struct vmcoh_backing *backing, struct vmcoh_req *r)
+{
+	xa_lock(&backing->inflight);
+	if (xa_load(&backing->inflight, r->id) == r)
+		list_add(&r->queued, &backing->queue);
+	xa_unlock(&backing->inflight);
+}
+
+/*
+ * Take the next request into @req, a valid slot, copying a STORE's
+ * contents to its buffer; waits for one unless @nonblock.  Return the
+ * request, referenced, or an ERR_PTR: -EAGAIN, -EINTR, -EPERM, -EFAULT
+ * (then it is back on the queue).
+ */
+static struct vmcoh_req *recv_one(struct file *file, struct vmcoh_request *req,
+				  bool nonblock)
+{
+	struct vmcoh_dev *dev = file->private_data;
+	struct vmcoh_req *r;
+
+	r = server_next(&dev->backing, file, nonblock);
+	if (IS_ERR(r))
+		return r;
+	req->id = r->id;
+	req->op = r->op;
+	req->offset = (u64)r->index << PAGE_SHIFT;
+	req->length = (u64)r->nr << PAGE_SHIFT;
+	if (r->op == VMCOH_REQ_STORE && recv_store_data(r, req->data)) {
+		recv_undo(&dev->backing, r);
+		vmcoh_req_put(r);
+		return ERR_PTR(-EFAULT);
+	}
+	req->data = 0;
+	return r;
+}
+
 static long server_recv(struct file *file, void __user *arg)
 {
 	struct vmcoh_dev *dev = file->private_data;
-	struct vmcoh_backing *backing = &dev->backing;
 	struct vmcoh_request req;
 	struct vmcoh_req *r;
 	int err = 0;
 
 	if (copy_from_user(&req, arg, sizeof(req)))
 		return -EFAULT;
-	if ((req.flags & ~VMCOH_RECV_NONBLOCK) ||
-	    !vmcoh_reserved_zero(req.reserved, ARRAY_SIZE(req.reserved)))
-		return -EINVAL;
-	/* A writable server may be sent a STORE: it must take the data. */
-	if (READ_ONCE(backing->writable) && server_is(backing, file) &&
-	    !req.data)
-		return -EINVAL;
-
-	server_note_receiver(backing, file);
-	r = server_next(backing, file, req.flags & VMCOH_RECV_NONBLOCK);
+	err = recv_slot_valid(&dev->backing, file, &req, VMCOH_RECV_NONBLOCK);
+	if (err)
+		return err;
+	server_note_receiver(&dev->backing, file);
+	r = recv_one(file, &req, req.flags & VMCOH_RECV_NONBLOCK);
 	if (IS_ERR(r))
 		return PTR_ERR(r);
-	req.id = r->id;
-	req.op = r->op;
-	req.offset = (u64)r->index << PAGE_SHIFT;
-	req.length = (u64)r->nr << PAGE_SHIFT;
-	if (r->op == VMCOH_REQ_STORE)
-		err = recv_store_data(r, req.data);
-	req.data = 0;
-	if (!err && copy_to_user(arg, &req, sizeof(req)))
+	if (copy_to_user(arg, &req, sizeof(req))) {
+		recv_undo(&dev->backing, r);
 		err = -EFAULT;
-	if (err) {
-		/* Not delivered: back to the head of the queue, if pending. */
-		xa_lock(&backing->inflight);
-		if (xa_load(&backing->inflight, r->id) == r)
-			list_add(&r->queued, &backing->queue);
-		xa_unlock(&backing->inflight);
 	}
 	vmcoh_req_put(r);
 	return err;
 }
 
-/* Free the first @nr blocks of @blocks, and the array. */
-static void reply_blocks_free(struct vmcoh_dev *dev, struct page **blocks,
-			      unsigned int nr)
+/*
+ * A LOAD's answer, brought in before the request is taken: @nr pages with
+ * its contents, either blocks copied from the server's memory, or - with a
+ * window, and a page-aligned buffer - the server's own pages, pinned, whose
+ * contents publication copies straight into the window's range: one copy
+ * of each block instead of two.
+ */
+struct reply_data {
+	struct page **pages;
+	unsigned int nr;
+	bool pinned;
+};
+
+/* Let go of what reply_data_get() brought in and publication left. */
+static void reply_data_put(struct vmcoh_dev *dev, struct reply_data *rd)
 {
-	while (nr--)
-		vmcoh_block_free(dev, blocks[nr]);
-	kvfree(blocks);
+	unsigned int i;
+
+	if (rd->pinned) {
+		unpin_user_pages(rd->pages, rd->nr);
+	} else {
+		for (i = 0; i < rd->nr; i++) {
+			if (rd->pages[i])
+				vmcoh_block_free(dev, rd->pages[i]);
+		}
+	}
+	kvfree(rd->pages);
+	rd->pages = NULL;
+}
+
+/* Copy @rd->nr blocks from the server's memory at @data. */
+static int reply_copy(struct vmcoh_dev *dev, u64 data, struct reply_data *rd)
+{
+	struct page *block;
+	unsigned int i;
+	void *dst;
+	int err;
+
+	for (i = 0; i < rd->nr; i++) {
+		/* Every byte is written, or the block is freed unseen. */
+		block = vmcoh_block_alloc(dev, false);
+		if (IS_ERR(block))
+			return PTR_ERR(block);
+		rd->pages[i] = block;
+		dst = kmap_local_page(block);
+		err = copy_from_user(dst, u64_to_user_ptr(data + i * PAGE_SIZE),
+				     PAGE_SIZE) ? -EFAULT : 0;
+		kunmap_local(dst);
+		if (err)
+			return err;
+		cond_resched();
+	}
+	return 0;
 }
 
 /*
- * The blocks a LOAD's answer brings in, @nr of them, copied from the
- * server's memory at @data.  Return the array, or an ERR_PTR.
+ * Bring in the @nr blocks of a LOAD's answer from the server's memory at
+ * @data.  Return 0 or -errno; on error nothing is left to put.
  */
-static struct page **reply_blocks(struct vmcoh_dev *dev, u64 data,
-				  unsigned int nr)
+static int reply_data_get(struct vmcoh_dev *dev, u64 data, unsigned int nr,
+			  struct reply_data *rd)
 {
-	struct page **blocks = kvmalloc_array(nr, sizeof(*blocks), GFP_KERNEL);
-	struct page *block;
-	unsigned int i;
-	int err = 0;
-	void *dst;
+	int got, err;
 
-	if (!blocks)
-		return ERR_PTR(-ENOMEM);
-	for (i = 0; i < nr && !err; i++) {
-		block = vmcoh_block_new(dev);
-		if (IS_ERR(block)) {
-			err = PTR_ERR(block);
-			break;
+	rd->nr = nr;
+	rd->pinned = false;
+	rd->pages = kvcalloc(nr, sizeof(*rd->pages), GFP_KERNEL);
+	if (!rd->pages)
+		return -ENOMEM;
+	if (vmcoh_window_enabled(dev) && PAGE_ALIGNED(data)) {
+		got = pin_user_pages_fast(data, nr, 0, rd->pages);
+		if (got == nr) {
+			rd->pinned = true;
+			return 0;
 		}
-		blocks[i] = block;
-		dst = kmap_local_page(block);
-		if (copy_from_user(dst, u64_to_user_ptr(data + i * PAGE_SIZE),
-				   PAGE_SIZE))
-			err = -EFAULT;
-		kunmap_local(dst);
-		cond_resched();
+		if (got > 0)
+			unpin_user_pages(rd->pages, got);
+		kvfree(rd->pages);
+		rd->pages = NULL;
+		return got < 0 ? got : -EFAULT;
 	}
-	if (err) {
-		reply_blocks_free(dev, blocks, i);
-		return ERR_PTR(err);
-	}
-	return blocks;
+	err = reply_copy(dev, data, rd);
+	if (err)
+		reply_data_put(dev, rd);
+	return err;
 }
 
-static long server_reply(struct file *file, void __user *arg)
+/* Take the server's answer @req, as REPLY does: 0 or -errno. */
+static int reply_one(struct file *file, const struct vmcoh_reply *req)
 {
 	struct vmcoh_dev *dev = file->private_data;
 	struct vmcoh_backing *backing = &dev->backing;
-	struct page **blocks = NULL;
+	struct reply_data rd = { };
 	unsigned int nr = 0;
-	struct vmcoh_reply req;
 	struct vmcoh_req *r;
 	bool ok;
 	int err;
 
-	if (copy_from_user(&req, arg, sizeof(req)))
-		return -EFAULT;
-	if (req.flags ||
-	    !vmcoh_reserved_zero(req.reserved, ARRAY_SIZE(req.reserved)))
+	if (req->flags ||
+	    !vmcoh_reserved_zero(req->reserved, ARRAY_SIZE(req->reserved)))
 		return -EINVAL;
-	if (req.error && (req.error < -MAX_ERRNO || req.error > -1 ||
-			  req.data || req.length))
+	if (req->error && (req->error < -MAX_ERRNO || req->error > -1 ||
+			   req->data || req->length))
 		return -EINVAL;
 	/* A LOAD's answer is whole blocks, a STORE's has none. */
-	if (!req.error && (req.length || req.data) &&
-	    (!req.length || req.length % PAGE_SIZE ||
-	     req.length > VMCOH_RANGE_SIZE))
+	if (!req->error && (req->length || req->data) &&
+	    (!req->length || req->length % PAGE_SIZE ||
+	     req->length > VMCOH_RANGE_SIZE))
 		return -EINVAL;
-	if (req.id > U32_MAX)
+	if (req->id > U32_MAX)
 		return -ENOENT;
 
 	/*
-	 * A LOAD's answer is copied in while the request is still in flight:
-	 * a copy that blocks (a buffer that faults on userfaultfd, or on a
-	 * mapping of this very object) must not keep it from timing out.
+	 * A LOAD's answer is brought in while the request is still in flight:
+	 * a copy or pin that blocks (a buffer that faults on userfaultfd, or
+	 * on a mapping of this very object) must not keep it from timing out.
 	 */
-	if (req.length) {
-		nr = req.length >> PAGE_SHIFT;
-		blocks = reply_blocks(dev, req.data, nr);
-		if (IS_ERR(blocks))
-			return PTR_ERR(blocks);
+	if (req->length) {
+		nr = req->length >> PAGE_SHIFT;
+		err = reply_data_get(dev, req->data, nr, &rd);
+		if (err)
+			return err;
 	}
 
 	xa_lock(&backing->inflight);
@@ -547,8 +625,8 @@ static long server_reply(struct file *file, void __user *arg)
 		err = -EPERM;
 		goto refused;
 	}
-	r = xa_load(&backing->inflight, req.id);
-	ok = !r || req.error ||
+	r = xa_load(&backing->inflight, req->id);
+	ok = !r || req->error ||
 	     (r->op == VMCOH_REQ_LOAD ? nr == r->nr : !nr);
 	/* Only what RECV delivered can be answered. */
 	if (!r || !list_empty(&r->queued) || !ok ||
@@ -559,19 +637,156 @@ static long server_reply(struct file *file, void __user *arg)
 	xa_unlock(&backing->inflight);
 
 	/* The request is ours to finish now, whatever happens. */
-	if (req.error || r->op == VMCOH_REQ_STORE) {
-		vmcoh_req_finish(r, NULL, req.error ? -EIO : 0);
+	if (req->error || r->op == VMCOH_REQ_STORE) {
+		vmcoh_req_finish(r, NULL, req->error ? -EIO : 0);
 		return 0;
 	}
-	vmcoh_load_finish(r, blocks, 0);
-	kvfree(blocks);
+	if (rd.pinned) {
+		vmcoh_load_finish_copy(r, rd.pages);
+		reply_data_put(dev, &rd);
+	} else {
+		/* Every block goes in or is freed. */
+		vmcoh_load_finish(r, rd.pages, 0);
+		kvfree(rd.pages);
+	}
 	return 0;
 
 refused:
 	xa_unlock(&backing->inflight);
-	if (blocks)
-		reply_blocks_free(dev, blocks, nr);
+	if (rd.pages)
+		reply_data_put(dev, &rd);
 	return err;
+}
+
+static long server_reply(struct file *file, void __user *arg)
+{
+	struct vmcoh_reply req;
+
+	if (copy_from_user(&req, arg, sizeof(req)))
+		return -EFAULT;
+	if (req.result)
+		return -EINVAL;
+	return reply_one(file, &req);
+}
+
+/*
+ * SERVE's replies: take each in turn, setting its result.  Return how many
+ * were taken, or -EFAULT if the array cannot be read or written, -EPERM
+ * if the file is not the server's.
+ */
+static long serve_replies(struct file *file, u64 uptr, u32 nr)
+{
+	struct vmcoh_reply __user *replies = u64_to_user_ptr(uptr);
+	struct vmcoh_reply req;
+	u32 i;
+
+	for (i = 0; i < nr; i++) {
+		if (copy_from_user(&req, &replies[i], sizeof(req)))
+			return -EFAULT;
+		req.result = reply_one(file, &req);
+		if (req.result == -EPERM)
+			return -EPERM;
+		if (put_user(req.result, &replies[i].result))
+			return -EFAULT;
+	}
+	return nr;
+}
+
+/*
+ * SERVE's requests: the first as RECV takes it (waiting unless @flags has
+ * VMCOH_RECV_NONBLOCK), then those queued, into the array at @uptr.
+ * Return how many were delivered, or -errno if none was.
+ */
+static long serve_requests(struct file *file, u64 uptr, u32 nr, u64 flags)
+{
+	struct vmcoh_backing *backing =
+		&((struct vmcoh_dev *)file->private_data)->backing;
+	struct vmcoh_request __user *slots = u64_to_user_ptr(uptr);
+	struct vmcoh_req **taken;
+	struct vmcoh_request *reqs;
+	long ret = 0;
+	u32 got = 0;
+	int err;
+
+	if (!nr)
+		return 0;
+	reqs = kvmalloc_array(nr, sizeof(*reqs), GFP_KERNEL);
+	taken = kvmalloc_array(nr, sizeof(*taken), GFP_KERNEL);
+	if (!reqs || !taken) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (copy_from_user(reqs, slots, nr * sizeof(*reqs))) {
+		ret = -EFAULT;
+		goto out;
+	}
+	for (got = 0; got < nr; got++) {
+		err = recv_slot_valid(backing, file, &reqs[got], 0);
+		if (err) {
+			ret = err;
+			goto out;
+		}
+	}
+	server_note_receiver(backing, file);
+	for (got = 0; got < nr; got++) {
+		taken[got] = recv_one(file, &reqs[got],
+				      got || (flags & VMCOH_RECV_NONBLOCK));
+		if (IS_ERR(taken[got])) {
+			/* The queue is empty, or this one failed: stop. */
+			err = PTR_ERR(taken[got]);
+			if (!got && err != -EAGAIN)
+				ret = err;
+			break;
+		}
+	}
+	if (got && copy_to_user(slots, reqs, got * sizeof(*reqs))) {
+		ret = -EFAULT;
+		/* Nothing delivered: back to the head, in order. */
+		while (got--) {
+			recv_undo(backing, taken[got]);
+			vmcoh_req_put(taken[got]);
+		}
+		got = 0;
+	}
+	if (!ret)
+		ret = got;
+	while (got--)
+		vmcoh_req_put(taken[got]);
+out:
+	kvfree(taken);
+	kvfree(reqs);
+	return ret;
+}
+
+static long server_serve(struct file *file, void __user *arg)
+{
+	struct vmcoh_serve __user *uarg = arg;
+	struct vmcoh_serve req;
+	long replied, received;
+
+	if (copy_from_user(&req, arg, sizeof(req)))
+		return -EFAULT;
+	if ((req.flags & ~VMCOH_RECV_NONBLOCK) ||
+	    !vmcoh_reserved_zero(req.reserved, ARRAY_SIZE(req.reserved)) ||
+	    req.nr_replies > VMCOH_SERVE_MAX ||
+	    req.nr_requests > VMCOH_SERVE_MAX)
+		return -EINVAL;
+	if (!server_is(&((struct vmcoh_dev *)file->private_data)->backing,
+		       file))
+		return -EPERM;
+
+	replied = serve_replies(file, req.replies, req.nr_replies);
+	if (replied < 0)
+		return replied;
+	if (put_user((u32)replied, &uarg->replied))
+		return -EFAULT;
+	received = serve_requests(file, req.requests, req.nr_requests,
+				  req.flags);
+	if (received < 0)
+		return received;
+	if (put_user((u32)received, &uarg->received))
+		return -EFAULT;
+	return received;
 }
 
 /* INVALIDATE and DROP take a range of the object. */
@@ -602,6 +817,8 @@ long vmcoh_ioctl_server(struct file *file, unsigned int cmd, void __user *arg)
 		return server_recv(file, arg);
 	case VMCOH_IOC_REPLY:
 		return server_reply(file, arg);
+	case VMCOH_IOC_SERVE:
+		return server_serve(file, arg);
 	case VMCOH_IOC_INVALIDATE:
 		return server_range(file, arg, false);
 	case VMCOH_IOC_DROP:

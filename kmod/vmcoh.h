@@ -423,6 +423,7 @@ unsigned long vmcoh_blocks_trylock_window(struct vmcoh_blockmap *map,
 					  unsigned long want,
 					  struct page **blocks);
 void vmcoh_blocks_unlock_window(struct page **blocks, unsigned long locked);
+struct page *vmcoh_block_alloc(struct vmcoh_dev *dev, bool zero);
 struct page *vmcoh_block_new(struct vmcoh_dev *dev);
 struct page *vmcoh_block_store(struct vmcoh_blockmap *map, pgoff_t index,
 			       struct page *block, bool fill,
@@ -545,6 +546,7 @@ struct vmcoh_req *vmcoh_load_start(struct vmcoh_dev *dev, pgoff_t index,
 				   unsigned long flags);
 void vmcoh_load_finish(struct vmcoh_req *load, struct page **blocks,
 		       int err);
+void vmcoh_load_finish_copy(struct vmcoh_req *load, struct page **pages);
 
 int vmcoh_load_block(struct vmcoh_dev *dev, pgoff_t index,
 		     struct vmcoh_req **loadp);

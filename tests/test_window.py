@@ -49,6 +49,9 @@ SCENARIOS = {
     "WindowAPinTakenBeforeAPunchDoesNotOverwriteALaterWrite",
     "WindowAPinTakenBeforeAPunchDoesNotOverwriteALaterStore",
     "WindowASplicedPageKeepsWhatTheBlockHeld",
+    # A REPLY's answer, pinned or copied (issue 17).
+    "WindowAReplyStuckPinningItsAnswerDoesNotKeepTheLoadFromTimingOut",
+    "WindowARunGoesInFromAnAlignedOrUnalignedAnswerAndAnUnreadableOneIsEFAULT",
     "AStoreThroughAPinDoesNotLandOnTheBlockReloadedAfterAnInvalidate",
     # A free range without memory (issue 14, item 9c).
     "AFreeRangeWithoutMemoryGetsSomeOrTheAccessFails",

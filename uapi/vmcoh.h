@@ -50,6 +50,7 @@
 #define VMCOH_FEATURE_WINDOW		_BITULL(7)	/* loaded with window_mb > 0 */
 #define VMCOH_FEATURE_PMD		_BITULL(8)	/* 2 MiB mappings, see the window */
 #define VMCOH_FEATURE_LOAD_RUNS		_BITULL(9)	/* VMCOH_ATTACH_REGIONS */
+#define VMCOH_FEATURE_SERVE		_BITULL(10)	/* VMCOH_IOC_SERVE */
 
 /*
  * vmcoh_info.unsafe: the deliberately broken protocol variant the module was
@@ -230,7 +231,12 @@ struct vmcoh_hold {
  *              -EFAULT if a LOAD's data cannot be read: the request stays
  *              pending, to be answered again or to time out; the answer is
  *              read before the request is taken, so a read that blocks
- *              does not keep it from timing out.
+ *              does not keep it from timing out.  With a window, a
+ *              page-aligned answer is pinned and each block copied once,
+ *              straight into its range; any other is copied twice.
+ *   SERVE      answers several requests and receives several in one call,
+ *              as FUSE-over-io_uring's COMMIT_AND_FETCH and ublk's
+ *              COMMIT_AND_FETCH_REQ do (struct vmcoh_serve, below).
  *   INVALIDATE says the server's copy of a range changed: when it returns,
  *              no mapping, read(2) or later load shows the old contents.
  *              It never waits for a load in flight; such a load is
@@ -338,7 +344,43 @@ struct vmcoh_reply {
 				 * else 0
 				 */
 	__u64 flags;		/* must be 0 */
-	__u64 reserved[3];	/* must be 0 */
+	__s64 result;		/* REPLY: must be 0; SERVE: out, what REPLY
+				 * would have returned: 0 or a negative errno
+				 */
+	__u64 reserved[2];	/* must be 0 */
+};
+
+/*
+ * SERVE: a batch of replies, then a batch of requests, in one call.  The
+ * replies are taken first, in order, each as REPLY would take it; one that
+ * REPLY would refuse (a stale id: -ENOENT; a bad answer: -EINVAL; an answer
+ * it cannot read: -EFAULT, the request still pending) does not stop the
+ * batch: its result field says so.  Then up to nr_requests requests are
+ * received into the array at requests, each slot as RECV fills it (a
+ * writable server gives each slot a data buffer for a STORE; the slots'
+ * flags must be 0).  SERVE waits for the first request unless
+ * VMCOH_RECV_NONBLOCK is set, and takes the others that are queued without
+ * waiting.  Returns the number of requests received, which may be 0 with
+ * VMCOH_RECV_NONBLOCK or with nr_requests == 0; -EINTR on a signal while
+ * waiting (the replies were taken: replied says how many), -EFAULT if an
+ * array cannot be read or written, -EINVAL for a bad batch, -EPERM if the
+ * file is not the server's.  A request received but not delivered (its
+ * slot could not be written) goes back to the head of the queue.
+ * VMCOH_SERVE_MAX bounds both counts.
+ */
+#define VMCOH_SERVE_MAX			64
+
+struct vmcoh_serve {
+	__u64 flags;		/* in: VMCOH_RECV_* */
+	__u64 replies;		/* in: user pointer to nr_replies vmcoh_reply */
+	__u64 requests;		/* in: user pointer to nr_requests
+				 * vmcoh_request
+				 */
+	__u32 nr_replies;	/* in */
+	__u32 nr_requests;	/* in: room in the array */
+	__u32 replied;		/* out: replies taken (their result set) */
+	__u32 received;		/* out: the return value, if not an error */
+	__u64 reserved[2];	/* must be 0 */
 };
 
 /* Counters of the backing store since the module was loaded. */
@@ -457,6 +499,7 @@ struct vmcoh_window_stats {
 #define VMCOH_IOC_GET_BACKING_STATS \
 	_IOR(VMCOH_IOC_MAGIC, 0x25, struct vmcoh_backing_stats)
 #define VMCOH_IOC_DROP		_IOW(VMCOH_IOC_MAGIC, 0x26, struct vmcoh_range)
+#define VMCOH_IOC_SERVE		_IOWR(VMCOH_IOC_MAGIC, 0x28, struct vmcoh_serve)
 
 /* -ENODEV if the module was loaded without a window (window_mb=0). */
 #define VMCOH_IOC_GET_WINDOW_STATS \

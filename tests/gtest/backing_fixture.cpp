@@ -1,9 +1,12 @@
 #include "backing_fixture.hpp"
 
+#include <fcntl.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -12,8 +15,11 @@
 #include <system_error>
 
 #include <vmcoh/error.hpp>
+#include <vmcoh/fd.hpp>
 #include <vmcoh/sigbus_probe.hpp>
 #include <vmcoh/target.hpp>
+
+#include "stuck_page.hpp"
 
 namespace vmcoh::test {
 
@@ -125,6 +131,36 @@ void BackingTest::TearDown() {
 void BackingHoldTest::SetUp() {
   BackingTest::SetUp();
   if (!IsSkipped()) require_test_hooks();
+}
+
+// The answer comes before the request leaves the in-flight set, where the timeout finds it.
+void expect_a_stuck_reply_does_not_keep_its_load_from_timing_out(int fd) {
+  using namespace std::chrono_literals;
+  StuckPage answer;
+  if (!answer.usable()) GTEST_SKIP() << "no userfaultfd here";
+  const ParameterOverride timeout("load_timeout_ms", "300");
+  const Fd server = Fd::open(device_path(), O_RDWR);
+  vmcoh_attach attach{};
+  ASSERT_EQ(::ioctl(server.get(), VMCOH_IOC_ATTACH, &attach), 0) << std::strerror(errno);
+
+  auto reader = std::async(std::launch::async, [fd] { return read_block(fd, 9).error; });
+  vmcoh_request request{};
+  ASSERT_EQ(::ioctl(server.get(), VMCOH_IOC_RECV, &request), 0) << std::strerror(errno);
+  auto replier = std::async(std::launch::async, [&] {
+    vmcoh_reply reply{};
+    reply.id = request.id;
+    reply.data = reinterpret_cast<std::uintptr_t>(answer.data());
+    reply.length = kBlock;
+    return ::ioctl(server.get(), VMCOH_IOC_REPLY, &reply) == 0 ? 0 : errno;
+  });
+  ASSERT_TRUE(answer.wait_stuck(5s)) << "the REPLY never read its answer";
+  const bool ended = reader.wait_for(3s) == std::future_status::ready;
+  answer.resolve(block_stamp(9, 1));
+  EXPECT_TRUE(ended) << "the load outlived load_timeout_ms (300 ms) by 3 s, waiting for a REPLY "
+                        "stuck bringing in its answer";
+  EXPECT_EQ(reader.get(), EIO);
+  EXPECT_EQ(replier.get(), ENOENT) << "the REPLY of a load that timed out";
+  EXPECT_EQ(::ioctl(server.get(), VMCOH_IOC_DETACH, &attach), 0) << std::strerror(errno);
 }
 
 }  // namespace vmcoh::test

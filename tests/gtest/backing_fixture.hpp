@@ -63,6 +63,10 @@ testing::AssertionResult change_and_invalidate(BackingServer& server, std::uint6
 // protocol may fail a load the test expects to succeed; that must fail the test, not kill it).
 std::optional<PageImage> probed_block(const Mapping& map, std::uint64_t block);
 
+// A REPLY whose answer's first read blocks (userfaultfd) while load_timeout_ms (300) runs out:
+// the load fails with EIO in time, and the late REPLY gets ENOENT.
+void expect_a_stuck_reply_does_not_keep_its_load_from_timing_out(int fd);
+
 class BackingTest : public DeviceTest {
  protected:
   void SetUp() override { set_up(BackingServer::Access::read_only); }

@@ -55,7 +55,7 @@ TEST_F(IoctlTest, GetInfoDescribesTheObject) {
   EXPECT_GT(i.max_size, 0U);
   const std::uint64_t all = VMCOH_FEATURE_SEEK_HOLE | VMCOH_FEATURE_PUNCH_HOLE |
                             VMCOH_FEATURE_SET_SIZE | VMCOH_FEATURE_MAP_PRIVATE |
-                            VMCOH_FEATURE_BACKING | VMCOH_FEATURE_LOAD_RUNS;
+                            VMCOH_FEATURE_BACKING | VMCOH_FEATURE_LOAD_RUNS | VMCOH_FEATURE_SERVE;
   EXPECT_EQ(i.features & all, all);
   EXPECT_LT(i.unsafe, std::uint64_t{VMCOH_NR_UNSAFE});
   if ((i.features & VMCOH_FEATURE_TEST_HOOKS) == 0) {

@@ -28,6 +28,7 @@
 #include <stop_token>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -639,6 +640,73 @@ void expect_a_spliced_page_keeps_what_the_block_held(int fd) {
   ASSERT_EQ(rewrite.get(), static_cast<ssize_t>(kBlock)) << std::strerror(errno);
   EXPECT_EQ(spliced, before) << "the pipe holds what a write(2) after the punch wrote";
   EXPECT_EQ(pread_block(fd, 1), after);
+}
+
+// With a window, REPLY pins a page-aligned answer and copies each block straight into the range;
+// the pin, like the copy it replaces, comes before the request leaves the in-flight set.
+TEST_F(DeviceTest, WindowAReplyStuckPinningItsAnswerDoesNotKeepTheLoadFromTimingOut) {
+  if (!device_window()) GTEST_SKIP() << "needs a window: window_mb > 0 (tests/guest/window.sh)";
+  expect_a_stuck_reply_does_not_keep_its_load_from_timing_out(fd());
+}
+
+// A run's answer goes in whole from any buffer: a page-aligned one is pinned and copied into the
+// range, any other copied through blocks of the module's own.  A buffer with a page the server
+// cannot read is refused with EFAULT on either path, and the request is still there to answer.
+TEST_F(DeviceTest, WindowARunGoesInFromAnAlignedOrUnalignedAnswerAndAnUnreadableOneIsEFAULT) {
+  if (!device_window()) GTEST_SKIP() << "needs a window: window_mb > 0 (tests/guest/window.sh)";
+  constexpr std::uint64_t kRun = VMCOH_LOAD_RUN_MIN;
+  device::set_size(fd(), kRangeBlocks * kBlock);
+  const Fd srv = Fd::open(device_path(), O_RDWR);
+  vmcoh_attach attach{};
+  attach.flags = VMCOH_ATTACH_REGIONS;
+  ASSERT_EQ(::ioctl(srv.get(), VMCOH_IOC_ATTACH, &attach), 0) << std::strerror(errno);
+  // A run and two pages more, the last unreadable.
+  const Mapping buf =
+      Mapping::map((kRun + 2) * kBlock, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+  ASSERT_EQ(::mprotect(buf.data() + (kRun + 1) * kBlock, kBlock, PROT_NONE), 0);
+  const auto put_run = [&](std::size_t at, std::uint64_t first, std::uint64_t generation) {
+    for (std::uint64_t b = 0; b < kRun; ++b) {
+      const PageImage page = block_stamp(first + b, generation);
+      std::memcpy(buf.data() + at + b * kBlock, page.bytes(), kBlock);
+    }
+  };
+  const auto reply = [&](const vmcoh_request& request, std::size_t at) {
+    vmcoh_reply r{};
+    r.id = request.id;
+    r.data = reinterpret_cast<std::uintptr_t>(buf.data() + at);
+    r.length = request.length;
+    return ::ioctl(srv.get(), VMCOH_IOC_REPLY, &r) == 0 ? 0 : errno;
+  };
+  const auto request_for = [&](std::uint64_t block) {
+    auto read = std::async(std::launch::async, [&, block] { return read_block(fd(), block); });
+    vmcoh_request request{};
+    EXPECT_EQ(::ioctl(srv.get(), VMCOH_IOC_RECV, &request), 0) << std::strerror(errno);
+    EXPECT_EQ(request.length, kRun * kBlock) << "not a run of read-around";
+    return std::pair{std::move(read), request};
+  };
+
+  auto [read_unaligned, unaligned] = request_for(3);
+  ASSERT_EQ(unaligned.offset, 0U);
+  EXPECT_EQ(reply(unaligned, 2 * kBlock), EFAULT) << "a pinned answer over an unreadable page";
+  EXPECT_EQ(reply(unaligned, kBlock + 8), EFAULT) << "a copied answer over an unreadable page";
+  put_run(8, 0, 5);
+  EXPECT_EQ(reply(unaligned, 8), 0) << "an answer at no page boundary";
+  EXPECT_EQ(read_unaligned.get().page, block_stamp(3, 5));
+  EXPECT_EQ(pread_block(fd(), 0), block_stamp(0, 5));
+  EXPECT_EQ(pread_block(fd(), kRun - 1), block_stamp(kRun - 1, 5));
+
+  auto [read_aligned, aligned] = request_for(2 * kRun + 8);
+  ASSERT_EQ(aligned.offset, 2 * kRun * kBlock);
+  put_run(kBlock, 2 * kRun, 6);
+  EXPECT_EQ(reply(aligned, kBlock), 0) << "a page-aligned answer";
+  EXPECT_EQ(read_aligned.get().page, block_stamp(2 * kRun + 8, 6));
+  EXPECT_EQ(pread_block(fd(), 2 * kRun), block_stamp(2 * kRun, 6));
+  EXPECT_EQ(pread_block(fd(), 3 * kRun - 1), block_stamp(3 * kRun - 1, 6));
+  // The server's pages are its own again: the answer was copied, not kept.
+  put_run(kBlock, 2 * kRun, 7);
+  EXPECT_EQ(pread_block(fd(), 2 * kRun + 1), block_stamp(2 * kRun + 1, 6));
+  vmcoh_attach detach{};
+  EXPECT_EQ(::ioctl(srv.get(), VMCOH_IOC_DETACH, &detach), 0) << std::strerror(errno);
 }
 
 // O_DIRECT into a mapping: the read's I/O pins the mapped blocks (GUP, as in the tests above) and

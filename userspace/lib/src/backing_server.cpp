@@ -25,6 +25,9 @@ constexpr std::size_t kMaxHeld = 64;
 constexpr std::size_t kMaxHeldRuns = 4;
 // The longest run a LOAD asks for: a region.
 constexpr std::size_t kRegionBlocks = VMCOH_RANGE_SIZE / kPageSize;
+// Requests a SERVE call receives at most; a server of runs keeps a region's copy for each.
+constexpr std::size_t kBatch = 16;
+constexpr std::size_t kBatchRuns = 4;
 
 }  // namespace
 
@@ -33,7 +36,12 @@ BackingServer::BackingServer(const std::filesystem::path& device, std::uint64_t 
     : fd_(Fd::open(device, O_RDWR)),
       wakeup_(check_syscall(::eventfd(0, EFD_CLOEXEC), "eventfd")),
       copy_(blocks),
-      answer_(loads == Loads::regions ? kRegionBlocks : 1),
+      run_(loads == Loads::regions ? kRegionBlocks : 1),
+      answer_((loads == Loads::regions ? kBatchRuns : kBatch) * run_),
+      stored_(access == Access::writable ? answer_.size() / run_ : 0),
+      batch_(answer_.size() / run_),
+      replies_(batch_.size()),
+      counted_(batch_.size()),
       loads_(blocks),
       stores_(blocks),
       fail_(blocks),
@@ -42,7 +50,7 @@ BackingServer::BackingServer(const std::filesystem::path& device, std::uint64_t 
       regions_(loads == Loads::regions),
       held_blocks_(blocks),
       held_(loads == Loads::regions ? kMaxHeldRuns : kMaxHeld),
-      held_pages_(held_.size() * answer_.size()),
+      held_pages_(held_.size() * run_),
       held_slots_(held_.size()) {
   vmcoh_attach attach{};
   if (writable_) attach.flags |= VMCOH_ATTACH_WRITABLE;
@@ -109,7 +117,7 @@ void BackingServer::answer_held_locked(std::uint64_t index) {
   for (std::size_t i = 0; i < held_count_; ++i) {
     const Held& held = held_[i];
     if (index >= held.index && index - held.index < held.count) {
-      send_reply(held.id, &held_pages_[held.slot * answer_.size()], held.count, 0);
+      send_reply(held.id, &held_pages_[held.slot * run_], held.count, 0);
       held_slots_[held.slot] = false;
       --pending_;
     } else {
@@ -195,79 +203,100 @@ void BackingServer::stop() {
 
 void BackingServer::serve() {
   std::array<pollfd, 2> fds{{{fd_.get(), POLLIN, 0}, {wakeup_.get(), POLLIN, 0}}};
+  std::size_t answered = 0;  // replies_ to send with the next call
   for (;;) {
-    if (::poll(fds.data(), fds.size(), -1) < 0) {
-      if (errno == EINTR) continue;
-      return;
-    }
-    if (fds[1].revents != 0 || (fds[0].revents & (POLLERR | POLLNVAL)) != 0) return;
-    for (;;) {
-      vmcoh_request request{};
-      request.flags = VMCOH_RECV_NONBLOCK;
-      if (writable_) request.data = reinterpret_cast<std::uintptr_t>(stored_.bytes());
-      if (::ioctl(fd_.get(), VMCOH_IOC_RECV, &request) < 0) {
-        if (errno == EAGAIN || errno == EINTR) break;
-        return;  // EPERM: no longer the server
+    if (answered == 0) {  // nothing to send: wait for a request
+      if (::poll(fds.data(), fds.size(), -1) < 0) {
+        if (errno == EINTR) continue;
+        return;
       }
-      handle(request);
+      if (fds[1].revents != 0 || (fds[0].revents & (POLLERR | POLLNVAL)) != 0) return;
+    }
+    vmcoh_serve serve{};
+    serve.flags = VMCOH_RECV_NONBLOCK;
+    serve.replies = reinterpret_cast<std::uintptr_t>(replies_.data());
+    serve.nr_replies = static_cast<std::uint32_t>(answered);
+    serve.requests = reinterpret_cast<std::uintptr_t>(batch_.data());
+    serve.nr_requests = static_cast<std::uint32_t>(batch_.size());
+    for (std::size_t i = 0; i < batch_.size(); ++i) {
+      batch_[i] = vmcoh_request{};
+      if (writable_) batch_[i].data = reinterpret_cast<std::uintptr_t>(stored_[i].bytes());
+    }
+    const int received = ::ioctl(fd_.get(), VMCOH_IOC_SERVE, &serve);
+    const int err = errno;
+    {
+      const std::scoped_lock lock(mutex_);
+      for (std::size_t i = 0; i < serve.replied; ++i) {
+        if (replies_[i].result == -ENOENT) ++stale_replies_;
+        if (counted_[i]) --pending_;
+      }
+    }
+    if (received < 0 && err != EINTR) return;  // EPERM: no longer the server
+    answered = 0;
+    for (int i = 0; i < received; ++i) {
+      const auto slot = static_cast<std::size_t>(i);
+      if (handle(batch_[slot], slot, replies_[answered])) {
+        counted_[answered] =
+            batch_[slot].op == VMCOH_REQ_LOAD && replies_[answered].error != -ENXIO;
+        ++answered;
+      }
     }
   }
 }
 
-void BackingServer::handle(const vmcoh_request& request) {
+bool BackingServer::handle(const vmcoh_request& request, std::size_t slot, vmcoh_reply& reply) {
   const std::uint64_t index = request.offset / kPageSize;
   const std::uint64_t count = request.length / kPageSize;
-  int error = 0;
-  if (request.op == VMCOH_REQ_STORE) {
-    {
-      const std::scoped_lock lock(mutex_);
-      if (index >= copy_.size()) {
-        error = -ENXIO;
-      } else {
-        ++stores_[index];
-        error = fail_stores_[index];
-        if (error == 0) copy_[index] = stored_;
-        changed_.notify_all();
-      }
-    }
-    send_reply(request.id, nullptr, 0, error);
-    return;
-  }
-  {
-    const std::scoped_lock lock(mutex_);
-    if (request.op != VMCOH_REQ_LOAD || count == 0 || count > answer_.size() ||
-        index >= copy_.size() || count > copy_.size() - index) {
-      error = -ENXIO;
-    } else {
-      ++requests_;
-      requested_blocks_ += count;
-      max_pending_ = std::max(max_pending_, ++pending_);
-      for (std::uint64_t i = index; i < index + count; ++i) {
-        ++loads_[i];
-        if (fail_[i] != 0) error = fail_[i];
-      }
-      changed_.notify_all();
-      const auto first = copy_.begin() + static_cast<std::ptrdiff_t>(index);
-      const auto free_slot = std::find(held_slots_.begin(), held_slots_.end(), false);
-      if (error == 0 && free_slot != held_slots_.end() &&
-          std::any_of(held_blocks_.begin() + static_cast<std::ptrdiff_t>(index),
-                      held_blocks_.begin() + static_cast<std::ptrdiff_t>(index + count),
-                      [](bool held) { return held; })) {
-        const auto slot = static_cast<std::size_t>(free_slot - held_slots_.begin());
-        *free_slot = true;
-        std::copy_n(first, count,
-                    held_pages_.begin() + static_cast<std::ptrdiff_t>(slot * answer_.size()));
-        held_[held_count_++] = Held{request.id, index, count, slot};
-        return;
-      }
-      std::copy_n(first, count, answer_.begin());
-    }
-  }
-  // Answered outside the lock, as a real server's answer travels while its copy may change:
-  // this is the window in which an INVALIDATE overtakes a load.
-  send_reply(request.id, error == 0 ? answer_.data() : nullptr, count, error);
+  reply = vmcoh_reply{};
+  reply.id = request.id;
   const std::scoped_lock lock(mutex_);
-  if (error != -ENXIO) --pending_;
+  if (request.op == VMCOH_REQ_STORE) {
+    if (index >= copy_.size()) {
+      reply.error = -ENXIO;
+    } else {
+      ++stores_[index];
+      reply.error = fail_stores_[index];
+      if (reply.error == 0) copy_[index] = stored_[slot];
+      changed_.notify_all();
+    }
+    return true;
+  }
+  if (request.op != VMCOH_REQ_LOAD || count == 0 || count > run_ || index >= copy_.size() ||
+      count > copy_.size() - index) {
+    reply.error = -ENXIO;
+    return true;
+  }
+  ++requests_;
+  requested_blocks_ += count;
+  max_pending_ = std::max(max_pending_, ++pending_);
+  int error = 0;
+  for (std::uint64_t i = index; i < index + count; ++i) {
+    ++loads_[i];
+    if (fail_[i] != 0) error = fail_[i];
+  }
+  changed_.notify_all();
+  const auto first = copy_.begin() + static_cast<std::ptrdiff_t>(index);
+  const auto free_slot = std::find(held_slots_.begin(), held_slots_.end(), false);
+  if (error == 0 && free_slot != held_slots_.end() &&
+      std::any_of(held_blocks_.begin() + static_cast<std::ptrdiff_t>(index),
+                  held_blocks_.begin() + static_cast<std::ptrdiff_t>(index + count),
+                  [](bool held) { return held; })) {
+    const auto held_slot = static_cast<std::size_t>(free_slot - held_slots_.begin());
+    *free_slot = true;
+    std::copy_n(first, count, held_pages_.begin() + static_cast<std::ptrdiff_t>(held_slot * run_));
+    held_[held_count_++] = Held{request.id, index, count, held_slot};
+    return false;
+  }
+  reply.error = error;
+  if (error == 0) {
+    // Sent outside the lock, with the next batch, as a real server's answer travels while its
+    // copy may change: this is the window in which an INVALIDATE overtakes a load.
+    PageImage* answer = &answer_[slot * run_];
+    std::copy_n(first, count, answer);
+    reply.data = reinterpret_cast<std::uintptr_t>(answer->bytes());
+    reply.length = count * kPageSize;
+  }
+  return true;
 }
 
 void BackingServer::send_reply(std::uint64_t id, const PageImage* pages, std::uint64_t count,

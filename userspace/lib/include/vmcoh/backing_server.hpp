@@ -11,13 +11,12 @@
 // may not (GUP from a caller that cannot take it again) holds it, and a serving thread that had
 // to grow its heap would wait for that fault, which waits for it.
 //
-// A minimal server, for users who write their own, is the loop in serve(): poll the device's fd
-// for POLLIN, VMCOH_IOC_RECV with VMCOH_RECV_NONBLOCK until EAGAIN, and VMCOH_IOC_REPLY for each
-// request: block_size bytes of data (or an error) for a LOAD, just the error for a STORE, whose
-// contents RECV copied into the buffer it was given.  DROP is called from another thread than
-// the one that serves: it waits for the STOREs it sends.  A server that ATTACHes with
-// VMCOH_ATTACH_REGIONS (Loads::regions) answers a LOAD of a run with the run's blocks, one after
-// the other in one buffer, in one REPLY.
+// It serves in batches (VMCOH_IOC_SERVE): one call sends the answers to the requests of the last
+// batch and receives the next, up to kBatch of them, as FUSE-over-io_uring's COMMIT_AND_FETCH
+// does.  A minimal server for users who write their own is userspace/examples/minimal_server.cpp
+// (docs/server.md).  DROP is called from another thread than the one that serves: it waits for
+// the STOREs it sends.  A server that ATTACHes with VMCOH_ATTACH_REGIONS (Loads::regions) answers
+// a LOAD of a run with the run's blocks, one after the other in one buffer, in one reply.
 #pragma once
 
 #include <atomic>
@@ -103,14 +102,16 @@ class BackingServer {
     std::uint64_t id = 0;
     std::uint64_t index = 0;  // the first block of its run
     std::uint64_t count = 0;  // blocks in the run
-    std::size_t slot = 0;     // its copy: held_pages_ from slot * the longest run
+    std::size_t slot = 0;     // its copy: held_pages_ from slot * run_
   };
 
   // INVALIDATE or DROP of [index, index + count) blocks.
   void range_ioctl(unsigned long request, std::string_view name, std::uint64_t index,
                    std::uint64_t count) const;
   void serve();
-  void handle(const vmcoh_request& request);
+  // Handles a request of the batch; true if it is answered now, in `reply`, with answer slot
+  // `slot`; false if held.
+  bool handle(const vmcoh_request& request, std::size_t slot, vmcoh_reply& reply);
   // Answers the held loads of `index`, with mutex_ held.
   void answer_held_locked(std::uint64_t index);
   // REPLY with `count` blocks from `pages` (none: an error or a STORE's answer), counting one
@@ -123,8 +124,12 @@ class BackingServer {
   mutable std::mutex mutex_;
   mutable std::condition_variable changed_;
   std::vector<PageImage> copy_;
-  std::vector<PageImage> answer_;  // the serving thread's copy of the run it is answering
-  PageImage stored_;               // where RECV copies a STORE's contents
+  std::size_t run_;                   // the longest run a LOAD asks for
+  std::vector<PageImage> answer_;     // the serving thread's copies of a batch's runs, run_ each
+  std::vector<PageImage> stored_;     // where SERVE copies a batch's STOREs' contents
+  std::vector<vmcoh_request> batch_;  // the requests of a batch
+  std::vector<vmcoh_reply> replies_;  // the answers to them, sent with the next batch
+  std::vector<bool> counted_;         // which answers count in pending_
   std::vector<std::uint64_t> loads_;
   std::vector<std::uint64_t> stores_;
   std::vector<int> fail_;

@@ -27,8 +27,9 @@ namespace vmcoh {
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::size_t kWordsPerPage = kPageSize / sizeof(std::uint64_t);
 
-// One page's bytes, as 64-bit words (the unit in which mapped memory is copied).
-struct alignas(64) PageImage {
+// One page's bytes, as 64-bit words (the unit in which mapped memory is copied).  Page-aligned, so
+// that a REPLY from an array of them is pinned and copied once rather than twice (uapi/vmcoh.h).
+struct alignas(kPageSize) PageImage {
   std::array<std::uint64_t, kWordsPerPage> words{};
 
   [[nodiscard]] std::byte* bytes() noexcept { return reinterpret_cast<std::byte*>(words.data()); }
