@@ -121,3 +121,13 @@ def test_unsafe_backing_protocols_are_caught(built, results_dir, kernel):
     # The deadlock is reported with the stacks of both sides.
     deadlock = results(out / "backing-drop_under_entry_lock.json")[DEADLOCK].failures
     assert "vmcoh_drop" in deadlock and "vmcoh_fault" in deadlock, deadlock
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_the_minimal_example_server_serves_a_file(built, kernel):
+    """docs/server.md's example, through a window a quarter of the file (example_server.sh)."""
+    module = module_for(kernel)
+    assert module.exists(), f"{module} missing: make module-{kernel}"
+    proc = vmrun(["tests/guest/example_server.sh", module], log=f"example-server-{kernel}",
+                 kernel=kernel, timeout=300)
+    assert proc.returncode == 0 and "example: ok" in proc.stdout, explain(proc)
