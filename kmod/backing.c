@@ -124,25 +124,31 @@ void vmcoh_req_finish(struct vmcoh_req *req, struct page **blocks, int err)
  * from @index on (readahead), or twice the resident blocks in a row that
  * end right before @index, if there are VMCOH_LOAD_RUN_MIN of them: a pass
  * that read them without missing, since the window kept them (context
- * readahead); within @index's region, below EOF, and for an object without
- * a window within what max_mb leaves.  Only for a
- * server that takes runs.  A guess, made without locks: the entries
- * decide what the load takes (vmcoh_entry_start_load()).
+ * readahead); or, @ahead, the region from @index (readahead_region());
+ * within @index's region, below EOF, and for an object without a window
+ * within what max_mb leaves.  Only for a server that takes runs.  A guess,
+ * made without locks: the entries decide what the load takes
+ * (vmcoh_entry_start_load()).  Return whether it follows a sequential
+ * pass (not read-around).
  */
-static void load_run(struct vmcoh_dev *dev, pgoff_t index, pgoff_t *first,
-		     pgoff_t *last)
+static bool load_run(struct vmcoh_dev *dev, pgoff_t index, bool ahead,
+		     pgoff_t *first, pgoff_t *last)
 {
 	struct vmcoh_backing *backing = &dev->backing;
 	unsigned int nr = READ_ONCE(backing->ra_blocks);
 	pgoff_t region = index & ~(pgoff_t)(VMCOH_LOAD_RUN_MAX - 1);
 	pgoff_t lo, hi, size = vmcoh_size_pages(dev);
 	unsigned long history;
+	bool seq = true;
 	long room;
 
 	*first = *last = index;
 	if (!READ_ONCE(backing->regions))
-		return;
-	if (index == READ_ONCE(backing->ra_next) && nr) {
+		return false;
+	if (ahead) {
+		nr = VMCOH_LOAD_RUN_MAX;
+		lo = index;
+	} else if (index == READ_ONCE(backing->ra_next) && nr) {
 		nr = min_t(unsigned int, 2 * nr, VMCOH_LOAD_RUN_MAX);
 		lo = index;
 	} else {
@@ -155,6 +161,7 @@ static void load_run(struct vmcoh_dev *dev, pgoff_t index, pgoff_t *first,
 		} else {
 			nr = VMCOH_LOAD_RUN_MIN;
 			lo = ALIGN_DOWN(index, nr);
+			seq = false;
 		}
 	}
 	hi = min3(lo + nr - 1, region + VMCOH_LOAD_RUN_MAX - 1, size - 1);
@@ -162,38 +169,27 @@ static void load_run(struct vmcoh_dev *dev, pgoff_t index, pgoff_t *first,
 		room = dev->map.max_blocks -
 		       atomic_long_read(&dev->map.nr_blocks);
 		if (room <= 1)
-			return;
+			return false;
 		hi = min_t(pgoff_t, hi, index + room - 1);
 	}
 	/* A DROP in progress: the index alone, whose entry lock says so. */
 	if (vmcoh_drop_pending(dev, lo, hi))
-		return;
+		return false;
 	vmcoh_blocks_hole(&dev->map, index, &lo, &hi);
 	*first = lo;
 	*last = hi;
 	WRITE_ONCE(backing->ra_blocks, nr);
+	return seq;
 }
 
-/**
- * vmcoh_load_start - load the block of @index from the server
- * @dev: the device, backed
- * @index: the index whose entry lock the caller holds, its block missing
- * @flags: the entry's value before the caller locked it
- *
- * On success the caller's entry lock has become the load: the caller holds
- * no entry lock, and must pass the load to vmcoh_req_wait().  A server
- * that takes runs is asked for the blocks around @index too (load_run()).
- * If the request cannot be sent (no server), the load has already failed,
- * and the wait says so.
- *
- * Return: the load, with a reference for the caller; or ERR_PTR(-ENOMEM),
- * and the caller still holds its entry lock.
- */
-struct vmcoh_req *vmcoh_load_start(struct vmcoh_dev *dev, pgoff_t index,
-				   unsigned long flags)
+static void readahead_from(struct vmcoh_dev *dev, pgoff_t index);
+
+static struct vmcoh_req *load_start(struct vmcoh_dev *dev, pgoff_t index,
+				    unsigned long flags, bool ahead)
 {
 	struct vmcoh_req *load = vmcoh_req_new(dev, index, VMCOH_REQ_LOAD);
 	pgoff_t first, last;
+	bool seq;
 	int err;
 
 	if (!load)
@@ -212,16 +208,144 @@ struct vmcoh_req *vmcoh_load_start(struct vmcoh_dev *dev, pgoff_t index,
 	}
 
 	/* In the entries before the server can see it, so it can answer. */
-	load_run(dev, index, &first, &last);
+	seq = load_run(dev, index, ahead, &first, &last);
 	vmcoh_entry_start_load(&dev->entries, index, load, &first, &last);
 	load->index = first;
 	load->nr = last - first + 1;
 	if (READ_ONCE(dev->backing.regions))
 		WRITE_ONCE(dev->backing.ra_next, last + 1);
 	err = vmcoh_server_submit(dev, load);
-	if (err)
+	if (err) {
 		vmcoh_load_finish(load, NULL, err);
+		return load;
+	}
+	if (ahead)
+		vmcoh_count(dev, VMCOH_LOADS_AHEAD);
+	/* A sequential pass loads the rest of its region: the next too. */
+	else if (seq && vmcoh_window_reads_ahead(dev) &&
+		 !((last + 1) & (VMCOH_LOAD_RUN_MAX - 1)))
+		readahead_from(dev, index);
 	return load;
+}
+
+/**
+ * vmcoh_load_start - load the block of @index from the server
+ * @dev: the device, backed
+ * @index: the index whose entry lock the caller holds, its block missing
+ * @flags: the entry's value before the caller locked it
+ *
+ * On success the caller's entry lock has become the load: the caller holds
+ * no entry lock, and must pass the load to vmcoh_req_wait().  A server
+ * that takes runs is asked for the blocks around @index too (load_run()),
+ * and, in a sequential pass, for the next region (readahead_from()).
+ * If the request cannot be sent (no server), the load has already failed,
+ * and the wait says so.
+ *
+ * Return: the load, with a reference for the caller; or ERR_PTR(-ENOMEM),
+ * and the caller still holds its entry lock.
+ */
+struct vmcoh_req *vmcoh_load_start(struct vmcoh_dev *dev, pgoff_t index,
+				   unsigned long flags)
+{
+	return load_start(dev, index, flags, false);
+}
+
+/*
+ * Async readahead, as the page cache's (mm/readahead.c, PG_readahead):
+ * with a window of at least 4 ranges (vmcoh_window_reads_ahead()), a
+ * sequential pass that loads the rest of a region also sends the LOAD of
+ * the next region, and marks that region's first block (backing.ra_async);
+ * when the pass gets there - a fault, or read(2) - the region after it is
+ * sent, and marked.  So the server answers a region
+ * while the reader goes through the one before.  Fault-around leaves the
+ * marked block to ->fault (fault.c), as filemap_map_pages() leaves a
+ * PG_readahead folio to filemap_fault().
+ *
+ * Nothing waits for these loads, and sending one waits for nothing: the
+ * region's first entry is only trylocked, and must have been absent (no
+ * PTE to take care of); a range is taken only if one is free - if none is,
+ * the worker is asked for one - and a drop in progress is left alone.  If
+ * it cannot be sent now, the mark moves to the reader's next fault-around
+ * window, to try again there or at the next region.  The entry protocol is the
+ * same as for any load: whoever wants a block of the region waits for it,
+ * and an invalidation of any part cancels that part.
+ */
+
+/*
+ * Send the LOAD of the region from @index, its first block, if it is not
+ * resident or loading already.  Holding no entry lock.  Return false if it
+ * should be tried again: the window had no range for it.
+ */
+static bool readahead_region(struct vmcoh_dev *dev, pgoff_t index)
+{
+	struct vmcoh_req *load;
+	unsigned long flags;
+	int err;
+
+	if (index >= vmcoh_size_pages(dev) ||
+	    vmcoh_block_lookup(&dev->map, index))
+		return true;
+	/* An entry: the region is loading, or mapped, already. */
+	if (!vmcoh_entry_trylock_absent(&dev->entries, index))
+		return true;
+	flags = VMCOH_ENTRY_EMPTY;
+	if (vmcoh_drop_pending(dev, index, index) ||
+	    vmcoh_block_lookup(&dev->map, index)) {
+		vmcoh_entry_unlock(&dev->entries, index, flags);
+		return true;
+	}
+	err = vmcoh_window_reserve(dev, index);
+	if (err) {
+		vmcoh_entry_unlock(&dev->entries, index, flags);
+		if (err == -ENOSPC)
+			vmcoh_window_want_range(dev);
+		return false;
+	}
+	load = load_start(dev, index, flags, true);
+	if (IS_ERR(load)) {
+		vmcoh_entry_unlock(&dev->entries, index, flags);
+		return false;
+	}
+	vmcoh_req_put(load);
+	WRITE_ONCE(dev->backing.ra_async, index);
+	return true;
+}
+
+/* The reader is at @index: send the region after @index's. */
+static void readahead_from(struct vmcoh_dev *dev, pgoff_t index)
+{
+	pgoff_t next = ALIGN_DOWN(index, VMCOH_LOAD_RUN_MAX) +
+		       VMCOH_LOAD_RUN_MAX;
+	pgoff_t retry = ALIGN_DOWN(index, VMCOH_LOAD_RUN_MIN) +
+			VMCOH_LOAD_RUN_MIN;
+
+	if (!readahead_region(dev, next))
+		WRITE_ONCE(dev->backing.ra_async, retry);
+}
+
+/**
+ * vmcoh_readahead - a fault or read(2) of a backed object is at @index
+ * @dev: the device, backed
+ * @index: the block it maps or reads
+ *
+ * If @index is at the mark (see above) or past it, by less than two
+ * regions, the region after @index's is sent ahead of the reader: by one
+ * task, which takes the mark.  Past it: a 2 MiB fault maps a region at
+ * once, and a reader that skipped the marked block still reads on.
+ * Holding no entry lock; cheap when @index is not marked.
+ */
+void vmcoh_readahead(struct vmcoh_dev *dev, pgoff_t index)
+{
+	struct vmcoh_backing *backing = &dev->backing;
+
+	pgoff_t mark = READ_ONCE(backing->ra_async);
+
+	if (likely(index < mark || index - mark >= 2 * VMCOH_LOAD_RUN_MAX))
+		return;
+	if (cmpxchg(&backing->ra_async, mark, ULONG_MAX) != mark ||
+	    !vmcoh_served(dev))
+		return;
+	readahead_from(dev, index);
 }
 
 /* Did the load @req, ended, fail for @index? */

@@ -388,6 +388,35 @@ fail:
 }
 
 /**
+ * vmcoh_entry_trylock_absent - lock @index's entry if it has none
+ * @entries: the entry xarray
+ * @index: page index
+ *
+ * For readahead (backing.c), which waits for no entry, and takes none that
+ * exists: an absent entry tracks no PTE and no load.  A success is paired
+ * with vmcoh_entry_unlock(), or handed to vmcoh_entry_start_load().
+ *
+ * Return: true if the caller now holds a locked EMPTY entry at @index.
+ */
+bool vmcoh_entry_trylock_absent(struct vmcoh_entries *entries, pgoff_t index)
+{
+	XA_STATE(xas, &entries->xa, index);
+	bool locked;
+
+	do {
+		xas_lock(&xas);
+		locked = !xas_load(&xas);
+		if (locked)
+			entry_lock_at(&xas, NULL);
+		xas_unlock(&xas);
+	} while (locked && xas_nomem(&xas, GFP_KERNEL));
+	if (!locked || xas_error(&xas))
+		return false;
+	entry_lockdep_acquire_try();
+	return true;
+}
+
+/**
  * vmcoh_entry_unlock - store a new value for a locked entry and unlock it
  * @entries: the entry xarray
  * @index: the index whose lock the caller holds

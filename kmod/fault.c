@@ -473,6 +473,12 @@ static unsigned long fault_map_window(struct vm_fault *vmf,
 	want = GENMASK(nr - 1, 0) & ~fault_window_mapped(vmf, first, nr);
 	if (skip >= first && skip <= last)
 		want &= ~BIT(skip - first);
+	/* A readahead mark is left to ->fault, which may sleep to read ahead. */
+	if (vmcoh_backed(dev)) {
+		skip = READ_ONCE(dev->backing.ra_async);
+		if (skip >= first && skip <= last)
+			want &= ~BIT(skip - first);
+	}
 	if (fault_by_page_lock(dev))
 		return fault_map_window_by_page_lock(vmf, dev, first, nr, want);
 
@@ -725,6 +731,8 @@ retry:
 	if (index >= vmcoh_size_pages(dev))
 		return fault_sigbus(dev);
 	vmcoh_hold_fault(dev, VMCOH_HOLD_FAULT_SIZE_CHECKED, index);
+	if (vmcoh_backed(dev))
+		vmcoh_readahead(dev, index);
 
 	/* A block of a plain object: see "Page locks". */
 	if (likely(!unlocked_lookup) && fault_by_page_lock(dev)) {
@@ -1022,6 +1030,9 @@ static vm_fault_t fault_pmd(struct vm_fault *vmf)
 	pmd_t pmd;
 	int err;
 
+	/* A region marked for readahead sends the next, mapped either way. */
+	if (vmcoh_backed(dev))
+		vmcoh_readahead(dev, first);
 	/* A lockless look first, not to take the region's lock for nothing. */
 	if (!fault_pmd_fits(vmf, dev, first) ||
 	    !vmcoh_window_resident(dev, first))

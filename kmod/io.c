@@ -102,6 +102,7 @@ static int io_block(struct vmcoh_dev *dev, struct kiocb *iocb, pgoff_t index,
 	*blockp = vmcoh_block_lookup(&dev->map, index);
 	if (!vmcoh_backed(dev))
 		return 0;
+	vmcoh_readahead(dev, index);
 	if (vmcoh_drop_pending(dev, index, index)) {
 		io_unlock(dev, write);
 		if (iocb->ki_flags & IOCB_NOWAIT)

@@ -101,6 +101,7 @@ static long ioctl_get_backing_stats(struct vmcoh_dev *dev, void __user *arg)
 		.drop_waits = vmcoh_counter_read(dev, VMCOH_DROP_WAITS),
 		.blocks_dirty = atomic_long_read(&dev->map.nr_dirty),
 		.load_blocks = vmcoh_counter_read(dev, VMCOH_LOAD_BLOCKS),
+		.loads_ahead = vmcoh_counter_read(dev, VMCOH_LOADS_AHEAD),
 	};
 
 	return copy_to_user(arg, &stats, sizeof(stats)) ? -EFAULT : 0;

@@ -46,6 +46,7 @@ void vmcoh_backing_init(struct vmcoh_backing *backing)
 	mutex_init(&backing->drop_mutex);
 	backing->dropping = false;
 	init_waitqueue_head(&backing->drop_wait);
+	backing->ra_async = ULONG_MAX;
 }
 
 void vmcoh_backing_destroy(struct vmcoh_backing *backing)
@@ -284,6 +285,7 @@ static long server_attach(struct file *file, void __user *arg)
 		WRITE_ONCE(backing->writable, writable);
 		WRITE_ONCE(backing->regions, regions);
 		WRITE_ONCE(backing->ra_blocks, 0);
+		WRITE_ONCE(backing->ra_async, ULONG_MAX);
 		WRITE_ONCE(backing->state, VMCOH_BACKING_SERVED);
 		WRITE_ONCE(backing->server, file);
 		WRITE_ONCE(backing->server_files, current->files);

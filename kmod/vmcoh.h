@@ -126,6 +126,7 @@ enum vmcoh_counter {
 	VMCOH_VMA_LOCK_FAULTS,
 	VMCOH_LOADS,
 	VMCOH_LOAD_BLOCKS,
+	VMCOH_LOADS_AHEAD,
 	VMCOH_LOADS_PUBLISHED,
 	VMCOH_LOADS_INVALIDATED,
 	VMCOH_LOADS_FAILED,
@@ -231,11 +232,14 @@ struct vmcoh_backing {
 	wait_queue_head_t drop_wait;	/* tasks waiting for the DROP to end */
 	/*
 	 * Readahead of a server that takes runs (backing.c): the index after
-	 * the last run sent, and its length.  Read and written locklessly:
-	 * a torn guess costs a shorter or a longer run, nothing else.
+	 * the last run sent, and its length; the index whose fault or read
+	 * sends the next region ahead (ULONG_MAX: none).  Read and written
+	 * locklessly: a torn guess costs a shorter or a longer run, or a
+	 * region read ahead or not, nothing else.
 	 */
 	pgoff_t ra_next;
 	unsigned int ra_blocks;
+	pgoff_t ra_async;
 };
 
 /* The longest run of blocks one LOAD asks for: a region. */
@@ -305,6 +309,7 @@ struct vmcoh_window {
 	unsigned int nr_free;		/* also read locklessly */
 	unsigned int nr_populated_free;	/* free ones with memory */
 	unsigned long shrink_target;	/* ranges the shrinker asked for */
+	bool ahead_wants;		/* readahead found no free range */
 	unsigned long released;		/* ranges given back to the pool, ever */
 	unsigned int nr_active;		/* busy ranges marked active */
 	unsigned long nr_shadows;	/* reclaimed regions remembered */
@@ -474,6 +479,7 @@ bool vmcoh_entry_claim_load(struct vmcoh_entries *entries, pgoff_t index,
 			    struct vmcoh_req *load);
 bool vmcoh_entry_drop_load(struct vmcoh_entries *entries, pgoff_t index,
 			   struct vmcoh_req *load);
+bool vmcoh_entry_trylock_absent(struct vmcoh_entries *entries, pgoff_t index);
 void vmcoh_entry_unlock(struct vmcoh_entries *entries, pgoff_t index,
 			unsigned long flags);
 unsigned long vmcoh_entries_remove(struct vmcoh_dev *dev, pgoff_t first,
@@ -550,6 +556,7 @@ void vmcoh_load_finish_copy(struct vmcoh_req *load, struct page **pages);
 
 int vmcoh_load_block(struct vmcoh_dev *dev, pgoff_t index,
 		     struct vmcoh_req **loadp);
+void vmcoh_readahead(struct vmcoh_dev *dev, pgoff_t index);
 int vmcoh_backing_invalidate(struct vmcoh_dev *dev, loff_t offset,
 			     loff_t len);
 bool vmcoh_backing_drop_all(struct vmcoh_dev *dev);
@@ -639,6 +646,8 @@ int vmcoh_window_init(struct vmcoh_dev *dev);
 void vmcoh_window_stop(struct vmcoh_dev *dev);
 void vmcoh_window_destroy(struct vmcoh_dev *dev);
 int vmcoh_window_reserve(struct vmcoh_dev *dev, pgoff_t index);
+bool vmcoh_window_reads_ahead(struct vmcoh_dev *dev);
+void vmcoh_window_want_range(struct vmcoh_dev *dev);
 struct page *vmcoh_window_resident(struct vmcoh_dev *dev, pgoff_t first);
 void vmcoh_window_touch(struct vmcoh_dev *dev, pgoff_t index);
 struct page *vmcoh_window_publish(struct vmcoh_dev *dev, pgoff_t index,

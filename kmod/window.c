@@ -340,7 +340,8 @@ static bool window_wants_reclaim(struct vmcoh_window *w)
 
 	return nr_free < window_reserve_now(w) ||
 	       READ_ONCE(w->shrink_target) ||
-	       (!nr_free && atomic_read(&w->waiters));
+	       (!nr_free && (atomic_read(&w->waiters) ||
+			     READ_ONCE(w->ahead_wants)));
 }
 
 static void window_kick(struct vmcoh_dev *dev)
@@ -416,6 +417,38 @@ int vmcoh_window_reserve(struct vmcoh_dev *dev, pgoff_t index)
 	if (IS_ERR(range))
 		return PTR_ERR(range);
 	return range ? 0 : -ENOSPC;
+}
+
+/*
+ * Readahead takes a range for the region after the reader's, and asks the
+ * worker for one if none is free: in a pool of fewer ranges the range that
+ * goes may be the reader's own, or the one it is about to read again.
+ */
+#define WINDOW_AHEAD_MIN_RANGES	4
+
+/**
+ * vmcoh_window_reads_ahead - may readahead take ranges of this window?
+ * @dev: the device
+ *
+ * Return: true if it has a window of at least WINDOW_AHEAD_MIN_RANGES.
+ */
+bool vmcoh_window_reads_ahead(struct vmcoh_dev *dev)
+{
+	return vmcoh_window_enabled(dev) &&
+	       dev->window.nr_ranges >= WINDOW_AHEAD_MIN_RANGES;
+}
+
+/**
+ * vmcoh_window_want_range - readahead found no free range: ask for one
+ * @dev: the device, with a window
+ *
+ * Readahead never waits for a range; the worker reclaims one for its next
+ * try (backing.c), as it does for a fault that waits.
+ */
+void vmcoh_window_want_range(struct vmcoh_dev *dev)
+{
+	WRITE_ONCE(dev->window.ahead_wants, true);
+	window_kick(dev);
 }
 
 /**
@@ -973,6 +1006,7 @@ static void window_work(struct work_struct *work)
 		cond_resched();
 	}
 	WRITE_ONCE(w->shrink_target, 0);
+	WRITE_ONCE(w->ahead_wants, false);
 	/* Whatever happened, a waiter may now find a range, or give up. */
 	window_wake(w);
 }

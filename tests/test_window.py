@@ -15,6 +15,10 @@ mapping of one page, partial punches and shrinks, a punch waiting for a
 PMD fault that holds its region, PMD and PTE faults mixed with punches and
 writes, and a backed object's PMD stores reaching the server at fsync.
 
+Then, with window_mb=16, async readahead: a mapped pass and read(2) of 1 MiB
+send each region before the reader gets there, once, and an invalidation
+of part of a region sent ahead drops that part of its answer.
+
 The safe module must pass all of them with a clean kernel log.
 unsafe=pmd_downgrade_no_unmap, which removes a 2 MiB entry without
 unmapping its PMDs, must be caught by the downgrade scenario, and
@@ -59,6 +63,13 @@ SCENARIOS = {
     "StressWritersAndReaderProcessesOverFourTimesTheWindowWithRuns",
     "MappedPassesOverFourTimesTheWindowLoadRunsAndStayWithinIt",
 }
+# Async readahead (issue 17), with window_mb=16.
+READAHEAD_SCENARIOS = {
+    "PassesMappedByPtesSendEachRegionBeforeTheReaderGetsThere",
+    "APassMappedByPmdsSendsEachRegionBeforeTheReaderGetsThere",
+    "ReadsOfOneMiBSendTheNextRegionAsFaultsDo",
+    "AnInvalidationOfARegionSentAheadDropsThatPartOfItsAnswer",
+}
 PMD_SCENARIOS = {
     "ReadsOfAResidentRegionMapItWithOnePmd",
     "ARegionWithAHoleIsMappedByPtes",
@@ -100,7 +111,8 @@ def run_window(results_dir, kernel, which, **kwargs):
     assert module.exists(), f"{module} missing: make module-{kernel}"
     out = results_dir / f"window-{kernel}"
     out.mkdir(exist_ok=True)
-    runs = ["pmd_downgrade_no_unmap", "reuse_pinned"] if which == "variants" else [which]
+    runs = {"variants": ["pmd_downgrade_no_unmap", "reuse_pinned"],
+            "safe": ["safe", "readahead"]}.get(which, [which])
     for run in runs:
         (out / f"window-{run}.json").unlink(missing_ok=True)
     proc = vmrun(["tests/guest/window.sh", out, module, which], log=f"window-{which}-{kernel}",
@@ -113,8 +125,10 @@ def run_window(results_dir, kernel, which, **kwargs):
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_window_and_pmd_scenarios_pass(built, results_dir, kernel):
-    found = run_window(results_dir, kernel, "safe")[1]["safe"]
-    assert set(found) == SCENARIOS | PMD_SCENARIOS
+    runs = run_window(results_dir, kernel, "safe")[1]
+    assert set(runs["readahead"]) == READAHEAD_SCENARIOS
+    found = runs["safe"] | runs["readahead"]
+    assert set(found) == SCENARIOS | PMD_SCENARIOS | READAHEAD_SCENARIOS
     for name, (failures, seconds, properties) in sorted(found.items()):
         assert not failures, f"safe module failed {name}:\n{failures}"
         print(f"{kernel} safe: {name} passed in {seconds:.3f} s {properties}")

@@ -306,7 +306,11 @@ struct vmcoh_hold {
  * run, and a miss right after at least VMCOH_LOAD_RUN_MIN resident blocks
  * in a row twice their number (a pass that found them resident), up to
  * the rest of the region - so a sequential pass costs about one round
- * trip per region once it is under way.  Each block of the run is
+ * trip per region once it is under way.  With a window, such a pass also
+ * reads ahead: the miss that loads the rest of a region sends the LOAD of
+ * the next region too, and when the pass reaches that region, the one
+ * after it is sent (loads_ahead counts these), so the server answers one
+ * region while the reader goes through the one before.  Each block of the run is
  * loading on its own: a task that wants any of them waits for the one
  * request, an invalidation of part of the run discards the answer for that
  * part only, and blocks already resident are left out of the run.
@@ -401,7 +405,9 @@ struct vmcoh_backing_stats {
 	__u64 drop_waits;		/* faults and I/O that waited for a DROP */
 	__u64 blocks_dirty;		/* dirty blocks now */
 	__u64 load_blocks;		/* blocks the LOADs sent asked for */
-	__u64 reserved[1];
+	__u64 loads_ahead;		/* LOADs sent ahead of a sequential
+					 * reader (of those in loads)
+					 */
 };
 
 /*

@@ -131,6 +131,26 @@ class WindowRunsTest : public WindowTest {
   }
 };
 
+// Async readahead (kmod/backing.c): a window of at least four ranges.  tests/guest/window.sh runs
+// these with window_mb=16; with its usual two ranges they skip.
+class WindowReadaheadTest : public WindowRunsTest {
+ protected:
+  void SetUp() override {
+    WindowRunsTest::SetUp();
+    if (!IsSkipped() && ranges_ < 4) {
+      GTEST_SKIP() << "readahead needs window_mb >= 8 (tests/guest/window.sh runs it with 16)";
+    }
+  }
+  // A mapped pass from region `region0` through four regions (below).
+  void expect_a_pass_reads_ahead(const Mapping& shared, std::uint64_t region0, std::uint64_t pass);
+  // Each block of the first `regions` regions was loaded exactly once.
+  void expect_each_loaded_once(std::uint64_t regions) const {
+    for (std::uint64_t b = 0; b < regions * kRangeBlocks; ++b) {
+      ASSERT_EQ(server().loads(b), 1U) << "block " << b;
+    }
+  }
+};
+
 class WindowHoldTest : public WindowTest {
  protected:
   void SetUp() override {
@@ -385,6 +405,95 @@ TEST_F(WindowRunsTest, MappedPassesOverFourTimesTheWindowLoadRunsAndStayWithinIt
   EXPECT_EQ(window().range_wait_timeouts, 0U);
   RecordProperty("requests", std::to_string(server().requests()));
   RecordProperty("refaults", std::to_string(window().refaults - refaults));
+}
+
+// The miss that loads the rest of a region sends the next region ahead; the pass's fault on
+// that region's first block sends the one after, and so on: each region is requested before the
+// reader gets there, once, and nothing is loaded twice.  Mapped by PMDs (a region sent ahead is
+// resident when the reader gets there), the PMD fault reads ahead.  Mapped by PTEs, the first
+// fault in a region finds no page table and goes to ->fault; a pass again through the same
+// mapping finds them, and fault-around must leave the marked block to ->fault.
+void WindowReadaheadTest::expect_a_pass_reads_ahead(const Mapping& shared, std::uint64_t region0,
+                                                    std::uint64_t pass) {
+  const vmcoh_backing_stats before = backing();
+  const std::uint64_t requests = server().requests();
+  const std::uint64_t start = region0 * kRangeBlocks;
+  for (std::uint64_t b = start; b < start + kRangeBlocks; ++b) {
+    ASSERT_EQ(mapped_block(shared, b), block_stamp(b, 1)) << "block " << b;
+  }
+  EXPECT_TRUE(server().wait_for_loads(start + kRangeBlocks, pass, kWait))
+      << "the region after the first was not sent ahead";
+  EXPECT_EQ(server().loads(start + 2 * kRangeBlocks), pass - 1) << "sent two regions ahead";
+  for (std::uint64_t region = region0 + 1; region < region0 + 4; ++region) {
+    const std::uint64_t first = region * kRangeBlocks;
+    // Resident before the reader gets there: nothing else sends ->fault to its first block.
+    const std::uint64_t published = (region - region0 + 1) * kRangeBlocks;
+    for (const auto deadline = std::chrono::steady_clock::now() + kWait;
+         backing().loads_published - before.loads_published < published &&
+         std::chrono::steady_clock::now() < deadline;) {
+      std::this_thread::sleep_for(1ms);
+    }
+    ASSERT_EQ(mapped_block(shared, first), block_stamp(first, 1));
+    EXPECT_TRUE(server().wait_for_loads(first + kRangeBlocks, pass, kWait))
+        << "reaching region " << region << " did not send the next, in pass " << pass;
+    for (std::uint64_t b = first + 1; b < first + kRangeBlocks; ++b) {
+      ASSERT_EQ(mapped_block(shared, b), block_stamp(b, 1)) << "block " << b;
+    }
+  }
+  for (std::uint64_t b = start; b < start + 4 * kRangeBlocks; ++b) {
+    ASSERT_EQ(server().loads(b), pass) << "block " << b;
+  }
+  EXPECT_EQ(backing().loads_ahead - before.loads_ahead, 4U) << counters();
+  // The first region in six runs (16 to 256 blocks, and the 16 left), then one request each.
+  EXPECT_EQ(server().requests() - requests, 6U + 4U);
+}
+
+TEST_F(WindowReadaheadTest, PassesMappedByPtesSendEachRegionBeforeTheReaderGetsThere) {
+  const Mapping shared = map_all(PROT_READ);
+  ASSERT_EQ(::madvise(shared.data(), shared.size(), MADV_NOHUGEPAGE), 0);
+  expect_a_pass_reads_ahead(shared, 0, 1);
+  // Every block goes; the page tables stay.
+  server().invalidate(0, 5 * kRangeBlocks);
+  expect_a_pass_reads_ahead(shared, 0, 2);
+}
+
+TEST_F(WindowReadaheadTest, APassMappedByPmdsSendsEachRegionBeforeTheReaderGetsThere) {
+  const Mapping shared = map_all(PROT_READ);
+  expect_a_pass_reads_ahead(shared, 8, 1);
+}
+
+TEST_F(WindowReadaheadTest, ReadsOfOneMiBSendTheNextRegionAsFaultsDo) {
+  const vmcoh_backing_stats before = backing();
+  std::vector<std::byte> buf(1 << 20);
+  for (std::uint64_t off = 0; off < 3 * VMCOH_RANGE_SIZE; off += buf.size()) {
+    ASSERT_EQ(::pread(fd(), buf.data(), buf.size(), static_cast<off_t>(off)),
+              static_cast<ssize_t>(buf.size()));
+    const std::uint64_t first = off / kBlock;
+    for (std::uint64_t b = first; b < first + buf.size() / kBlock; b += 97) {
+      PageImage page;
+      std::memcpy(page.bytes(), buf.data() + (b - first) * kBlock, kBlock);
+      ASSERT_EQ(page, block_stamp(b, 1)) << "block " << b;
+    }
+  }
+  expect_each_loaded_once(3);
+  EXPECT_EQ(backing().loads_ahead - before.loads_ahead, 3U) << counters();
+}
+
+// A region sent ahead is loading like any other: an INVALIDATE of part of it, before the answer
+// comes, drops the answer for that part only, and the next read loads it again.
+TEST_F(WindowReadaheadTest, AnInvalidationOfARegionSentAheadDropsThatPartOfItsAnswer) {
+  const std::uint64_t target = kRangeBlocks + 5;
+  server().hold(target);
+  std::vector<std::byte> buf(VMCOH_RANGE_SIZE);
+  ASSERT_EQ(::pread(fd(), buf.data(), buf.size(), 0), static_cast<ssize_t>(buf.size()));
+  ASSERT_TRUE(server().wait_for_loads(target, 1, kWait)) << "region 1 was not sent ahead";
+  EXPECT_TRUE(change_and_invalidate(server(), target, 2));
+  server().release(target);
+  EXPECT_EQ(generation_of(pread_block(fd(), target)), 2U) << "the answer sent before the "
+                                                             "INVALIDATE was installed";
+  EXPECT_EQ(server().loads(target), 2U);
+  EXPECT_EQ(pread_block(fd(), target + 1), block_stamp(target + 1, 1));
+  EXPECT_EQ(server().loads(target + 1), 1U) << "the rest of the answer was dropped too";
 }
 
 // The seed's deadlock, made exact.  The window is full and keeps no reserve.  A fault on a

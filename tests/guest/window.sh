@@ -7,7 +7,8 @@
 # which deadlocks and must be reported by the scenario's watchdog; and
 # ("variants") the 2 MiB scenarios against unsafe=pmd_downgrade_no_unmap,
 # which one must catch, then the pin scenarios against unsafe=reuse_pinned,
-# which every one must catch.
+# which every one must catch.  "safe" also runs the readahead scenarios with
+# window_mb=16 (readahead needs four ranges).
 # Separate runs, because a debug kernel's lockdep also reports the first
 # variant's deadlock: the caller allows splats for it only.
 # $1: directory for the JSON reports; $2: the module (default: ./vmcoh.ko);
@@ -29,7 +30,8 @@ run() {
 	filter=$2
 	shift 2
 	rm -f "$out/window-$name.json"
-	insmod "$module" window_mb="${VMCOH_WINDOW_MB:-4}" test_hooks=1 "$@"
+	insmod "$module" window_mb="${window_mb:-${VMCOH_WINDOW_MB:-4}}" \
+		test_hooks="${test_hooks:-1}" "$@"
 	rc=0
 	"$gtest" --gtest_filter="$filter" \
 		--gtest_output="json:$out/window-$name.json" || rc=$?
@@ -38,7 +40,13 @@ run() {
 }
 
 case $which in
-safe) run safe 'Pmd*:WindowTest.*:WindowRunsTest.*:WindowHoldTest.*:DeviceTest.Window*' ;;
+safe)
+	run safe 'Pmd*:WindowTest.*:WindowRunsTest.*:WindowHoldTest.*:DeviceTest.Window*'
+	# Readahead needs a window of four ranges or more, and fault-around,
+	# which test_hooks=1 turns off.
+	window_mb=16 test_hooks=0
+	run readahead 'WindowReadaheadTest.*'
+	window_mb= test_hooks= ;;
 reclaim_in_fault) run reclaim_in_fault 'WindowHoldTest.*' unsafe=reclaim_in_fault ;;
 variants)
 	run pmd_downgrade_no_unmap 'PmdTest.*' unsafe=pmd_downgrade_no_unmap

@@ -62,7 +62,7 @@ vmcoh_reply answer(int file, const vmcoh_request& request, std::byte* buffer) {
 
 int main(int argc, char** argv) {
   if (argc < 2 || argc > 3) {
-    std::fprintf(stderr, "usage: %s FILE [DEVICE]\n", argv[0]);
+    (void)std::fprintf(stderr, "usage: %s FILE [DEVICE]\n", argv[0]);
     return 2;
   }
   const int file = ::open(argv[1], O_RDONLY | O_CLOEXEC);
@@ -79,8 +79,8 @@ int main(int argc, char** argv) {
   vmcoh_attach attach{};
   attach.flags = VMCOH_ATTACH_REGIONS;
   if (::ioctl(dev, VMCOH_IOC_ATTACH, &attach) != 0) return fail("VMCOH_IOC_ATTACH");
-  std::fprintf(stderr, "%s: serving %s as %s (%llu bytes)\n", argv[0], argv[1], device,
-               static_cast<unsigned long long>(size.size));
+  (void)std::fprintf(stderr, "%s: serving %s as %s (%llu bytes)\n", argv[0], argv[1], device,
+                     static_cast<unsigned long long>(size.size));
 
   // A run is at most VMCOH_RANGE_SIZE.  Page-aligned buffers: with a window, SERVE pins them
   // and copies each block once, straight where it goes.
