@@ -124,7 +124,8 @@ void vmcoh_req_finish(struct vmcoh_req *req, struct page **blocks, int err)
  * from @index on (readahead), or twice the resident blocks in a row that
  * end right before @index, if there are VMCOH_LOAD_RUN_MIN of them: a pass
  * that read them without missing, since the window kept them (context
- * readahead); or, @ahead, the region from @index (readahead_region());
+ * readahead); or, @ahead, the region from @index (read ahead, or for a
+ * 2 MiB fault);
  * within @index's region, below EOF, and for an object without a window
  * within what max_mb leaves.  Only for a server that takes runs.  A guess,
  * made without locks: the entries decide what the load takes
@@ -184,10 +185,14 @@ static bool load_run(struct vmcoh_dev *dev, pgoff_t index, bool ahead,
 
 static void readahead_from(struct vmcoh_dev *dev, pgoff_t index);
 
+/* What a load takes: a run after a miss, a region read ahead, a region. */
+enum load_how { LOAD_MISS, LOAD_AHEAD, LOAD_REGION };
+
 static struct vmcoh_req *load_start(struct vmcoh_dev *dev, pgoff_t index,
-				    unsigned long flags, bool ahead)
+				    unsigned long flags, enum load_how how)
 {
 	struct vmcoh_req *load = vmcoh_req_new(dev, index, VMCOH_REQ_LOAD);
+	bool follows = index == READ_ONCE(dev->backing.ra_next);
 	pgoff_t first, last;
 	bool seq;
 	int err;
@@ -208,7 +213,7 @@ static struct vmcoh_req *load_start(struct vmcoh_dev *dev, pgoff_t index,
 	}
 
 	/* In the entries before the server can see it, so it can answer. */
-	seq = load_run(dev, index, ahead, &first, &last);
+	seq = load_run(dev, index, how != LOAD_MISS, &first, &last);
 	vmcoh_entry_start_load(&dev->entries, index, load, &first, &last);
 	load->index = first;
 	load->nr = last - first + 1;
@@ -219,10 +224,11 @@ static struct vmcoh_req *load_start(struct vmcoh_dev *dev, pgoff_t index,
 		vmcoh_load_finish(load, NULL, err);
 		return load;
 	}
-	if (ahead)
+	if (how == LOAD_AHEAD)
 		vmcoh_count(dev, VMCOH_LOADS_AHEAD);
 	/* A sequential pass loads the rest of its region: the next too. */
-	else if (seq && vmcoh_window_reads_ahead(dev) &&
+	else if ((how == LOAD_MISS ? seq : follows) &&
+		 vmcoh_window_reads_ahead(dev) &&
 		 !((last + 1) & (VMCOH_LOAD_RUN_MAX - 1)))
 		readahead_from(dev, index);
 	return load;
@@ -247,7 +253,25 @@ static struct vmcoh_req *load_start(struct vmcoh_dev *dev, pgoff_t index,
 struct vmcoh_req *vmcoh_load_start(struct vmcoh_dev *dev, pgoff_t index,
 				   unsigned long flags)
 {
-	return load_start(dev, index, flags, false);
+	return load_start(dev, index, flags, LOAD_MISS);
+}
+
+/**
+ * vmcoh_load_start_region - load the region from @first, for a 2 MiB fault
+ * @dev: the device, backed by a server that takes runs, with a window
+ * @first: a region's first index, whose entry lock the caller holds, its
+ *	   block missing
+ * @flags: the entry's value before the caller locked it
+ *
+ * As vmcoh_load_start(), but the run is the region from @first (up to a
+ * block resident or loading already), as fuse DAX maps 2 MiB per
+ * FUSE_SETUPMAPPING; right after the previous run, the next region is read
+ * ahead too.
+ */
+struct vmcoh_req *vmcoh_load_start_region(struct vmcoh_dev *dev,
+					  pgoff_t first, unsigned long flags)
+{
+	return load_start(dev, first, flags, LOAD_REGION);
 }
 
 /*
@@ -301,7 +325,7 @@ static bool readahead_region(struct vmcoh_dev *dev, pgoff_t index)
 			vmcoh_window_want_range(dev);
 		return false;
 	}
-	load = load_start(dev, index, flags, true);
+	load = load_start(dev, index, flags, LOAD_AHEAD);
 	if (IS_ERR(load)) {
 		vmcoh_entry_unlock(&dev->entries, index, flags);
 		return false;

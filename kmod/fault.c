@@ -598,9 +598,9 @@ enum fault_wait_for {
 };
 
 /*
- * Wait for @what, with the caller's entry lock let go of: a drop or a
- * reclaim may be waiting for it.  @load, for FAULT_WAIT_LOAD, is the load,
- * whose reference this drops.
+ * Wait for @what, at @index, with the caller's entry lock let go of: a drop
+ * or a reclaim may be waiting for it.  @load, for FAULT_WAIT_LOAD, is the
+ * load, which covers @index, and whose reference this drops.
  *
  * A fault that may be retried gives up mmap_lock (or the VMA lock) while
  * it waits, and is retried from the start - every attempt, as for
@@ -620,9 +620,9 @@ enum fault_wait_for {
  * cannot take mmap_lock again) waits holding it, and looks the index up
  * again.
  */
-static vm_fault_t fault_wait(struct vm_fault *vmf, struct vmcoh_dev *dev,
-			     enum fault_wait_for what, struct vmcoh_req *load,
-			     bool *again)
+static vm_fault_t fault_wait_at(struct vm_fault *vmf, struct vmcoh_dev *dev,
+				enum fault_wait_for what, struct vmcoh_req *load,
+				pgoff_t index, bool *again)
 {
 	struct mm_struct *mm = vmf->vma->vm_mm;
 	bool drop = vmf->flags & FAULT_FLAG_ALLOW_RETRY;
@@ -641,13 +641,13 @@ static vm_fault_t fault_wait(struct vm_fault *vmf, struct vmcoh_dev *dev,
 		vmcoh_release_fault_lock(vmf);
 	switch (what) {
 	case FAULT_WAIT_LOAD:
-		err = vmcoh_req_wait(dev, load, vmf->pgoff);
+		err = vmcoh_req_wait(dev, load, index);
 		break;
 	case FAULT_WAIT_DROP:
-		err = vmcoh_drop_wait(dev, vmf->pgoff);
+		err = vmcoh_drop_wait(dev, index);
 		break;
 	case FAULT_WAIT_PIN:
-		err = vmcoh_window_wait_unpinned(dev, vmf->pgoff);
+		err = vmcoh_window_wait_unpinned(dev, index);
 		break;
 	default:
 		err = vmcoh_window_wait(dev);
@@ -661,6 +661,14 @@ static vm_fault_t fault_wait(struct vm_fault *vmf, struct vmcoh_dev *dev,
 		return fault_sigbus(dev);
 	*again = true;
 	return 0;
+}
+
+/* As fault_wait_at(), for the faulting index; a load must cover it. */
+static vm_fault_t fault_wait(struct vm_fault *vmf, struct vmcoh_dev *dev,
+			     enum fault_wait_for what, struct vmcoh_req *load,
+			     bool *again)
+{
+	return fault_wait_at(vmf, dev, what, load, vmf->pgoff, again);
 }
 
 /*
@@ -1017,6 +1025,67 @@ static bool fault_pmd_mark_dirty(struct vmcoh_dev *dev, pgoff_t first,
 	return true;
 }
 
+/*
+ * A 2 MiB fault on a region of a served object that has no block resident:
+ * load the region whole - a server that takes runs is sent the region, as
+ * fuse DAX maps 2 MiB per FUSE_SETUPMAPPING - or wait for the load of it
+ * in flight (read ahead), and have the fault retried, to map the region by
+ * one PMD once it is in, rather than by PTEs after a run of 16 blocks.
+ * The region's first entry stands for the region when it has no block; a
+ * region with some, whose last block is still loading, is being published
+ * by a load, which the fault waits for too.  Any other block resident, or
+ * a drop, and the fault falls back to ->fault, which waits for what needs
+ * waiting for; with no range free, it waits for one, as ->fault does
+ * (never reclaiming).  Return VM_FAULT_FALLBACK,
+ * what fault_wait_at() returned (*@again set to look again, holding the
+ * lock), or an error.
+ */
+static vm_fault_t fault_pmd_load(struct vm_fault *vmf, struct vmcoh_dev *dev,
+				 pgoff_t first, bool *again)
+{
+	pgoff_t last = first + VMCOH_RANGE_PAGES - 1;
+	struct vmcoh_req *load;
+	unsigned long flags;
+	pgoff_t index;
+	void *entry;
+	int err;
+
+	if (!vmcoh_served(dev) || !READ_ONCE(dev->backing.regions))
+		return VM_FAULT_FALLBACK;
+	/*
+	 * A load publishes its run in order: in a region that has some of
+	 * its blocks, the last is the one still loading, if any is.
+	 */
+	index = vmcoh_window_region_empty(dev, first) ? first : last;
+	err = vmcoh_entry_grab(dev, index, &entry);
+	if (err == VMCOH_LOADING) {
+		load = entry;
+		goto wait;
+	}
+	if (err)
+		return vmf_error(err);
+	flags = xa_to_value(entry);
+	if (index != first || vmcoh_drop_pending(dev, first, last) ||
+	    vmcoh_block_lookup(&dev->map, first)) {
+		vmcoh_entry_unlock(&dev->entries, index, flags);
+		return VM_FAULT_FALLBACK;
+	}
+	err = fault_reserve_range(dev, first);
+	if (err) {
+		vmcoh_entry_unlock(&dev->entries, first, flags);
+		return fault_wait_at(vmf, dev, fault_window_wait_for(err),
+				     NULL, first, again);
+	}
+	load = vmcoh_load_start_region(dev, first, flags);
+	if (IS_ERR(load)) {
+		vmcoh_entry_unlock(&dev->entries, first, flags);
+		return VM_FAULT_OOM;
+	}
+wait:
+	/* One request for the region: its failure is the faulting block's. */
+	return fault_wait_at(vmf, dev, FAULT_WAIT_LOAD, load, index, again);
+}
+
 /* ->huge_fault for a PMD: map the region of @vmf by one, or fall back. */
 static vm_fault_t fault_pmd(struct vm_fault *vmf)
 {
@@ -1027,16 +1096,24 @@ static vm_fault_t fault_pmd(struct vm_fault *vmf)
 	unsigned long flags;
 	vm_fault_t ret;
 	void *entry;
+	bool again;
 	pmd_t pmd;
 	int err;
 
 	/* A region marked for readahead sends the next, mapped either way. */
 	if (vmcoh_backed(dev))
 		vmcoh_readahead(dev, first);
-	/* A lockless look first, not to take the region's lock for nothing. */
-	if (!fault_pmd_fits(vmf, dev, first) ||
-	    !vmcoh_window_resident(dev, first))
+retry:
+	if (!fault_pmd_fits(vmf, dev, first))
 		return fault_pmd_fallback(dev);
+	/* A lockless look first, not to take the region's lock for nothing. */
+	if (!vmcoh_window_resident(dev, first)) {
+		again = false;
+		ret = fault_pmd_load(vmf, dev, first, &again);
+		if (again)
+			goto retry;
+		return ret == VM_FAULT_FALLBACK ? fault_pmd_fallback(dev) : ret;
+	}
 
 	err = vmcoh_entry_grab_pmd(dev, first, &entry);
 	if (err == -EBUSY)

@@ -550,6 +550,8 @@ static inline struct vmcoh_req *vmcoh_req_get(struct vmcoh_req *req)
 
 struct vmcoh_req *vmcoh_load_start(struct vmcoh_dev *dev, pgoff_t index,
 				   unsigned long flags);
+struct vmcoh_req *vmcoh_load_start_region(struct vmcoh_dev *dev,
+					  pgoff_t first, unsigned long flags);
 void vmcoh_load_finish(struct vmcoh_req *load, struct page **blocks,
 		       int err);
 void vmcoh_load_finish_copy(struct vmcoh_req *load, struct page **pages);
@@ -649,6 +651,7 @@ int vmcoh_window_reserve(struct vmcoh_dev *dev, pgoff_t index);
 bool vmcoh_window_reads_ahead(struct vmcoh_dev *dev);
 void vmcoh_window_want_range(struct vmcoh_dev *dev);
 struct page *vmcoh_window_resident(struct vmcoh_dev *dev, pgoff_t first);
+bool vmcoh_window_region_empty(struct vmcoh_dev *dev, pgoff_t first);
 void vmcoh_window_touch(struct vmcoh_dev *dev, pgoff_t index);
 struct page *vmcoh_window_publish(struct vmcoh_dev *dev, pgoff_t index,
 				  struct page *src, bool *ours);

@@ -482,6 +482,27 @@ struct page *vmcoh_window_resident(struct vmcoh_dev *dev, pgoff_t first)
 }
 
 /**
+ * vmcoh_window_region_empty - has the region at @first no block in the map?
+ * @dev: the device, with a window
+ * @first: the region's first index
+ *
+ * A hint, for a 2 MiB fault that would load the region whole.
+ *
+ * Return: true if the region has no range, or no block in its range.
+ */
+bool vmcoh_window_region_empty(struct vmcoh_dev *dev, pgoff_t first)
+{
+	struct vmcoh_window_range *range;
+	bool empty;
+
+	rcu_read_lock();
+	range = range_of(&dev->window, range_region(first));
+	empty = !range || !atomic_read(&range->nr_present);
+	rcu_read_unlock();
+	return empty;
+}
+
+/**
  * vmcoh_window_touch - a block of @index's region was mapped or read
  * @dev: the device, with a window
  * @index: the block's index

@@ -66,7 +66,7 @@ SCENARIOS = {
 # Async readahead (issue 17), with window_mb=16.
 READAHEAD_SCENARIOS = {
     "PassesMappedByPtesSendEachRegionBeforeTheReaderGetsThere",
-    "APassMappedByPmdsSendsEachRegionBeforeTheReaderGetsThere",
+    "APassMappedByPmdsLoadsEachRegionWholeAndReadsAhead",
     "ReadsOfOneMiBSendTheNextRegionAsFaultsDo",
     "AnInvalidationOfARegionSentAheadDropsThatPartOfItsAnswer",
 }

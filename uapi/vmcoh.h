@@ -454,7 +454,10 @@ struct vmcoh_backing_stats {
  * downgrades it: every PMD of the region is unmapped, and its pages are
  * mapped by PTEs from then on, until an invalidation of the region.  An
  * invalidation of any part of a region unmaps its PMDs.  mmap(2) of 2 MiB
- * or more picks a 2 MiB-aligned address, as for a DAX file.
+ * or more picks a 2 MiB-aligned address, as for a DAX file.  For a server
+ * that takes runs, a 2 MiB fault on a region with no block resident loads
+ * the region whole (or waits for the load of it sent ahead), then maps it
+ * by one PMD.
  */
 #define VMCOH_RANGE_SIZE		(2ULL << 20)
 

@@ -457,9 +457,28 @@ TEST_F(WindowReadaheadTest, PassesMappedByPtesSendEachRegionBeforeTheReaderGetsT
   expect_a_pass_reads_ahead(shared, 0, 2);
 }
 
-TEST_F(WindowReadaheadTest, APassMappedByPmdsSendsEachRegionBeforeTheReaderGetsThere) {
+// Mapped by PMDs, a 2 MiB fault on a region with nothing resident loads the region whole and maps
+// it by one PMD once it is in; right after the previous region it reads the next ahead, and
+// reaching a region sent ahead - resident, or still loading, which the fault waits for - sends
+// the one after: one request per region, every region mapped by one PMD.
+TEST_F(WindowReadaheadTest, APassMappedByPmdsLoadsEachRegionWholeAndReadsAhead) {
   const Mapping shared = map_all(PROT_READ);
-  expect_a_pass_reads_ahead(shared, 8, 1);
+  const vmcoh_backing_stats before = backing();
+  const std::uint64_t requests = server().requests();
+  const std::uint64_t pmd_maps = window().pmd_maps;
+  const std::uint64_t start = 8 * kRangeBlocks;
+  for (std::uint64_t b = start; b < start + 4 * kRangeBlocks; ++b) {
+    ASSERT_EQ(mapped_block(shared, b), block_stamp(b, 1)) << "block " << b;
+  }
+  for (std::uint64_t b = start; b < start + 4 * kRangeBlocks; ++b) {
+    ASSERT_EQ(server().loads(b), 1U) << "block " << b;
+  }
+  // Regions 8 and 9 for their faults, 10 to 12 ahead.
+  EXPECT_EQ(server().requests() - requests, 5U) << counters();
+  EXPECT_EQ(backing().loads_ahead - before.loads_ahead, 3U) << counters();
+  EXPECT_EQ(window().pmd_maps - pmd_maps, 4U) << "a region loaded for a 2 MiB fault, or sent "
+                                                 "ahead, was mapped by PTEs; "
+                                              << counters();
 }
 
 TEST_F(WindowReadaheadTest, ReadsOfOneMiBSendTheNextRegionAsFaultsDo) {
