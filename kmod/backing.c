@@ -125,12 +125,11 @@ void vmcoh_req_finish(struct vmcoh_req *req, struct page **blocks, int err)
  * end right before @index, if there are VMCOH_LOAD_RUN_MIN of them: a pass
  * that read them without missing, since the window kept them (context
  * readahead); or, @ahead, the region from @index (read ahead, or for a
- * 2 MiB fault);
- * within @index's region, below EOF, and for an object without a window
- * within what max_mb leaves.  Only for a server that takes runs.  A guess,
- * made without locks: the entries decide what the load takes
- * (vmcoh_entry_start_load()).  Return whether it follows a sequential
- * pass (not read-around).
+ * 2 MiB fault); within @index's region, below EOF, and for an object
+ * without a window within what max_mb leaves.  Only for a server that
+ * takes runs.  A guess, made without locks: the entries decide what the
+ * load takes (vmcoh_entry_start_load()).  Return whether it follows a
+ * sequential pass (not read-around).
  */
 static bool load_run(struct vmcoh_dev *dev, pgoff_t index, bool ahead,
 		     pgoff_t *first, pgoff_t *last)
@@ -280,19 +279,19 @@ struct vmcoh_req *vmcoh_load_start_region(struct vmcoh_dev *dev,
  * sequential pass that loads the rest of a region also sends the LOAD of
  * the next region, and marks that region's first block (backing.ra_async);
  * when the pass gets there - a fault, or read(2) - the region after it is
- * sent, and marked.  So the server answers a region
- * while the reader goes through the one before.  Fault-around leaves the
- * marked block to ->fault (fault.c), as filemap_map_pages() leaves a
- * PG_readahead folio to filemap_fault().
+ * sent, and marked.  So the server answers a region while the reader goes
+ * through the one before.  Fault-around leaves the marked block to ->fault
+ * (fault.c), as filemap_map_pages() leaves a PG_readahead folio to
+ * filemap_fault().
  *
  * Nothing waits for these loads, and sending one waits for nothing: the
  * region's first entry is only trylocked, and must have been absent (no
  * PTE to take care of); a range is taken only if one is free - if none is,
  * the worker is asked for one - and a drop in progress is left alone.  If
  * it cannot be sent now, the mark moves to the reader's next fault-around
- * window, to try again there or at the next region.  The entry protocol is the
- * same as for any load: whoever wants a block of the region waits for it,
- * and an invalidation of any part cancels that part.
+ * window, to try again there or at the next region.  The entry protocol
+ * is the same as for any load: whoever wants a block of the region waits
+ * for it, and an invalidation of any part cancels that part.
  */
 
 /*
@@ -361,7 +360,6 @@ static void readahead_from(struct vmcoh_dev *dev, pgoff_t index)
 void vmcoh_readahead(struct vmcoh_dev *dev, pgoff_t index)
 {
 	struct vmcoh_backing *backing = &dev->backing;
-
 	pgoff_t mark = READ_ONCE(backing->ra_async);
 
 	if (likely(index < mark || index - mark >= 2 * VMCOH_LOAD_RUN_MAX))

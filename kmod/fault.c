@@ -465,7 +465,7 @@ static unsigned long fault_map_window(struct vm_fault *vmf,
 	unsigned long flags[VMCOH_FAULT_AROUND_MAX];
 	unsigned long want, locked, present, done, map = 0;
 	unsigned int i, nr;
-	pgoff_t size;
+	pgoff_t size, mark;
 
 	if (first > last)
 		return 0;
@@ -475,9 +475,9 @@ static unsigned long fault_map_window(struct vm_fault *vmf,
 		want &= ~BIT(skip - first);
 	/* A readahead mark is left to ->fault, which may sleep to read ahead. */
 	if (vmcoh_backed(dev)) {
-		skip = READ_ONCE(dev->backing.ra_async);
-		if (skip >= first && skip <= last)
-			want &= ~BIT(skip - first);
+		mark = READ_ONCE(dev->backing.ra_async);
+		if (mark >= first && mark <= last)
+			want &= ~BIT(mark - first);
 	}
 	if (fault_by_page_lock(dev))
 		return fault_map_window_by_page_lock(vmf, dev, first, nr, want);
@@ -1036,9 +1036,8 @@ static bool fault_pmd_mark_dirty(struct vmcoh_dev *dev, pgoff_t first,
  * by a load, which the fault waits for too.  Any other block resident, or
  * a drop, and the fault falls back to ->fault, which waits for what needs
  * waiting for; with no range free, it waits for one, as ->fault does
- * (never reclaiming).  Return VM_FAULT_FALLBACK,
- * what fault_wait_at() returned (*@again set to look again, holding the
- * lock), or an error.
+ * (never reclaiming).  Return VM_FAULT_FALLBACK, what fault_wait_at()
+ * returned (*@again set to look again, holding the lock), or an error.
  */
 static vm_fault_t fault_pmd_load(struct vm_fault *vmf, struct vmcoh_dev *dev,
 				 pgoff_t first, bool *again)

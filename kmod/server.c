@@ -20,8 +20,8 @@
  * copies the answer from the server's memory, or pins it, holding nothing,
  * before it takes the request out of inflight, and then takes an entry
  * lock to install it (backing.c), copying from the pinned pages under
- * blocks.xa_lock, where nothing can fault; RECV copies a STORE's contents to the server
- * holding nothing.  ATTACH publishes a drop of the whole object
+ * blocks.xa_lock, where nothing can fault; RECV copies a STORE's contents
+ * to the server holding nothing.  ATTACH publishes a drop of the whole object
  * (drop_mutex) and then takes io_rwsem exclusive, DETACH takes io_rwsem
  * exclusive; DROP is writeback.c's.
  */
