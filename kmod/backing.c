@@ -56,8 +56,14 @@ static void req_release(struct kref *ref)
 {
 	struct vmcoh_req *req = container_of(ref, struct vmcoh_req, ref);
 
-	if (req->data)
-		__free_page(req->data);
+	unsigned int i;
+
+	for (i = 0; req->copies && i < req->nr; i++) {
+		if (req->copies[i])
+			__free_page(req->copies[i]);
+	}
+	if (req->copies != &req->one_copy)
+		kvfree(req->copies);
 	kfree(req);
 }
 

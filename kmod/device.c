@@ -59,7 +59,7 @@ MODULE_PARM_DESC(test_hooks,
 static char *unsafe = "";
 module_param(unsafe, charp, 0444);
 MODULE_PARM_DESC(unsafe,
-		 "With test_hooks=1, run a broken protocol: lookup_before_lock, unmap_before_remove, no_size_recheck, no_even_cows, free_before_unmap, write_no_invalidate, load_after_invalidate, invalidate_waits_load, drop_under_entry_lock, drop_skips_writeback, reclaim_in_fault, pmd_downgrade_no_unmap, wait_holding_mmap_lock, zero_unmap_after_publish, reuse_pinned or no_store_wait");
+		 "With test_hooks=1, run a broken protocol: lookup_before_lock, unmap_before_remove, no_size_recheck, no_even_cows, free_before_unmap, write_no_invalidate, load_after_invalidate, invalidate_waits_load, drop_under_entry_lock, drop_skips_writeback, reclaim_in_fault, pmd_downgrade_no_unmap, wait_holding_mmap_lock, zero_unmap_after_publish, reuse_pinned, no_store_wait or writeback_copy_before_unmap");
 
 #define VMCOH_FS_MAGIC	0x766d636f	/* "vmco" */
 

@@ -62,6 +62,7 @@ static const char * const unsafe_names[VMCOH_NR_UNSAFE] = {
 	[VMCOH_UNSAFE_ZERO_UNMAP_AFTER_PUBLISH]	= "zero_unmap_after_publish",
 	[VMCOH_UNSAFE_REUSE_PINNED]		= "reuse_pinned",
 	[VMCOH_UNSAFE_NO_STORE_WAIT]		= "no_store_wait",
+	[VMCOH_UNSAFE_WB_COPY_BEFORE_UNMAP]	= "writeback_copy_before_unmap",
 };
 
 enum hold_state {
@@ -88,7 +89,8 @@ static bool hold_is_fault_point(unsigned int point)
 {
 	return point <= VMCOH_HOLD_FAULT_BEFORE_PTE ||
 	       point == VMCOH_HOLD_FAULT_ALLOCATED ||
-	       point == VMCOH_HOLD_MKWRITE_LOCKED;
+	       point == VMCOH_HOLD_MKWRITE_LOCKED ||
+	       point == VMCOH_HOLD_WRITEBACK_CLEARED;
 }
 
 /* Whether park number @park at @slot has been ended by someone else. */

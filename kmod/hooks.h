@@ -53,6 +53,15 @@ static __always_inline void vmcoh_hold_drop(struct vmcoh_dev *dev,
 			     BIT_ULL(op));
 }
 
+/* Park here if userspace armed @point, a point of no ops, for an index in range. */
+static __always_inline void vmcoh_hold_range(struct vmcoh_dev *dev,
+					     unsigned int point, pgoff_t first,
+					     pgoff_t last)
+{
+	if (static_branch_unlikely(&vmcoh_test_hooks))
+		__vmcoh_hold(dev, point, first, last, 0);
+}
+
 extern unsigned int vmcoh_fail_range_alloc;
 
 /*

@@ -132,7 +132,8 @@ static long ioctl_get_info(struct vmcoh_dev *dev, void __user *arg)
 			    VMCOH_FEATURE_BACKING |
 			    VMCOH_FEATURE_WRITEBACK |
 			    VMCOH_FEATURE_LOAD_RUNS |
-			    VMCOH_FEATURE_SERVE,
+			    VMCOH_FEATURE_SERVE |
+			    VMCOH_FEATURE_STORE_RUNS,
 		.unsafe = vmcoh_unsafe_variant,
 		.backing = READ_ONCE(dev->backing.state),
 	};

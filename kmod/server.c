@@ -253,14 +253,18 @@ static long server_attach(struct file *file, void __user *arg)
 	struct vmcoh_dev *dev = file->private_data;
 	struct vmcoh_backing *backing = &dev->backing;
 	unsigned int was;
-	bool writable, regions;
+	bool writable, regions, store_runs;
 	long ret;
 
-	ret = attach_arg(arg, VMCOH_ATTACH_WRITABLE | VMCOH_ATTACH_REGIONS);
+	ret = attach_arg(arg, VMCOH_ATTACH_WRITABLE | VMCOH_ATTACH_REGIONS |
+			 VMCOH_ATTACH_STORE_RUNS);
 	if (ret < 0)
 		return ret;
 	writable = ret & VMCOH_ATTACH_WRITABLE;
 	regions = ret & VMCOH_ATTACH_REGIONS;
+	store_runs = ret & VMCOH_ATTACH_STORE_RUNS;
+	if (store_runs && !writable)
+		return -EINVAL;
 
 	/*
 	 * Faults, read(2) and write(2) wait while the object changes hands,
@@ -284,6 +288,7 @@ static long server_attach(struct file *file, void __user *arg)
 	} else {
 		WRITE_ONCE(backing->writable, writable);
 		WRITE_ONCE(backing->regions, regions);
+		WRITE_ONCE(backing->store_runs, store_runs);
 		WRITE_ONCE(backing->ra_blocks, 0);
 		WRITE_ONCE(backing->ra_async, ULONG_MAX);
 		WRITE_ONCE(backing->state, VMCOH_BACKING_SERVED);
@@ -411,12 +416,17 @@ static struct vmcoh_req *server_next(struct vmcoh_backing *backing,
 /* Copy a STORE's contents to the server's buffer; 0 or -EFAULT. */
 static int recv_store_data(struct vmcoh_req *store, u64 buf)
 {
-	void *src = kmap_local_page(store->data);
-	int err = copy_to_user(u64_to_user_ptr(buf), src, PAGE_SIZE) ?
-		  -EFAULT : 0;
+	unsigned long left = 0;
+	unsigned int i;
+	void *src;
 
-	kunmap_local(src);
-	return err;
+	for (i = 0; i < store->nr && !left; i++) {
+		src = kmap_local_page(store->copies[i]);
+		left = copy_to_user(u64_to_user_ptr(buf + i * PAGE_SIZE), src,
+				    PAGE_SIZE);
+		kunmap_local(src);
+	}
+	return left ? -EFAULT : 0;
 }
 
 /*

@@ -218,6 +218,7 @@ struct vmcoh_backing {
 	unsigned int state;		/* VMCOH_BACKING_* */
 	bool writable;			/* the server takes STOREs */
 	bool regions;			/* ... and LOADs of runs of blocks */
+	bool store_runs;		/* ... and STOREs of runs */
 	struct file *server;		/* the attached server's file */
 	fl_owner_t server_files;	/* the descriptor table that ATTACHed */
 	struct pid *receiver;		/* the one task that RECVs, if one */
@@ -263,10 +264,14 @@ struct vmcoh_req {
 	int status;			/* when done: 0 or -EIO */
 	/* A LOAD, when done: the blocks of the run that failed, wanted. */
 	DECLARE_BITMAP(failed, VMCOH_LOAD_RUN_MAX);
-	struct page *data;		/* STORE: the contents, freed with it */
-	struct page *block;		/* STORE: the block copied, referenced
-					 * until the STORE ends
-					 */
+	/*
+	 * A STORE: copies[i] is the contents of block i of the run, freed
+	 * with the request; blocks[i] the block copied, referenced until the
+	 * STORE ends.  One block's pair is one_copy and one_block.
+	 */
+	struct page **copies;
+	struct page **blocks;
+	struct page *one_copy, *one_block;
 	struct list_head queued;	/* on backing.queue till received */
 	struct completion done;
 };

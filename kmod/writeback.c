@@ -9,23 +9,27 @@
  * notification: every PTE is installed read-only first).  The mark lives in
  * the block map (VMCOH_BLOCK_DIRTY), so it outlives the index's entry.
  *
- * Writeback (fsync, and the first half of a DROP) sends each dirty block to
- * the server in a STORE.  For each block, under io_rwsem shared (no
- * write(2)) and the entry lock (no ->page_mkwrite):
+ * Writeback (fsync, and the first half of a DROP) sends the dirty blocks to
+ * the server in STOREs: one per block, or, for a server that takes runs
+ * (VMCOH_ATTACH_STORE_RUNS), one per run of dirty blocks in a row within a
+ * region.  For each run, under io_rwsem shared (no write(2)):
  *
- *   1. clear the DIRTY mark;
- *   2. unmap the index, which write-protects it again: the next store
+ *   1. clear each block's DIRTY mark under its entry lock (no
+ *      ->page_mkwrite), and take a reference to the block;
+ *   2. unmap the run, once, which write-protects it again: the next store
  *      through a mapping must pass ->page_mkwrite and mark it again;
- *   3. copy the block into the STORE.
+ *   3. copy the blocks into the STORE.
  *
- * Then both locks are dropped and the STORE is sent and waited for, so
- * stores to the block go on meanwhile: they dirty it again, and the next
- * writeback sends them.  What was written before step 2 is in the copy,
- * what is written after it sets the mark.  A STORE that fails marks its
- * block dirty again, if it is still the block of its index.  wb_mutex makes
- * writebacks take turns: one that finds a block clean must not report it
- * safe while the STORE that cleaned it is unanswered, and the STOREs of a
- * block reach the server in the order of their copies.
+ * Then io_rwsem is dropped and the STORE is sent and waited for, so stores
+ * to the blocks go on meanwhile: they dirty them again, and the next
+ * writeback sends them.  A store through a PTE that was writable before
+ * step 2 is in the copy; any later one faults, and ->page_mkwrite marks its
+ * block again - as it does for a store between steps 1 and 2, whose PTE
+ * step 2 then removes.  A STORE that fails marks its blocks dirty again,
+ * those still the blocks of their indices.  wb_mutex makes writebacks take
+ * turns: one that finds a block clean must not report it safe while the
+ * STORE that cleaned it is unanswered, and the STOREs of a block reach the
+ * server in the order of their copies.
  *
  * DROP gives up the range, as an OCFS2 node gives up its cluster lock
  * (../shared/seeds/lkml-2005-ocfs2-page-lock-ordering.txt):
@@ -63,8 +67,12 @@
 #include "hooks.h"
 #include "vmcoh.h"
 
-/* STOREs a writeback has in flight at once. */
+/*
+ * What a writeback has in flight at once: STOREs, and blocks copied into
+ * them (2 MiB of copies).
+ */
 #define WB_BATCH	16
+#define WB_BLOCKS	VMCOH_RANGE_PAGES
 
 /**
  * vmcoh_store_finish - end @store, and drop the channel's reference
@@ -74,61 +82,161 @@
 void vmcoh_store_finish(struct vmcoh_req *store, int err)
 {
 	struct vmcoh_dev *dev = store->dev;
+	unsigned int i;
 
-	if (err) {
+	if (err)
 		vmcoh_count(dev, VMCOH_STORES_FAILED);
+	for (i = 0; i < store->nr; i++) {
 		/* Not kept: dirty again, unless an invalidation took it. */
-		vmcoh_block_mark_dirty(dev, store->index, store->block);
+		if (err)
+			vmcoh_block_mark_dirty(dev, store->index + i,
+					       store->blocks[i]);
+		/*
+		 * The blocks are let go of before the writeback sees the end,
+		 * not with the last reference to the request: a window's
+		 * reclaim gives its range back right after the writeback, only
+		 * if no page of it is referenced (window.c).
+		 */
+		put_page(store->blocks[i]);
+		store->blocks[i] = NULL;
 	}
-	/*
-	 * The block is let go of before the writeback sees the end, not
-	 * with the last reference to the request: a window's reclaim gives
-	 * its range back right after the writeback, only if no page of it
-	 * is referenced (window.c).
-	 */
-	put_page(store->block);
-	store->block = NULL;
 	store->status = err ? -EIO : 0;
 	complete_all(&store->done);
 	vmcoh_req_put(store);
 }
 
 /*
- * Steps 1 to 3 for the block of @index, with io_rwsem held shared, and send
- * the STORE.  Return it (the caller's reference), NULL if the block is not
- * dirty, or an ERR_PTR.
+ * A STORE of up to @max blocks from @index, with room for their copies and
+ * references; NULL for want of memory.
  */
-static struct vmcoh_req *writeback_one(struct vmcoh_dev *dev, pgoff_t index)
+static struct vmcoh_req *store_new(struct vmcoh_dev *dev, pgoff_t index,
+				   unsigned int max)
 {
 	struct vmcoh_req *store = vmcoh_req_new(dev, index, VMCOH_REQ_STORE);
+
+	if (!store)
+		return NULL;
+	store->nr = 0;
+	if (max == 1) {
+		store->copies = &store->one_copy;
+		store->blocks = &store->one_block;
+		return store;
+	}
+	store->copies = kvcalloc(2 * max, sizeof(*store->copies), GFP_KERNEL);
+	if (!store->copies) {
+		/* Never sent: both references are ours. */
+		vmcoh_req_put(store);
+		vmcoh_req_put(store);
+		return NULL;
+	}
+	store->blocks = store->copies + max;
+	return store;
+}
+
+/*
+ * Step 1 for the block of @index, and the STORE's hold on it: with the
+ * entry lock, clear the mark and take a reference to the block.  The copy
+ * is allocated first, with no lock held; past the first block of a run it
+ * may fail rather than reclaim, which ends the run.  Return 0 with the
+ * block taken as block @store->nr of @store, 1 if it is not dirty (or
+ * being loaded: invalidated under our feet), or -ENOMEM.
+ */
+static int writeback_take(struct vmcoh_dev *dev, pgoff_t index,
+			  struct vmcoh_req *store)
+{
+	gfp_t gfp = store->nr ? GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN :
+		    GFP_KERNEL;
+	struct page *copy = alloc_page(gfp);
 	struct page *block = NULL;
 	void *entry;
 	int err;
 
-	if (!store)
-		return ERR_PTR(-ENOMEM);
-	store->data = alloc_page(GFP_KERNEL);
-	err = store->data ? vmcoh_entry_grab(dev, index, &entry) : -ENOMEM;
+	if (!copy)
+		return -ENOMEM;
+	err = vmcoh_entry_grab(dev, index, &entry);
 	if (err == VMCOH_LOADING) {
-		/* Not resident, so not dirty: invalidated under our feet. */
 		vmcoh_req_put(entry);
 	} else if (!err) {
 		block = vmcoh_block_clear_dirty(&dev->map, index);
-		if (block) {
-			unmap_mapping_pages(dev->mapping, index, 1, false);
-			vmcoh_count(dev, VMCOH_RANGED_UNMAPS);
-			copy_highpage(store->data, block);
+		if (block)
 			get_page(block);
-			store->block = block;
-		}
 		vmcoh_entry_unlock(&dev->entries, index, xa_to_value(entry));
 	}
 	if (!block) {
+		__free_page(copy);
+		return err < 0 ? err : 1;
+	}
+	store->copies[store->nr] = copy;
+	store->blocks[store->nr] = block;
+	store->nr++;
+	return 0;
+}
+
+/* Step 3: the run's contents, into the STORE. */
+static void writeback_copy(struct vmcoh_req *store)
+{
+	unsigned int i;
+
+	for (i = 0; i < store->nr; i++)
+		copy_highpage(store->copies[i], store->blocks[i]);
+}
+
+/*
+ * Steps 1 to 3 for the dirty block of @index and, for a server that takes
+ * runs, the dirty blocks right after it in its region, at most @room and
+ * up to @last; with io_rwsem held shared (no write(2)).  Send the STORE,
+ * and return it (the caller's reference), NULL if the block is not dirty,
+ * or an ERR_PTR.
+ *
+ * Each block's mark is cleared under its entry lock; then one ranged
+ * unmap write-protects the run, and the blocks are copied.  A store
+ * through a mapping between the two lands before the copy; one after the
+ * unmap faults, and ->page_mkwrite marks its block again.
+ */
+static struct vmcoh_req *writeback_run(struct vmcoh_dev *dev, pgoff_t index,
+				       pgoff_t last, unsigned int room)
+{
+	struct vmcoh_req *store;
+	unsigned int max = 1;
+	bool copied;
+	pgoff_t next;
+	int err = 0;
+
+	if (READ_ONCE(dev->backing.store_runs))
+		max = min3((pgoff_t)room, last - index + 1,
+			   VMCOH_RANGE_PAGES - (index & (VMCOH_RANGE_PAGES - 1)));
+	store = store_new(dev, index, max);
+	if (!store)
+		return ERR_PTR(-ENOMEM);
+	while (store->nr < max) {
+		next = index + store->nr;
+		if (store->nr && !vmcoh_blocks_dirty(&dev->map, &next, next))
+			break;
+		err = writeback_take(dev, index + store->nr, store);
+		if (err)
+			break;
+	}
+	if (!store->nr) {
 		/* Never sent: both references are ours. */
 		vmcoh_req_put(store);
 		vmcoh_req_put(store);
 		return err < 0 ? ERR_PTR(err) : NULL;
 	}
+
+	/*
+	 * unsafe=writeback_copy_before_unmap: a store through a PTE still
+	 * writable lands after the copy, in a block no longer dirty.
+	 */
+	copied = vmcoh_unsafe(VMCOH_UNSAFE_WB_COPY_BEFORE_UNMAP);
+	if (copied)
+		writeback_copy(store);
+	vmcoh_hold_range(dev, VMCOH_HOLD_WRITEBACK_CLEARED, index,
+			 index + store->nr - 1);
+	unmap_mapping_pages(dev->mapping, index, store->nr, false);
+	vmcoh_count(dev, VMCOH_RANGED_UNMAPS);
+	if (!copied)
+		writeback_copy(store);
+
 	err = vmcoh_server_submit(dev, store);
 	if (err)
 		vmcoh_store_finish(store, err);
@@ -159,25 +267,30 @@ static int writeback_range(struct vmcoh_dev *dev, pgoff_t first,
 			   pgoff_t last)
 {
 	struct vmcoh_req *stores[WB_BATCH];
+	unsigned int i, nr, blocks;
 	pgoff_t index = first;
-	unsigned int i, nr;
 	bool more = true;
 	int err = 0;
 
 	lockdep_assert_held(&dev->backing.wb_mutex);
 	while (more && !err) {
 		nr = 0;
+		blocks = 0;
 		if (down_read_killable(&dev->io_rwsem))
 			return -EINTR;
-		while (nr < WB_BATCH &&
+		while (nr < WB_BATCH && blocks < WB_BLOCKS &&
 		       (more = vmcoh_blocks_dirty(&dev->map, &index, last))) {
-			stores[nr] = writeback_one(dev, index);
+			stores[nr] = writeback_run(dev, index, last,
+						   WB_BLOCKS - blocks);
 			if (IS_ERR(stores[nr])) {
 				err = PTR_ERR(stores[nr]);
 				break;
 			}
-			if (stores[nr])
+			if (stores[nr]) {
+				index += stores[nr]->nr - 1;
+				blocks += stores[nr]->nr;
 				nr++;
+			}
 			more = index++ != last;
 			if (!more)
 				break;

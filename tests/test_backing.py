@@ -10,6 +10,8 @@ lives elsewhere against the safe module and against each unsafe variant:
   under stress, and lock-drop-vs-fault, driven by hold points, whose unsafe
   variant deadlocks and must be reported, with the stuck stacks, by the
   scenario's watchdog instead of hanging the run;
+- a store into a run of dirty blocks while writeback sends it in one STORE
+  (issue 17): one step by step, driven by a hold point, one under stress;
 - a server in the faulting process: a retried fault that waits for it must
   not hold mmap_lock, or an mmap(2) there waits for the server, whose own
   page faults wait for the mmap.
@@ -35,6 +37,8 @@ RUN = "ALoadOfARunInvalidatedInPartIsRedoneForThatPartOnly"
 RUN_STRESS = "StressNoReadOfARunSeesAGenerationOlderThanTheLastInvalidation"
 DROP = "DirtyDataSurvivesADrop"
 DROP_STRESS = "StressNothingWrittenIsLostAcrossDropsAndFsyncs"
+RUN_STORE = "AStoreBeforeItsRunIsWriteProtectedReachesTheServer"
+RUN_STORE_STRESS = "StressNothingWrittenInRunsIsLostAcrossDropsAndFsyncs"
 DEADLOCK = "ADropDoesNotWaitForAFaultThatWaitsForIt"
 MMAP_LOCK = "AFaultWaitingForTheServerAgainLetsGoOfMmapLock"
 # Interleavings driven by hold points, run on the safe module only.
@@ -59,6 +63,8 @@ VARIANTS = {
         (RUN,), (RUN_STRESS,)),
     "drop_skips_writeback": Variant(
         DROP, "the drop lost what was stored through mmap", DROP_STRESS),
+    "writeback_copy_before_unmap": Variant(
+        RUN_STORE, "a store before its run was write-protected was lost", RUN_STORE_STRESS),
     "drop_under_entry_lock": Variant(
         DEADLOCK, "deadlock: the DROP waits for an entry whose holder waits for the DROP", None),
     "wait_holding_mmap_lock": Variant(
@@ -94,8 +100,8 @@ def test_unsafe_backing_protocols_are_caught(built, results_dir, kernel):
     assert proc.returncode == 0, explain(proc)
 
     safe = results(out / "backing-safe.json")
-    assert set(safe) == {LOAD, LOAD_STRESS, RUN, RUN_STRESS, DROP, DROP_STRESS, DEADLOCK,
-                         MMAP_LOCK} | HOLDS
+    assert set(safe) == {LOAD, LOAD_STRESS, RUN, RUN_STRESS, DROP, DROP_STRESS, RUN_STORE,
+                         RUN_STORE_STRESS, DEADLOCK, MMAP_LOCK} | HOLDS
     for name, result in safe.items():
         assert not result.failures, f"safe module failed {name}:\n{result.failures}"
         print(f"{kernel} safe: {name} passed in {result.seconds:.3f} s {result.properties}")

@@ -51,6 +51,7 @@
 #define VMCOH_FEATURE_PMD		_BITULL(8)	/* 2 MiB mappings, see the window */
 #define VMCOH_FEATURE_LOAD_RUNS		_BITULL(9)	/* VMCOH_ATTACH_REGIONS */
 #define VMCOH_FEATURE_SERVE		_BITULL(10)	/* VMCOH_IOC_SERVE */
+#define VMCOH_FEATURE_STORE_RUNS	_BITULL(11)	/* VMCOH_ATTACH_STORE_RUNS */
 
 /*
  * vmcoh_info.unsafe: the deliberately broken protocol variant the module was
@@ -82,7 +83,10 @@
 #define VMCOH_UNSAFE_NO_STORE_WAIT	16	/* invalidation frees a block a store
 						 * is still mapping
 						 */
-#define VMCOH_NR_UNSAFE			17
+#define VMCOH_UNSAFE_WB_COPY_BEFORE_UNMAP 17	/* writeback copies a run before
+						 * it write-protects it
+						 */
+#define VMCOH_NR_UNSAFE			18
 
 /* What free_before_unmap fills a block with before it lets it go. */
 #define VMCOH_POISON_BYTE		0x6b
@@ -161,7 +165,11 @@ struct vmcoh_stats {
  * BEFORE_UNMAP, BEFORE_FREE; the unsafe variants reorder them with the steps
  * they reorder.  DROP_STARTED fires in a DROP (or a window reclaim, which is
  * one) covering @index once faults and I/O on the range wait for it, before
- * anything is written back; it holds no lock.
+ * anything is written back; it holds no lock.  WRITEBACK_CLEARED fires in a
+ * writeback (fsync, a DROP, a reclaim) whose STORE's run covers @index, once
+ * the run's DIRTY marks are cleared and before the run is write-protected
+ * and copied (unsafe=writeback_copy_before_unmap: copied already), holding
+ * io_rwsem shared.
  *
  * A point is one-shot: the first matching task parks and the point is
  * disarmed.  A park ends when released, after timeout_ms, when the process
@@ -178,7 +186,8 @@ struct vmcoh_stats {
 #define VMCOH_HOLD_DROP_STARTED		8	/* a drop began: nothing written back yet */
 #define VMCOH_HOLD_FAULT_ALLOCATED	9	/* a store published a block in a hole */
 #define VMCOH_HOLD_MKWRITE_LOCKED	10	/* block locked for the core, entry not */
-#define VMCOH_NR_HOLD_POINTS		11
+#define VMCOH_HOLD_WRITEBACK_CLEARED	11	/* a STORE's run: marks cleared */
+#define VMCOH_NR_HOLD_POINTS		12
 
 /* vmcoh_hold.ops, for invalidation points; 0 means any */
 #define VMCOH_HOLD_OP_WRITE		_BITULL(0)
@@ -214,11 +223,14 @@ struct vmcoh_hold {
  *              object is writable; a read-only ATTACH of an object that
  *              holds dirty blocks is -EBUSY.
  *              With VMCOH_ATTACH_REGIONS the server takes LOADs of
- *              several blocks at once (see "Region loads" below).
+ *              several blocks at once (see "Region loads" below); with
+ *              VMCOH_ATTACH_STORE_RUNS, which needs WRITABLE (-EINVAL
+ *              without), STOREs of several (see "Store runs").
  *   RECV       waits for a request and returns it; -EAGAIN at once with
  *              VMCOH_RECV_NONBLOCK (poll() the file for POLLIN instead),
  *              -EINTR on a signal.  A writable server passes in
- *              vmcoh_request.data a buffer of block_size bytes, where a
+ *              vmcoh_request.data a buffer of block_size bytes
+ *              (VMCOH_RANGE_SIZE with VMCOH_ATTACH_STORE_RUNS), where a
  *              STORE's contents are copied (-EINVAL without one).
  *   REPLY      answers a request.  A LOAD: vmcoh_reply.data points at
  *              vmcoh_request.length bytes, the blocks' contents (block_size
@@ -314,6 +326,14 @@ struct vmcoh_hold {
  * loading on its own: a task that wants any of them waits for the one
  * request, an invalidation of part of the run discards the answer for that
  * part only, and blocks already resident are left out of the run.
+ *
+ * Store runs.  A server that ATTACHes with VMCOH_ATTACH_STORE_RUNS is sent
+ * a STORE for each run of dirty blocks in a row, up to VMCOH_RANGE_SIZE,
+ * that never crosses an aligned VMCOH_RANGE_SIZE region: a region written
+ * whole goes back in one round trip.  vmcoh_request.length says how long
+ * the run is, and each request slot's buffer must hold VMCOH_RANGE_SIZE
+ * bytes.  The REPLY (no data) keeps or fails the whole run; a run that
+ * failed stays dirty, all of it.
  */
 #define VMCOH_LOAD_RUN_MIN		16	/* blocks: 64 KiB with 4 KiB pages */
 
@@ -322,6 +342,7 @@ struct vmcoh_hold {
 
 #define VMCOH_ATTACH_WRITABLE		_BITULL(0)	/* take STOREs */
 #define VMCOH_ATTACH_REGIONS		_BITULL(1)	/* take LOADs of runs */
+#define VMCOH_ATTACH_STORE_RUNS		_BITULL(2)	/* take STOREs of runs */
 
 #define VMCOH_RECV_NONBLOCK		_BITULL(0)
 
@@ -335,8 +356,10 @@ struct vmcoh_request {
 	__u64 id;		/* out: quote it in vmcoh_reply.id */
 	__u64 op;		/* out: VMCOH_REQ_* */
 	__u64 offset;		/* out: byte offset of the block */
-	__u64 length;		/* out: block_size; a LOAD's run may be more */
-	__u64 data;		/* in: STORE buffer of block_size bytes */
+	__u64 length;		/* out: block_size; a run may be more */
+	__u64 data;		/* in: STORE buffer of block_size bytes, or
+				 * VMCOH_RANGE_SIZE (store runs)
+				 */
 	__u64 reserved[2];	/* in: must be 0; out: 0 */
 };
 

@@ -351,7 +351,7 @@ static struct vmcoh_req *test_take_store(struct kunit *test, pgoff_t index)
 }
 
 /*
- * Writeback clears the mark before it copies, under the entry lock, and
+ * Writeback clears the mark under the entry lock before it copies, and
  * waits for the answer holding no entry lock: the block may be dirtied
  * again meanwhile, and stays dirty.  The STORE references the block until
  * it ends, and not a moment longer, though the request may live on: a
@@ -370,7 +370,7 @@ static void backing_writeback_copies_and_cleans(struct kunit *test)
 	store = test_take_store(test, 6);
 	KUNIT_EXPECT_EQ(test, page_count(block), refs + 1);
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&dev->map.nr_dirty), 0L);
-	data = kmap_local_page(store->data);
+	data = kmap_local_page(store->copies[0]);
 	KUNIT_EXPECT_EQ(test, data[0], 0x5a);
 	KUNIT_EXPECT_EQ(test, data[PAGE_SIZE - 1], 0x5a);
 	kunmap_local(data);
@@ -399,6 +399,54 @@ static void backing_failed_store_dirties_again(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_STORES_FAILED), 1ULL);
 }
 
+/*
+ * A server that takes runs is sent one STORE for each run of dirty blocks
+ * in a row, never across a region: blocks 3 to 5 and 7, and 511 and 512 on
+ * either side of a region's end, go in four STOREs, each with its blocks'
+ * contents in order.  A run the server did not keep is dirty again, whole.
+ */
+static void backing_writeback_sends_runs(struct kunit *test)
+{
+	static const pgoff_t dirty[] = { 3, 4, 5, 7, 511, 512 };
+	static const struct {
+		pgoff_t index;
+		unsigned int nr;
+	} runs[] = { { 3, 3 }, { 7, 1 }, { 511, 1 }, { 512, 1 } };
+	struct vmcoh_dev *dev = test->priv;
+	struct vmcoh_test_worker *w;
+	struct vmcoh_req *store;
+	unsigned int i, j, k;
+	unsigned long id;
+	u8 *data;
+
+	for (i = 0; i < ARRAY_SIZE(dirty); i++)
+		test_dirty_block(test, dirty[i], 0x30 + i);
+	dev->backing.store_runs = true;
+	w = vmcoh_test_worker_start(test, dev, test_op_writeback, 0, 1023, 0);
+	KUNIT_ASSERT_TRUE(test, vmcoh_test_wait_counter(dev, VMCOH_STORES,
+							ARRAY_SIZE(runs)));
+	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_STORES), (u64)ARRAY_SIZE(runs));
+	for (i = 0, k = 0; i < ARRAY_SIZE(runs); i++) {
+		xa_for_each(&dev->backing.inflight, id, store) {
+			if (store->index == runs[i].index)
+				break;
+		}
+		KUNIT_ASSERT_NOT_ERR_OR_NULL(test, store);
+		KUNIT_EXPECT_EQ(test, store->nr, runs[i].nr);
+		for (j = 0; j < store->nr; j++, k++) {
+			data = kmap_local_page(store->copies[j]);
+			KUNIT_EXPECT_EQ(test, data[0], 0x30 + k);
+			KUNIT_EXPECT_EQ(test, data[PAGE_SIZE - 1], 0x30 + k);
+			kunmap_local(data);
+		}
+		test_take(test, store);
+		vmcoh_store_finish(store, i ? 0 : -EIO);
+	}
+	KUNIT_EXPECT_EQ(test, vmcoh_test_worker_wait(test, w), (long)-EIO);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&dev->map.nr_dirty), 3L);
+	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_STORES_FAILED), 1ULL);
+}
+
 static struct kunit_case vmcoh_backing_cases[] = {
 	KUNIT_CASE(backing_answer_is_installed_and_shared),
 	KUNIT_CASE(backing_invalidated_answer_is_dropped),
@@ -410,6 +458,7 @@ static struct kunit_case vmcoh_backing_cases[] = {
 	KUNIT_CASE(backing_run_grows_on_sequential_misses),
 	KUNIT_CASE(backing_writeback_copies_and_cleans),
 	KUNIT_CASE(backing_failed_store_dirties_again),
+	KUNIT_CASE(backing_writeback_sends_runs),
 	{}
 };
 

@@ -108,12 +108,12 @@ testing::AssertionResult change_and_invalidate(BackingServer& server, std::uint6
 }
 
 void BackingTest::set_up(BackingServer::Access access, std::uint64_t blocks,
-                         BackingServer::Loads loads) {
+                         BackingServer::Loads loads, BackingServer::Stores stores) {
   DeviceTest::SetUp();
   if (IsSkipped()) return;
   install_sigbus_probe();
   if (blocks != kTestBlocks) device::set_size(fd(), blocks * kBlock);
-  server_ = std::make_unique<BackingServer>(device_path(), blocks, access, loads);
+  server_ = std::make_unique<BackingServer>(device_path(), blocks, access, loads, stores);
   fill_server(*server_);
 }
 

@@ -74,7 +74,8 @@ class BackingTest : public DeviceTest {
   // A server for an object of `blocks` blocks (the device is resized first if that is not
   // kTestBlocks).
   void set_up(BackingServer::Access access, std::uint64_t blocks = kTestBlocks,
-              BackingServer::Loads loads = BackingServer::Loads::blocks);
+              BackingServer::Loads loads = BackingServer::Loads::blocks,
+              BackingServer::Stores stores = BackingServer::Stores::blocks);
 
   [[nodiscard]] BackingServer& server() const { return *server_; }
   [[nodiscard]] vmcoh_backing_stats backing() const { return backing_stats(fd()); }

@@ -73,7 +73,7 @@ class WindowTest : public BackingTest {
     if (!window) GTEST_SKIP() << "needs a window: window_mb > 0 (tests/guest/window.sh)";
     ranges_ = window->ranges;
     blocks_ = 4 * ranges_ * kRangeBlocks;
-    set_up(BackingServer::Access::writable, blocks_, loads_);
+    set_up(BackingServer::Access::writable, blocks_, loads_, stores_);
   }
   void TearDown() override {
     if (ranges_ == 0) return;  // skipped before anything was set up
@@ -120,13 +120,16 @@ class WindowTest : public BackingTest {
   std::uint64_t ranges_ = 0;
   std::uint64_t blocks_ = 0;
   BackingServer::Loads loads_ = BackingServer::Loads::blocks;
+  BackingServer::Stores stores_ = BackingServer::Stores::blocks;
 };
 
-// The same, with a server that takes runs (region loads): each miss loads a run of its region.
+// The same, with a server that takes runs (region loads and store runs): each miss loads a run
+// of its region, and a reclaim writes each run of dirty blocks back in one STORE.
 class WindowRunsTest : public WindowTest {
  protected:
   void SetUp() override {
     loads_ = BackingServer::Loads::regions;
+    stores_ = BackingServer::Stores::runs;
     WindowTest::SetUp();
   }
 };
@@ -214,6 +217,25 @@ TEST_F(WindowTest, StoresThroughAMappingSurviveTheReclaimOfTheirRange) {
     const std::optional<PageImage> page = probed_block(shared, b);
     ASSERT_TRUE(page) << "SIGBUS at block " << b;
     EXPECT_EQ(*page, block_stamp(b, 3)) << "block " << b;
+  }
+  expect_within_window();
+}
+
+// A region stored into whole goes back in one STORE when a reclaim takes its range: the reclaim
+// writes back as fsync does.
+TEST_F(WindowRunsTest, AReclaimWritesARegionStoredIntoWholeBackInOneStore) {
+  const Mapping shared = map_all(PROT_READ | PROT_WRITE);
+  for (std::uint64_t b = 0; b < kRangeBlocks; ++b) {
+    const PageImage page = block_stamp(b, 3);
+    std::memcpy(shared.data() + b * kBlock, page.bytes(), kBlock);
+  }
+  for (std::uint64_t b = kRangeBlocks; b < blocks_; b += kRangeBlocks) {
+    ASSERT_TRUE(probed_block(shared, b)) << "SIGBUS at block " << b;
+  }
+  EXPECT_EQ(server().store_requests(), 1U) << "region 0 was not reclaimed in one STORE";
+  EXPECT_EQ(server().stored_blocks(), kRangeBlocks);
+  for (std::uint64_t b = 0; b < kRangeBlocks; ++b) {
+    ASSERT_EQ(server().block(b), block_stamp(b, 3)) << "block " << b << " lost by the reclaim";
   }
   expect_within_window();
 }

@@ -2,6 +2,7 @@
 // store"), with a writable BackingServer.  The drop scenarios are the OCFS2 seed
 // (../shared/seeds/lkml-2005-ocfs2-page-lock-ordering.txt): a node must write back and invalidate
 // before its cluster lock may move, while its own tasks fault on the range.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -15,6 +16,7 @@
 #include <cstring>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -40,7 +42,30 @@ class WritebackTest : public BackingTest {
 
   // fsync(2) of the device: 0 or the errno.
   [[nodiscard]] int fsync_errno() const { return ::fsync(fd()) == 0 ? 0 : errno; }
+
+  // Writers and drops at random over a few blocks (below).
+  void stress_nothing_written_is_lost();
 };
+
+// A server that takes STOREs of runs (VMCOH_ATTACH_STORE_RUNS) and LOADs of runs, over four
+// regions.
+class WritebackRunsTest : public WritebackTest {
+ protected:
+  void SetUp() override {
+    set_up(BackingServer::Access::writable, kRegionTestBlocks, BackingServer::Loads::regions,
+           BackingServer::Stores::runs);
+  }
+};
+
+class WritebackRunsHoldTest : public WritebackRunsTest {
+ protected:
+  void SetUp() override {
+    WritebackRunsTest::SetUp();
+    if (!IsSkipped()) require_test_hooks();
+  }
+};
+
+constexpr std::uint64_t kRegionBlocks = VMCOH_RANGE_SIZE / kBlock;
 
 class WritebackHoldTest : public WritebackTest {
  protected:
@@ -268,7 +293,7 @@ TEST_F(WritebackHoldTest, ADropDoesNotWaitForAFaultThatWaitsForIt) {
 // the mapping or with pwrite, and read each value back; meanwhile the server drops random ranges
 // and fsyncs.  Each read-back must see the last value written, and in the end the server's copy
 // must hold every last value.
-TEST_F(WritebackTest, StressNothingWrittenIsLostAcrossDropsAndFsyncs) {
+void WritebackTest::stress_nothing_written_is_lost() {
   constexpr std::uint64_t kBlocks = 8;
   constexpr int kWriters = 2;
   constexpr std::uint64_t kDrops = 100000;
@@ -333,6 +358,120 @@ TEST_F(WritebackTest, StressNothingWrittenIsLostAcrossDropsAndFsyncs) {
   RecordProperty("drops", std::to_string(drops));
   RecordProperty("writes", std::to_string(writes.load()));
   RecordProperty("stores", std::to_string(backing().stores));
+}
+
+TEST_F(WritebackTest, StressNothingWrittenIsLostAcrossDropsAndFsyncs) {
+  stress_nothing_written_is_lost();
+}
+
+// With runs, each STORE write-protects its run by one unmap after it cleared each block's mark:
+// a store between the two must still reach the server, in the copy or at the next writeback.
+TEST_F(WritebackRunsTest, StressNothingWrittenInRunsIsLostAcrossDropsAndFsyncs) {
+  stress_nothing_written_is_lost();
+}
+
+// The same, step by step: an fsync parks once it has cleared the marks of the run of blocks 4
+// and 5, whose PTEs are still writable; a store to block 4 goes straight in, with no fault.  It
+// must reach the server: the run is write-protected, then copied (kmod/writeback.c).  Copied
+// first (unsafe=writeback_copy_before_unmap), the STORE carries the old contents and the block is
+// clean: the store is lost.
+TEST_F(WritebackRunsHoldTest, AStoreBeforeItsRunIsWriteProtectedReachesTheServer) {
+  const Mapping shared = map(PROT_READ | PROT_WRITE, MAP_SHARED);
+  store_block(shared, 4, block_stamp(4, 2));
+  store_block(shared, 5, block_stamp(5, 2));
+  std::optional<HoldPoint> cleared;
+  cleared.emplace(fd(), VMCOH_HOLD_WRITEBACK_CLEARED, 4, 0, kWait);
+  auto fsync = std::async(std::launch::async, [&] { return fsync_errno(); });
+  ASSERT_TRUE(cleared->wait_parked(kWait));
+  EXPECT_EQ(backing().blocks_dirty, 0U);
+
+  const std::uint64_t mkwrites = stats().mkwrite_faults;
+  store_block(shared, 4, block_stamp(4, 3));
+  EXPECT_EQ(stats().mkwrite_faults, mkwrites) << "the PTE was write-protected already";
+  cleared->release();
+  ASSERT_EQ(fsync.get(), 0);
+  ASSERT_EQ(fsync_errno(), 0);  // sends block 4 again if it is dirty again
+  EXPECT_EQ(server().block(4), block_stamp(4, 3))
+      << "a store before its run was write-protected was lost";
+  EXPECT_EQ(server().block(5), block_stamp(5, 2));
+}
+
+// One STORE for each run of dirty blocks in a row, never across a region: a region written whole
+// goes back in one round trip, and each block of a run is write-protected again.
+TEST_F(WritebackRunsTest, FsyncSendsOneStorePerRunOfDirtyBlocksWithinARegion) {
+  EXPECT_NE(info().features & VMCOH_FEATURE_STORE_RUNS, 0U);
+  const Mapping shared = map(PROT_READ | PROT_WRITE, MAP_SHARED, kRegionTestBlocks * kBlock);
+  std::vector<std::uint64_t> dirty;
+  for (std::uint64_t b = 0; b < kRegionBlocks; ++b) dirty.push_back(b);  // region 0 whole
+  for (const std::uint64_t b : {600, 601, 602, 604}) dirty.push_back(b);
+  for (std::uint64_t b = 1020; b < 1028; ++b) dirty.push_back(b);  // across a region's end
+  for (const std::uint64_t b : dirty) {
+    if (b < 1020) {
+      store_block(shared, b, block_stamp(b, 2));
+    } else {
+      const PageImage page = block_stamp(b, 2);
+      ASSERT_EQ(::pwrite(fd(), page.bytes(), kBlock, static_cast<off_t>(b * kBlock)),
+                static_cast<ssize_t>(kBlock));
+    }
+  }
+  ASSERT_EQ(backing().blocks_dirty, dirty.size());
+
+  const std::uint64_t stores = backing().stores;  // counted since the module was loaded
+  ASSERT_EQ(fsync_errno(), 0);
+  // [0, 512), [600, 603), 604, [1020, 1024), [1024, 1028)
+  EXPECT_EQ(server().store_requests(), 5U);
+  EXPECT_EQ(server().stored_blocks(), dirty.size());
+  EXPECT_EQ(backing().stores - stores, 5U);
+  EXPECT_EQ(backing().blocks_dirty, 0U);
+  for (const std::uint64_t b : dirty) {
+    ASSERT_EQ(server().block(b), block_stamp(b, 2)) << "block " << b;
+    ASSERT_EQ(server().stores(b), 1U) << "block " << b;
+  }
+  EXPECT_EQ(server().stores(603), 0U) << "a clean block went back";
+
+  // Each store must pass ->page_mkwrite again, which marks its block.
+  for (const std::uint64_t b : {5, 300}) store_block(shared, b, block_stamp(b, 3));
+  EXPECT_EQ(backing().blocks_dirty, 2U) << "a block of the run stayed writable";
+  ASSERT_EQ(fsync_errno(), 0);
+  EXPECT_EQ(server().store_requests(), 7U);
+  EXPECT_EQ(server().block(5), block_stamp(5, 3));
+  EXPECT_EQ(server().block(300), block_stamp(300, 3));
+}
+
+// A run the server does not keep stays dirty, all of it, and fsync fails; the next one sends it
+// again.
+TEST_F(WritebackRunsTest, ARunTheServerDoesNotKeepStaysDirtyWhole) {
+  for (std::uint64_t b = 10; b < 20; ++b) {
+    const PageImage page = block_stamp(b, 2);
+    ASSERT_EQ(::pwrite(fd(), page.bytes(), kBlock, static_cast<off_t>(b * kBlock)),
+              static_cast<ssize_t>(kBlock));
+  }
+  server().fail_stores(15, -EIO);
+  const std::uint64_t failed = backing().stores_failed;
+  EXPECT_EQ(fsync_errno(), EIO);
+  EXPECT_EQ(server().store_requests(), 1U);
+  EXPECT_EQ(backing().blocks_dirty, 10U);
+  EXPECT_EQ(backing().stores_failed - failed, 1U);
+  EXPECT_EQ(server().block(10), block_stamp(10, 1)) << "the server kept part of a failed run";
+
+  server().fail_stores(15, 0);
+  ASSERT_EQ(fsync_errno(), 0);
+  EXPECT_EQ(server().store_requests(), 2U);
+  EXPECT_EQ(backing().blocks_dirty, 0U);
+  for (std::uint64_t b = 10; b < 20; ++b) EXPECT_EQ(server().block(b), block_stamp(b, 2));
+}
+
+// Store runs need a writable server: the flag alone is refused before anything else is looked
+// at; with WRITABLE, this object already has a server.
+TEST_F(WritebackRunsTest, StoreRunsNeedAWritableServer) {
+  const Fd other = Fd::open(device_path(), O_RDWR);
+  vmcoh_attach attach{};
+  attach.flags = VMCOH_ATTACH_STORE_RUNS;
+  EXPECT_EQ(::ioctl(other.get(), VMCOH_IOC_ATTACH, &attach), -1);
+  EXPECT_EQ(errno, EINVAL);
+  attach.flags |= VMCOH_ATTACH_WRITABLE;
+  EXPECT_EQ(::ioctl(other.get(), VMCOH_IOC_ATTACH, &attach), -1);
+  EXPECT_EQ(errno, EBUSY);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Inside the VM: the scenarios of backed objects - loads racing invalidation,
-# dirty data across coherence-lock drops, a server in the faulting process -
+# dirty data across coherence-lock drops, stores into a run being written
+# back, a server in the faulting process -
 # with the safe module and with
 # each unsafe variant of the protocol, which they must catch.  test_hooks=1
 # (the variants and hold points need it); load_timeout_ms bounds the stall
@@ -17,6 +18,8 @@ load="$load:RegionBackingTest.ALoadOfARunInvalidatedInPartIsRedoneForThatPartOnl
 load="$load:RegionBackingTest.StressNoReadOfARunSeesAGenerationOlderThanTheLastInvalidation"
 writeback='WritebackTest.DirtyDataSurvivesADrop'
 writeback="$writeback:WritebackTest.StressNothingWrittenIsLostAcrossDropsAndFsyncs"
+runs='WritebackRunsHoldTest.AStoreBeforeItsRunIsWriteProtectedReachesTheServer'
+runs="$runs:WritebackRunsTest.StressNothingWrittenInRunsIsLostAcrossDropsAndFsyncs"
 deadlock='WritebackHoldTest.ADropDoesNotWaitForAFaultThatWaitsForIt'
 mmap_lock='BackingTest.AFaultWaitingForTheServerAgainLetsGoOfMmapLock'
 status=0
@@ -36,11 +39,12 @@ run() {
 }
 
 # The safe module also runs the interleavings driven by hold points.
-run safe "$load:$writeback:$mmap_lock:BackingHoldTest.*:WritebackHoldTest.*:AttachHoldTest.*"
+run safe "$load:$writeback:$runs:$mmap_lock:BackingHoldTest.*:WritebackHoldTest.*:AttachHoldTest.*"
 for variant in load_after_invalidate invalidate_waits_load; do
 	run "$variant" "$load" unsafe="$variant"
 done
 run drop_skips_writeback "$writeback" unsafe=drop_skips_writeback
+run writeback_copy_before_unmap "$runs" unsafe=writeback_copy_before_unmap
 # Not under stress: with nobody to kill the faulting task, it would hang.
 run drop_under_entry_lock "$deadlock" unsafe=drop_under_entry_lock
 run wait_holding_mmap_lock "$mmap_lock" unsafe=wait_holding_mmap_lock

@@ -32,13 +32,14 @@ constexpr std::size_t kBatchRuns = 4;
 }  // namespace
 
 BackingServer::BackingServer(const std::filesystem::path& device, std::uint64_t blocks,
-                             Access access, Loads loads)
+                             Access access, Loads loads, Stores stores)
     : fd_(Fd::open(device, O_RDWR)),
       wakeup_(check_syscall(::eventfd(0, EFD_CLOEXEC), "eventfd")),
       copy_(blocks),
       run_(loads == Loads::regions ? kRegionBlocks : 1),
+      store_run_(stores == Stores::runs ? kRegionBlocks : 1),
       answer_((loads == Loads::regions ? kBatchRuns : kBatch) * run_),
-      stored_(access == Access::writable ? answer_.size() / run_ : 0),
+      stored_(access == Access::writable ? answer_.size() / run_ * store_run_ : 0),
       batch_(answer_.size() / run_),
       replies_(batch_.size()),
       counted_(batch_.size()),
@@ -55,6 +56,7 @@ BackingServer::BackingServer(const std::filesystem::path& device, std::uint64_t 
   vmcoh_attach attach{};
   if (writable_) attach.flags |= VMCOH_ATTACH_WRITABLE;
   if (regions_) attach.flags |= VMCOH_ATTACH_REGIONS;
+  if (stores == Stores::runs) attach.flags |= VMCOH_ATTACH_STORE_RUNS;
   check_syscall(::ioctl(fd_.get(), VMCOH_IOC_ATTACH, &attach),
                 fmt::format("VMCOH_IOC_ATTACH {}", device.string()));
   thread_ = std::thread([this] { serve(); });
@@ -157,6 +159,16 @@ std::uint64_t BackingServer::stores(std::uint64_t index) const {
   return stores_.at(index);
 }
 
+std::uint64_t BackingServer::store_requests() const {
+  const std::scoped_lock lock(mutex_);
+  return store_requests_;
+}
+
+std::uint64_t BackingServer::stored_blocks() const {
+  const std::scoped_lock lock(mutex_);
+  return stored_blocks_;
+}
+
 bool BackingServer::wait_for_loads(std::uint64_t index, std::uint64_t count,
                                    std::chrono::milliseconds timeout) const {
   std::unique_lock lock(mutex_);
@@ -220,7 +232,9 @@ void BackingServer::serve() {
     serve.nr_requests = static_cast<std::uint32_t>(batch_.size());
     for (std::size_t i = 0; i < batch_.size(); ++i) {
       batch_[i] = vmcoh_request{};
-      if (writable_) batch_[i].data = reinterpret_cast<std::uintptr_t>(stored_[i].bytes());
+      if (writable_) {
+        batch_[i].data = reinterpret_cast<std::uintptr_t>(stored_[i * store_run_].bytes());
+      }
     }
     const int received = ::ioctl(fd_.get(), VMCOH_IOC_SERVE, &serve);
     const int err = errno;
@@ -251,14 +265,21 @@ bool BackingServer::handle(const vmcoh_request& request, std::size_t slot, vmcoh
   reply.id = request.id;
   const std::scoped_lock lock(mutex_);
   if (request.op == VMCOH_REQ_STORE) {
-    if (index >= copy_.size()) {
+    if (count == 0 || count > store_run_ || index >= copy_.size() || count > copy_.size() - index) {
       reply.error = -ENXIO;
-    } else {
-      ++stores_[index];
-      reply.error = fail_stores_[index];
-      if (reply.error == 0) copy_[index] = stored_[slot];
-      changed_.notify_all();
+      return true;
     }
+    ++store_requests_;
+    stored_blocks_ += count;
+    for (std::uint64_t i = index; i < index + count; ++i) {
+      ++stores_[i];
+      if (fail_stores_[i] != 0) reply.error = fail_stores_[i];
+    }
+    if (reply.error == 0) {
+      std::copy_n(stored_.begin() + static_cast<std::ptrdiff_t>(slot * store_run_), count,
+                  copy_.begin() + static_cast<std::ptrdiff_t>(index));
+    }
+    changed_.notify_all();
     return true;
   }
   if (request.op != VMCOH_REQ_LOAD || count == 0 || count > run_ || index >= copy_.size() ||

@@ -16,7 +16,7 @@ namespace {
 constexpr std::array<std::string_view, VMCOH_NR_HOLD_POINTS> kHoldPointNames = {
     "FAULT_SIZE_CHECKED", "FAULT_LOCKED",          "FAULT_LOOKED_UP",    "FAULT_BEFORE_PTE",
     "INVAL_MAP_CHANGED",  "INVAL_ENTRIES_REMOVED", "INVAL_BEFORE_UNMAP", "INVAL_BEFORE_FREE",
-    "DROP_STARTED",       "FAULT_ALLOCATED",       "MKWRITE_LOCKED",
+    "DROP_STARTED",       "FAULT_ALLOCATED",       "MKWRITE_LOCKED",     "WRITEBACK_CLEARED",
 };
 
 constexpr std::array<std::string_view, VMCOH_NR_UNSAFE> kUnsafeNames = {
@@ -37,6 +37,7 @@ constexpr std::array<std::string_view, VMCOH_NR_UNSAFE> kUnsafeNames = {
     "zero_unmap_after_publish",
     "reuse_pinned",
     "no_store_wait",
+    "writeback_copy_before_unmap",
 };
 
 vmcoh_hold hold_arg(std::uint64_t point, std::chrono::milliseconds timeout) {

@@ -16,7 +16,9 @@
 // does.  A minimal server for users who write their own is userspace/examples/minimal_server.cpp
 // (docs/server.md).  DROP is called from another thread than the one that serves: it waits for
 // the STOREs it sends.  A server that ATTACHes with VMCOH_ATTACH_REGIONS (Loads::regions) answers
-// a LOAD of a run with the run's blocks, one after the other in one buffer, in one reply.
+// a LOAD of a run with the run's blocks, one after the other in one buffer, in one reply; one
+// that ATTACHes with VMCOH_ATTACH_STORE_RUNS (Stores::runs) keeps a STORE of a run of dirty blocks
+// whole, or fails it whole.
 #pragma once
 
 #include <atomic>
@@ -40,12 +42,15 @@ class BackingServer {
   enum class Access { read_only, writable };
   // What one LOAD may ask for: one block, or a run of blocks within a 2 MiB region.
   enum class Loads { blocks, regions };
+  // What one STORE of a writable server may carry: one block, or a run within a region.
+  enum class Stores { blocks, runs };
 
   // Opens `device`, ATTACHes (std::system_error on failure: EBUSY if another server is attached
   // or the object holds blocks of its own) and starts serving.  Its copy has `blocks` blocks, all
   // zero until set_block().  A writable server takes STOREs, which makes the object writable.
   BackingServer(const std::filesystem::path& device, std::uint64_t blocks,
-                Access access = Access::read_only, Loads loads = Loads::blocks);
+                Access access = Access::read_only, Loads loads = Loads::blocks,
+                Stores stores = Stores::blocks);
   BackingServer(const BackingServer&) = delete;
   BackingServer& operator=(const BackingServer&) = delete;
   // Stops serving and DETACHes, unless it died.
@@ -82,8 +87,11 @@ class BackingServer {
   // LOAD requests received, and the blocks they asked for.
   [[nodiscard]] std::uint64_t requests() const;
   [[nodiscard]] std::uint64_t requested_blocks() const;
-  // STORE requests received for `index`, kept or not.
+  // STORE requests received for `index` (one of their run), kept or not.
   [[nodiscard]] std::uint64_t stores(std::uint64_t index) const;
+  // STORE requests received, and the blocks they carried.
+  [[nodiscard]] std::uint64_t store_requests() const;
+  [[nodiscard]] std::uint64_t stored_blocks() const;
   // Waits until at least `count` loads of `index` were received; false on timeout.
   bool wait_for_loads(std::uint64_t index, std::uint64_t count,
                       std::chrono::milliseconds timeout) const;
@@ -125,8 +133,9 @@ class BackingServer {
   mutable std::condition_variable changed_;
   std::vector<PageImage> copy_;
   std::size_t run_;                   // the longest run a LOAD asks for
+  std::size_t store_run_;             // the longest run a STORE carries
   std::vector<PageImage> answer_;     // the serving thread's copies of a batch's runs, run_ each
-  std::vector<PageImage> stored_;     // where SERVE copies a batch's STOREs' contents
+  std::vector<PageImage> stored_;     // where SERVE copies a batch's STOREs, store_run_ each
   std::vector<vmcoh_request> batch_;  // the requests of a batch
   std::vector<vmcoh_reply> replies_;  // the answers to them, sent with the next batch
   std::vector<bool> counted_;         // which answers count in pending_
@@ -138,6 +147,8 @@ class BackingServer {
   bool regions_;
   std::uint64_t requests_ = 0;
   std::uint64_t requested_blocks_ = 0;
+  std::uint64_t store_requests_ = 0;
+  std::uint64_t stored_blocks_ = 0;
   std::vector<bool> held_blocks_;
   std::vector<Held> held_;  // allocated up front; the first held_count_ are held now
   std::size_t held_count_ = 0;
