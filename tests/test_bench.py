@@ -155,7 +155,7 @@ def test_quick_run_in_a_vm(built, results_dir):
     assert targets["vmcoh"]["dax"] is False and targets["tmpfs"]["dax"] is False
     assert targets["ext4-dax-2m"]["huge"] is True
     for workload in ("read-fault", "write-fault", "invalidate", "write", "latency", "pmd-read",
-                     "window-read", "window-random", "window-pread"):
+                     "window-read", "window-random", "window-pread", "window-write"):
         measured = {r["target"] for r in doc["results"] if r["workload"] == workload}
         # The FUSE anchor runs the served workloads only.
         expected = TARGETS | ({"fuse"} if workload.startswith("window-") else set())
@@ -169,6 +169,10 @@ def test_quick_run_in_a_vm(built, results_dir):
     assert 0 < window["vmcoh", "4x"]["extra"]["loads_per_page"] < 0.1, window["vmcoh", "4x"]
     assert window["vmcoh", "4x"]["extra"]["round_trips_per_region"] <= 2, window["vmcoh", "4x"]
     assert window["vmcoh", "1x"]["extra"]["loads_per_page"] == 0, window["vmcoh", "1x"]
+    # Stores beyond the window: each dirty region goes back in about one STORE of its run.
+    write = {r["variant"]: r for r in doc["results"]
+             if r["workload"] == "window-write" and r["target"] == "vmcoh"}
+    assert 0 < write["4x"]["extra"]["store_round_trips_per_region"] <= 2, write["4x"]
     # 2 MiB read faults: the device maps each fully resident region by one PMD, as ext4-dax-2m
     # does its extents; ext4-dax takes a fault per page.
     pmd = {r["target"]: r for r in doc["results"] if r["workload"] == "pmd-read"}

@@ -332,18 +332,19 @@ RoundResults pmd_read(BenchTarget& target, const Settings& settings) {
   return out;
 }
 
-// How a served workload reads its working set.
-enum class Served { sequential_map, random_map, read_1m };
+// How a served workload goes through its working set.
+enum class Served { sequential_map, random_map, read_1m, sequential_store };
 
 constexpr std::uint64_t kReadChunk = 1ULL << 20;
 
 // Passes over [0, set) until `budget` ns: a load of each page through a fresh mapping, in order
-// or at random (as many loads as pages, through one mapping per pass), or read(2) of 1 MiB
-// chunks in order.
+// or at random (as many loads as pages, through one mapping per pass), read(2) of 1 MiB chunks
+// in order, or a store into each page through a fresh shared mapping, in order.
 WorkerReport served_passes(const BenchTarget& target, std::uint64_t set, Served how,
                            std::uint64_t budget) {
-  if (how == Served::sequential_map) {
-    return run_passes(target, 0, set, Touch::load, nullptr, budget, target.huge);
+  if (how == Served::sequential_map || how == Served::sequential_store) {
+    return run_passes(target, 0, set, how == Served::sequential_store ? Touch::store : Touch::load,
+                      nullptr, budget, target.huge);
   }
   WorkerReport report{};
   const std::uint64_t faults_before = faults_of_thread();
@@ -377,12 +378,14 @@ WorkerReport served_passes(const BenchTarget& target, std::uint64_t set, Served 
 }
 
 // A working set 1x, 2x and 4x the device's window (window_mb), one thread reading it again and
-// again as `how` says: pages/s after one untimed pass.  The device is backed by a server in this
-// process that takes runs (VMCOH_ATTACH_REGIONS), so blocks beyond the window are reclaimed and
-// loaded again; loads_per_page and round_trips_per_region (the server's requests per 2 MiB they
-// asked for) say how.  Files are filled and read the same way: a FUSE file's page cache is
-// bounded to the window by the memory cgroup the run puts it in (tools/bench).  Nothing without a
-// window in the run.
+// again as `how` says (or storing into it): pages/s after one untimed pass.  The device is backed
+// by a server in this process that takes runs (VMCOH_ATTACH_REGIONS; writable with
+// VMCOH_ATTACH_STORE_RUNS to store), so blocks beyond the window are reclaimed - written back
+// first if dirty - and loaded again; loads_per_page and round_trips_per_region (the server's LOADs
+// per 2 MiB they asked for) say how, and store_round_trips_per_region the same for STOREs.  Files
+// are filled and read the same way: a FUSE file's page cache is bounded to the window by the
+// memory cgroup the run puts it in (tools/bench), whose dirty pages the kernel writes back as
+// FUSE_WRITEs.  Nothing without a window in the run.
 RoundResults served(BenchTarget& target, const Settings& settings, Served how) {
   RoundResults out;
   if (settings.window == 0) return out;
@@ -392,9 +395,11 @@ RoundResults served(BenchTarget& target, const Settings& settings, Served how) {
     target.target.set_size(set);
     std::unique_ptr<BackingServer> server;
     if (target.target.is_device()) {
-      server = std::make_unique<BackingServer>(target.path, set / kPageSize,
-                                               BackingServer::Access::read_only,
-                                               BackingServer::Loads::regions);
+      server = std::make_unique<BackingServer>(
+          target.path, set / kPageSize,
+          how == Served::sequential_store ? BackingServer::Access::writable
+                                          : BackingServer::Access::read_only,
+          BackingServer::Loads::regions, BackingServer::Stores::runs);
     } else {
       fill(target, 0, set);
     }
@@ -411,6 +416,8 @@ RoundResults served(BenchTarget& target, const Settings& settings, Served how) {
     const std::uint64_t loads_before = server ? loads() : 0;
     const std::uint64_t requests_before = server ? server->requests() : 0;
     const std::uint64_t blocks_before = server ? server->requested_blocks() : 0;
+    const std::uint64_t stores_before = server ? server->store_requests() : 0;
+    const std::uint64_t stored_before = server ? server->stored_blocks() : 0;
     const WorkerReport r = served_passes(target, set, how, budget_ns(settings));
     Measurement& m =
         out[{static_cast<int>(times), fmt::format("{}x", times), ActorMode::threads, 1}];
@@ -426,6 +433,13 @@ RoundResults served(BenchTarget& target, const Settings& settings, Served how) {
           blocks > 0
               ? static_cast<double>(server->requests() - requests_before) * kRegionBlocks / blocks
               : 0.0;
+      if (how == Served::sequential_store) {
+        const auto stored = static_cast<double>(server->stored_blocks() - stored_before);
+        m.extra["store_round_trips_per_region"] =
+            stored > 0 ? static_cast<double>(server->store_requests() - stores_before) *
+                             kRegionBlocks / stored
+                       : 0.0;
+      }
     }
   }
   target.target.set_size(settings.size);
@@ -444,6 +458,10 @@ RoundResults window_pread(BenchTarget& target, const Settings& settings) {
   return served(target, settings, Served::read_1m);
 }
 
+RoundResults window_write(BenchTarget& target, const Settings& settings) {
+  return served(target, settings, Served::sequential_store);
+}
+
 }  // namespace
 
 const std::vector<Workload>& all_workloads() {
@@ -457,6 +475,7 @@ const std::vector<Workload>& all_workloads() {
       {"window-read", "pages_per_s", "pages/s", true, window_read},
       {"window-random", "pages_per_s", "pages/s", true, window_random},
       {"window-pread", "pages_per_s", "pages/s", true, window_pread},
+      {"window-write", "pages_per_s", "pages/s", true, window_write},
   };
   return workloads;
 }
