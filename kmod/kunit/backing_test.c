@@ -412,17 +412,22 @@ static void backing_writeback_sends_runs(struct kunit *test)
 		pgoff_t index;
 		unsigned int nr;
 	} runs[] = { { 3, 3 }, { 7, 1 }, { 511, 1 }, { 512, 1 } };
+	const pgoff_t region = VMCOH_RANGE_PAGES;
 	struct vmcoh_dev *dev = test->priv;
+	struct vmcoh_block_list list = { };
 	struct vmcoh_test_worker *w;
 	struct vmcoh_req *store;
 	unsigned int i, j, k;
 	unsigned long id;
 	u8 *data;
 
+	dev->map.max_blocks = 2 * region;
+	vmcoh_blockmap_set_size(dev, (2 * region) << PAGE_SHIFT, &list);
 	for (i = 0; i < ARRAY_SIZE(dirty); i++)
 		test_dirty_block(test, dirty[i], 0x30 + i);
 	dev->backing.store_runs = true;
-	w = vmcoh_test_worker_start(test, dev, test_op_writeback, 0, 1023, 0);
+	w = vmcoh_test_worker_start(test, dev, test_op_writeback, 0,
+				    2 * region - 1, 0);
 	KUNIT_ASSERT_TRUE(test, vmcoh_test_wait_counter(dev, VMCOH_STORES,
 							ARRAY_SIZE(runs)));
 	KUNIT_EXPECT_EQ(test, count(dev, VMCOH_STORES), (u64)ARRAY_SIZE(runs));
