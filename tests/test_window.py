@@ -62,6 +62,8 @@ SCENARIOS = {
     # A server of runs (region loads, issue 17), and the reclaim that keeps refaults.
     "StressWritersAndReaderProcessesOverFourTimesTheWindowWithRuns",
     "MappedPassesOverFourTimesTheWindowLoadRunsAndStayWithinIt",
+    # ... that takes STOREs of runs: a reclaim writes a dirty region back in one.
+    "AReclaimWritesARegionStoredIntoWholeBackInOneStore",
 }
 # Async readahead (issue 17), with window_mb=16.
 READAHEAD_SCENARIOS = {
