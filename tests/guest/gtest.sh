@@ -18,7 +18,7 @@ status=0
 # (pin-vs-punch's dio method).
 host_only='PinnedIoTest.ODirectProbeAccepts*:PinnedIoTest.AnODirectRead*:PinnedIoTest.ALongTermPin*'
 insmod "$module"
-"$gtest" --gtest_filter="-CapTest.*:HoldPointTest.*:ZeroPageBoundTest.*:BackingHoldTest.*:WritebackHoldTest.*:AttachHoldTest.*:Window*:DeviceTest.Window*:Pmd*:$host_only" --gtest_output="json:$out/gtest.json" ||
+"$gtest" --gtest_filter="-CapTest.*:HoldPointTest.*:ZeroPageBoundTest.*:BackingHoldTest.*:WritebackHoldTest.*:WritebackRunsHoldTest.*:AttachHoldTest.*:Window*:DeviceTest.Window*:Pmd*:$host_only" --gtest_output="json:$out/gtest.json" ||
 	status=$?
 rmmod vmcoh
 

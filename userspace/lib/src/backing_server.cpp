@@ -149,6 +149,17 @@ std::uint64_t BackingServer::requests() const {
   return requests_;
 }
 
+std::string BackingServer::recent_requests() const {
+  const std::scoped_lock lock(mutex_);
+  std::string out;
+  for (std::uint64_t i = requests_ > kRecentRequests ? requests_ - kRecentRequests : 0;
+       i < requests_; ++i) {
+    const auto& [index, count] = recent_[i % kRecentRequests];
+    out += fmt::format("{}{}+{}", out.empty() ? "" : " ", index, count);
+  }
+  return out;
+}
+
 std::uint64_t BackingServer::requested_blocks() const {
   const std::scoped_lock lock(mutex_);
   return requested_blocks_;
@@ -287,6 +298,7 @@ bool BackingServer::handle(const vmcoh_request& request, std::size_t slot, vmcoh
     reply.error = -ENXIO;
     return true;
   }
+  recent_[requests_ % kRecentRequests] = {index, count};
   ++requests_;
   requested_blocks_ += count;
   max_pending_ = std::max(max_pending_, ++pending_);

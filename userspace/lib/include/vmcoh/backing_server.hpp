@@ -21,14 +21,17 @@
 // whole, or fails it whole.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <mutex>
+#include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <vmcoh.h>
@@ -86,6 +89,8 @@ class BackingServer {
   [[nodiscard]] std::uint64_t loads(std::uint64_t index) const;
   // LOAD requests received, and the blocks they asked for.
   [[nodiscard]] std::uint64_t requests() const;
+  // The last kRecentRequests LOADs received, oldest first, as "first+count" (for failures).
+  [[nodiscard]] std::string recent_requests() const;
   [[nodiscard]] std::uint64_t requested_blocks() const;
   // STORE requests received for `index` (one of their run), kept or not.
   [[nodiscard]] std::uint64_t stores(std::uint64_t index) const;
@@ -146,6 +151,8 @@ class BackingServer {
   bool writable_;
   bool regions_;
   std::uint64_t requests_ = 0;
+  static constexpr std::size_t kRecentRequests = 16;
+  std::array<std::pair<std::uint64_t, std::uint64_t>, kRecentRequests> recent_{};  // a ring
   std::uint64_t requested_blocks_ = 0;
   std::uint64_t store_requests_ = 0;
   std::uint64_t stored_blocks_ = 0;
