@@ -395,11 +395,12 @@ RoundResults served(BenchTarget& target, const Settings& settings, Served how) {
     target.target.set_size(set);
     std::unique_ptr<BackingServer> server;
     if (target.target.is_device()) {
+      const bool stores = how == Served::sequential_store;
       server = std::make_unique<BackingServer>(
           target.path, set / kPageSize,
-          how == Served::sequential_store ? BackingServer::Access::writable
-                                          : BackingServer::Access::read_only,
-          BackingServer::Loads::regions, BackingServer::Stores::runs);
+          stores ? BackingServer::Access::writable : BackingServer::Access::read_only,
+          BackingServer::Loads::regions,
+          stores ? BackingServer::Stores::runs : BackingServer::Stores::blocks);
     } else {
       fill(target, 0, set);
     }
