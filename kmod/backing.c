@@ -55,7 +55,6 @@ MODULE_PARM_DESC(load_timeout_ms,
 static void req_release(struct kref *ref)
 {
 	struct vmcoh_req *req = container_of(ref, struct vmcoh_req, ref);
-
 	unsigned int i;
 
 	for (i = 0; req->copies && i < req->nr; i++) {

@@ -26,12 +26,20 @@ static __always_inline bool vmcoh_unsafe(unsigned int variant)
 void __vmcoh_hold(struct vmcoh_dev *dev, unsigned int point, pgoff_t first,
 		  pgoff_t last, u64 op_bit);
 
+/* Park here if userspace armed @point, a point of no ops, for an index in range. */
+static __always_inline void vmcoh_hold_range(struct vmcoh_dev *dev,
+					     unsigned int point, pgoff_t first,
+					     pgoff_t last)
+{
+	if (static_branch_unlikely(&vmcoh_test_hooks))
+		__vmcoh_hold(dev, point, first, last, 0);
+}
+
 /* Park here if userspace armed fault @point for @index. */
 static __always_inline void vmcoh_hold_fault(struct vmcoh_dev *dev,
 					     unsigned int point, pgoff_t index)
 {
-	if (static_branch_unlikely(&vmcoh_test_hooks))
-		__vmcoh_hold(dev, point, index, index, 0);
+	vmcoh_hold_range(dev, point, index, index);
 }
 
 /* Park here if userspace armed invalidation @point for an index in range. */
@@ -51,15 +59,6 @@ static __always_inline void vmcoh_hold_drop(struct vmcoh_dev *dev,
 	if (static_branch_unlikely(&vmcoh_test_hooks))
 		__vmcoh_hold(dev, VMCOH_HOLD_DROP_STARTED, first, last,
 			     BIT_ULL(op));
-}
-
-/* Park here if userspace armed @point, a point of no ops, for an index in range. */
-static __always_inline void vmcoh_hold_range(struct vmcoh_dev *dev,
-					     unsigned int point, pgoff_t first,
-					     pgoff_t last)
-{
-	if (static_branch_unlikely(&vmcoh_test_hooks))
-		__vmcoh_hold(dev, point, first, last, 0);
 }
 
 extern unsigned int vmcoh_fail_range_alloc;

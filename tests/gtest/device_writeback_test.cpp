@@ -409,9 +409,7 @@ TEST_F(WritebackRunsTest, FsyncSendsOneStorePerRunOfDirtyBlocksWithinARegion) {
     if (b < 1020) {
       store_block(shared, b, block_stamp(b, 2));
     } else {
-      const PageImage page = block_stamp(b, 2);
-      ASSERT_EQ(::pwrite(fd(), page.bytes(), kBlock, static_cast<off_t>(b * kBlock)),
-                static_cast<ssize_t>(kBlock));
+      pwrite_block(fd(), b, block_stamp(b, 2));
     }
   }
   ASSERT_EQ(backing().blocks_dirty, dirty.size());
@@ -441,11 +439,7 @@ TEST_F(WritebackRunsTest, FsyncSendsOneStorePerRunOfDirtyBlocksWithinARegion) {
 // A run the server does not keep stays dirty, all of it, and fsync fails; the next one sends it
 // again.
 TEST_F(WritebackRunsTest, ARunTheServerDoesNotKeepStaysDirtyWhole) {
-  for (std::uint64_t b = 10; b < 20; ++b) {
-    const PageImage page = block_stamp(b, 2);
-    ASSERT_EQ(::pwrite(fd(), page.bytes(), kBlock, static_cast<off_t>(b * kBlock)),
-              static_cast<ssize_t>(kBlock));
-  }
+  for (std::uint64_t b = 10; b < 20; ++b) pwrite_block(fd(), b, block_stamp(b, 2));
   server().fail_stores(15, -EIO);
   const std::uint64_t failed = backing().stores_failed;
   EXPECT_EQ(fsync_errno(), EIO);
