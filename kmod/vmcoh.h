@@ -169,6 +169,10 @@ struct vmcoh_block_ops {
 	/* vmcoh_block_publish(): @src's contents, or zeros, at @index. */
 	struct page *(*publish)(struct vmcoh_dev *dev, pgoff_t index,
 				struct page *src, bool *ours);
+	/* vmcoh_blocks_publish(): a batch of one region's blocks. */
+	unsigned long (*publish_batch)(struct vmcoh_dev *dev, pgoff_t first,
+				       unsigned long want,
+				       struct page *const *srcs);
 	/* @index's block left the map for @list; under blocks.xa_lock. */
 	void (*removed)(struct vmcoh_dev *dev, pgoff_t index,
 			struct vmcoh_block_list *list);
@@ -440,6 +444,13 @@ struct page *vmcoh_block_store(struct vmcoh_blockmap *map, pgoff_t index,
 			       struct page *src, bool *stored);
 struct page *vmcoh_block_publish(struct vmcoh_dev *dev, pgoff_t index,
 				 struct page *block, bool *ours);
+unsigned long vmcoh_blocks_store_copies(struct vmcoh_blockmap *map,
+					pgoff_t first, unsigned long want,
+					struct page *blocks,
+					struct page *const *srcs);
+unsigned long vmcoh_blocks_publish(struct vmcoh_dev *dev, pgoff_t first,
+				   unsigned long want,
+				   struct page *const *srcs);
 void vmcoh_block_free(struct vmcoh_dev *dev, struct page *block);
 void vmcoh_blocks_remove(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
 			 struct vmcoh_block_list *list);
@@ -482,6 +493,9 @@ void vmcoh_entry_start_load(struct vmcoh_entries *entries, pgoff_t index,
 			    pgoff_t *last);
 bool vmcoh_entry_claim_load(struct vmcoh_entries *entries, pgoff_t index,
 			    struct vmcoh_req *load);
+unsigned long vmcoh_entries_claim_loads(struct vmcoh_entries *entries,
+					pgoff_t first, unsigned int nr,
+					struct vmcoh_req *load);
 bool vmcoh_entry_drop_load(struct vmcoh_entries *entries, pgoff_t index,
 			   struct vmcoh_req *load);
 bool vmcoh_entry_trylock_absent(struct vmcoh_entries *entries, pgoff_t index);

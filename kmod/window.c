@@ -352,30 +352,50 @@ static void window_kick(struct vmcoh_dev *dev)
 		queue_work(system_unbound_wq, &w->work);
 }
 
+/* Clear the bits of @want whose pages in @range may not back them. */
+static unsigned long range_slots_unpinned(struct vmcoh_window_range *range,
+					  pgoff_t first, unsigned long want)
+{
+	unsigned int i;
+
+	for_each_set_bit(i, &want, BITS_PER_LONG) {
+		if (!range_slot_unpinned(range, first + i))
+			__clear_bit(i, &want);
+	}
+	return want;
+}
+
 /*
- * The range of @index's region, or a free one taken for it, whose page for
- * @index may back it (see "Pins" above).  Return it, NULL if the pool has
- * none, ERR_PTR(-EBUSY) if the page may still be written through a pin,
- * or ERR_PTR(-ENOMEM): the free ranges have no memory, and a quick
- * allocation got none (vmcoh_window_wait() tries harder).
+ * The range of @first's region, or a free one taken for it, whose pages
+ * for the bits of *@want (indices @first + i, all of the region) may back
+ * them (see "Pins" above); the bits of those that may not are cleared.
+ * With @publish, the range counts a block for each bit left.  Return it,
+ * NULL if the pool has none, ERR_PTR(-EBUSY) if every page may still be
+ * written through a pin, or ERR_PTR(-ENOMEM): the free ranges have no
+ * memory, and a quick allocation got none (vmcoh_window_wait() tries
+ * harder).
  */
 static struct vmcoh_window_range *
-window_get(struct vmcoh_dev *dev, pgoff_t index, bool publish)
+window_get_batch(struct vmcoh_dev *dev, pgoff_t first, unsigned long *want,
+		 bool publish)
 {
 	struct vmcoh_window *w = &dev->window;
-	XA_STATE(xas, &w->regions, range_region(index));
+	XA_STATE(xas, &w->regions, range_region(first));
 	struct vmcoh_window_range *range;
+	unsigned long left = 0;
 	struct page *spare = NULL;
 	bool no_memory, pinned, refault = false;
 
 	for (;;) {
 		xas_lock(&xas);
 		range = range_get_locked(w, &xas, &spare, &refault);
-		pinned = range && !range_slot_unpinned(range, index);
+		if (range)
+			left = range_slots_unpinned(range, first, *want);
+		pinned = range && !left;
 		if (pinned)
 			range = NULL;
 		else if (range && publish)
-			range->nr_blocks++;
+			range->nr_blocks += hweight_long(left);
 		/* Only free ranges without memory: bring some along. */
 		no_memory = !range && !pinned && !xas_error(&xas) &&
 			    w->nr_free && !spare;
@@ -395,7 +415,18 @@ window_get(struct vmcoh_dev *dev, pgoff_t index, bool publish)
 	window_kick(dev);
 	if (xas_error(&xas) || no_memory)
 		return ERR_PTR(xas_error(&xas) ?: -ENOMEM);
+	if (range)
+		*want = left;
 	return pinned ? ERR_PTR(-EBUSY) : range;
+}
+
+/* The range of @index's region: window_get_batch() of the one index. */
+static struct vmcoh_window_range *
+window_get(struct vmcoh_dev *dev, pgoff_t index, bool publish)
+{
+	unsigned long want = 1;
+
+	return window_get_batch(dev, index, &want, publish);
 }
 
 /**
@@ -566,6 +597,43 @@ struct page *vmcoh_window_publish(struct vmcoh_dev *dev, pgoff_t index,
 }
 
 /*
+ * The window half of vmcoh_blocks_publish(): vmcoh_window_publish() for
+ * the bits of @want, indices @first + i of one region, from @srcs[i].
+ * One range lookup and one block-map pass for the batch.
+ */
+static unsigned long window_publish_batch(struct vmcoh_dev *dev,
+					  pgoff_t first, unsigned long want,
+					  struct page *const *srcs)
+{
+	struct vmcoh_window *w = &dev->window;
+	struct vmcoh_window_range *range;
+	unsigned long ours;
+	unsigned int taken, n;
+
+	range = window_get_batch(dev, first, &want, true);
+	if (IS_ERR_OR_NULL(range))
+		return 0;
+	taken = hweight_long(want);
+	ours = vmcoh_blocks_store_copies(&dev->map, first, want,
+					 range->head +
+					 (first & (VMCOH_RANGE_PAGES - 1)),
+					 srcs);
+	n = hweight_long(ours);
+	atomic_add(n, &range->nr_present);
+	atomic_long_add(n, &dev->map.nr_blocks);
+	vmcoh_count_add(dev, VMCOH_BLOCKS_ALLOCATED, n);
+	if (n == taken)
+		return ours;
+	/* The counts taken for blocks that did not go in go back. */
+	xa_lock(&w->regions);
+	range->nr_blocks -= taken - n;
+	if (range_release_locked(w, range, false))
+		window_wake(w);
+	xa_unlock(&w->regions);
+	return ours;
+}
+
+/*
  * window_block_removed - @block, of @index, is out of the block map
  * @dev: the device, with a window
  * @index: its index
@@ -632,6 +700,7 @@ static void window_blocks_free(struct vmcoh_dev *dev,
 /* The block map's blocks live in the ranges: what it calls, see vmcoh.h. */
 static const struct vmcoh_block_ops window_block_ops = {
 	.publish	= vmcoh_window_publish,
+	.publish_batch	= window_publish_batch,
 	.removed	= window_block_removed,
 	.free		= window_blocks_free,
 };

@@ -86,6 +86,7 @@ PMD_SCENARIOS = {
 }
 DEADLOCK = "AFaultWaitingForARangeDoesNotHoldItsEntry"
 DOWNGRADE = "APageMappingDowngradesTheRegionSoThatAPunchStillUnmapsIt"
+STALE_AHEAD = "AnInvalidationOfARegionSentAheadDropsThatPartOfItsAnswer"
 # Each pin scenario and what it reports when a pin's store lands on the index's next block.
 PINS = {
     "WindowAPinTakenBeforeAPunchDoesNotOverwriteALaterWrite": "overwrote a write(2)",
@@ -108,12 +109,12 @@ def results(report):
 
 def run_window(results_dir, kernel, which, **kwargs):
     """tests/guest/window.sh's run `which`: (vmrun's result, {run: its gtest results}); the
-    run "variants" is two, pmd_downgrade_no_unmap and reuse_pinned."""
+    run "variants" is three: pmd_downgrade_no_unmap, reuse_pinned and load_after_invalidate."""
     module = module_for(kernel)
     assert module.exists(), f"{module} missing: make module-{kernel}"
     out = results_dir / f"window-{kernel}"
     out.mkdir(exist_ok=True)
-    runs = {"variants": ["pmd_downgrade_no_unmap", "reuse_pinned"],
+    runs = {"variants": ["pmd_downgrade_no_unmap", "reuse_pinned", "load_after_invalidate"],
             "safe": ["safe", "readahead"]}.get(which, [which])
     for run in runs:
         (out / f"window-{run}.json").unlink(missing_ok=True)
@@ -152,7 +153,7 @@ def test_reclaim_in_fault_deadlock_is_reported(built, results_dir, kernel):
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
-def test_pmd_downgrade_no_unmap_and_reuse_pinned_are_caught(built, results_dir, kernel):
+def test_window_variants_are_caught(built, results_dir, kernel):
     runs = run_window(results_dir, kernel, "variants")[1]
     found = runs["pmd_downgrade_no_unmap"]
     failures, seconds, _ = found[DOWNGRADE]
@@ -168,6 +169,14 @@ def test_pmd_downgrade_no_unmap_and_reuse_pinned_are_caught(built, results_dir, 
         failures, seconds, _ = found[name]
         assert symptom in failures, f"reuse_pinned not caught by {name}:\n{failures or 'passed'}"
         print(f"{kernel} reuse_pinned: caught by {name} in {seconds:.3f} s")
+
+    # A run's answer goes into the window in batches: the part invalidated in flight must not.
+    found = runs["load_after_invalidate"]
+    assert set(found) == {STALE_AHEAD}
+    failures, seconds, _ = found[STALE_AHEAD]
+    assert "the answer sent before the INVALIDATE was installed" in failures, \
+        f"load_after_invalidate not caught by {STALE_AHEAD}:\n{failures or 'passed'}"
+    print(f"{kernel} load_after_invalidate: caught by {STALE_AHEAD} in {seconds:.3f} s")
 
 
 # The module goes while its reclaim worker may run: VMCOH_RMMOD_LOOPS loads
