@@ -42,10 +42,10 @@ help:
 	@echo "make module-K   vmcoh.ko for kernel K (6.12, debug, kcsan) in build/kmod-K/"
 	@echo "make lint       checkpatch --strict, sparse, W=1, clang-format, clang-tidy"
 	@echo "make matrix     how fast the stress scenarios catch each unsafe variant (~1 h)"
-	@echo "make bench      vmcoh against tmpfs and ext4 -o dax in one VM, into README.md"
-	@echo "make bench-smoke  the same, --quick, without touching README.md"
+	@echo "make bench      vmcoh against tmpfs and ext4 -o dax in one VM, into docs/bench.md"
+	@echo "make bench-smoke  the same, --quick, without touching docs/bench.md"
 	@echo "make fsmatrix   the race harness on tmpfs, ext4, xfs, btrfs, DAX, FUSE, 9p on 6.1"
-	@echo "                and 6.12, one VM each (~1 h), into README.md"
+	@echo "                and 6.12, one VM each (~1 h), into docs/fsmatrix.md"
 
 deps:
 	tools/install-deps
@@ -81,24 +81,24 @@ check: deps lint all $(addprefix module-,$(filter-out 6.1,$(KERNELS)))
 	VMCOH_KERNELS="$(KERNELS)" $(PYTHON) -m pytest tests --durations=25 $(PYTEST_ARGS)
 
 # How fast the race harness catches each unsafe variant (about an hour; not in CI):
-# build/stress-matrix.md, spliced into README.md.  E.g. MATRIX_ARGS='--seeds 1..3 --cap 30'.
+# build/stress-matrix.md, spliced into docs/matrix.md.  E.g. MATRIX_ARGS='--seeds 1..3 --cap 30'.
 matrix: all
-	$(PYTHON) tools/stress-matrix --readme README.md $(MATRIX_ARGS)
+	$(PYTHON) tools/stress-matrix --readme docs/matrix.md $(MATRIX_ARGS)
 
 # vmcoh-bench on /dev/vmcoh, tmpfs and ext4 -o dax in one VM: build/bench/bench.json,
-# bench.md (spliced into README.md) and bench.png.  bench-smoke: a --quick run, README untouched.
-# One boot per kernel; README gets a table for each (BENCH_KERNELS=6.1 for one).
+# bench.md (spliced into docs/bench.md) and bench.png.  bench-smoke: a --quick run, docs untouched.
+# One boot per kernel; docs/bench.md gets a table for each (BENCH_KERNELS=6.1 for one).
 BENCH_KERNELS ?= 6.1,6.12
 bench: all module-6.12
-	$(PYTHON) tools/bench --kernel $(BENCH_KERNELS) --readme README.md $(BENCH_ARGS)
+	$(PYTHON) tools/bench --kernel $(BENCH_KERNELS) --readme docs/bench.md $(BENCH_ARGS)
 
 bench-smoke: all
 	$(PYTHON) tools/bench --quick $(BENCH_ARGS)
 
 # vmcoh-race on the kernel's file systems (tools/fsmatrix), one VM per kernel: build/fsmatrix/
-# fsmatrix.json and fsmatrix.md, spliced into README.md.  make check runs a smoke of it.
+# fsmatrix.json and fsmatrix.md, spliced into docs/fsmatrix.md.  make check runs a smoke of it.
 fsmatrix: all module-6.12
-	$(PYTHON) tools/fsmatrix --readme README.md $(FSMATRIX_ARGS)
+	$(PYTHON) tools/fsmatrix --readme docs/fsmatrix.md $(FSMATRIX_ARGS)
 
 lint: checkpatch sparse format tidy
 

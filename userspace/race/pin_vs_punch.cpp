@@ -6,11 +6,11 @@
 // out of the object, and the write must never land in what backs the page after the punch:
 // fs/dax.c makes truncation wait for pinned pages (dax_layout_busy_page()), and the device's
 // window, where block i is always the same page, makes the write(2), store or load that would
-// publish the page again wait for the pin (README, "Pins").  Without a window the punched block
-// is simply freed once the pin lets go.  On a page-cache file the punch removes the pinned page
-// from the cache, so the late write is lost - unless the page is part of a large folio the punch
-// cannot split while it is pinned (huge-page tmpfs): then it stays in the file, and the late
-// write shows, the known GUP vs file-backed memory problem (the report says so).
+// publish the page again wait for the pin (docs/window.md, "Pins").  Without a window the
+// punched block is simply freed once the pin lets go.  On a page-cache file the punch removes the
+// pinned page from the cache, so the late write is lost - unless the page is part of a large folio
+// the punch cannot split while it is pinned (huge-page tmpfs): then it stays in the file, and the
+// late write shows, the known GUP vs file-backed memory problem (the report says so).
 //
 // Each pinned operation holds the pin deterministically: the writer pins page P of its own
 // MAP_SHARED mapping, and the same system call then waits on a trap page U of the writer's
