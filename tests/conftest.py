@@ -6,8 +6,10 @@ test that caused it.
 """
 
 import os
+import re
 import subprocess
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -46,6 +48,38 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "vm: boots a VM under QEMU")
 
 
+# Where the time goes: seconds per test file and per kernel, printed at the end of the run.
+_SECONDS = defaultdict(float)
+
+
+def pytest_runtest_logreport(report):
+    _SECONDS[report.nodeid] += report.duration
+
+
+def kernel_of(nodeid):
+    """The kernel a test's parameters name, or "host"."""
+    params = re.search(r"\[(.*)\]$", nodeid)
+    words = params.group(1).split("-") if params else []
+    # "6.12" before "6.1": a test id holds each kernel as one whole word.
+    return next((k for k in sorted(ALL_KERNELS, reverse=True) if k in words), "host")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _SECONDS:
+        return
+    total = sum(_SECONDS.values())
+    by_file, by_kernel = defaultdict(float), defaultdict(float)
+    for nodeid, seconds in _SECONDS.items():
+        by_file[nodeid.split("::")[0]] += seconds
+        by_kernel[kernel_of(nodeid)] += seconds
+    write = terminalreporter.write_line
+    terminalreporter.section("where the time goes")
+    for name, table in (("file", by_file), ("kernel", by_kernel)):
+        for key, seconds in sorted(table.items(), key=lambda kv: -kv[1]):
+            write(f"{seconds:8.1f} s {100 * seconds / total:5.1f} %  {name} {key}")
+    write(f"{total:8.1f} s in all tests")
+
+
 @pytest.fixture(scope="session")
 def built():
     """The module and userspace must be built (make check does it first)."""
@@ -66,6 +100,10 @@ def vmrun(cmd, *, log, timeout=600, kernel=None, env=None, allow_splat=False):
     log_path = BUILD / "vmrun" / f"{log}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     args = [str(VMRUN), "--timeout", str(timeout), "--log", str(log_path)]
+    # make check shortens the gtest stress scenarios (test_object.hpp's stress_time()).
+    env = dict(env or {})
+    if os.environ.get("VMCOH_STRESS_SECONDS"):
+        env.setdefault("VMCOH_STRESS_SECONDS", os.environ["VMCOH_STRESS_SECONDS"])
     if kernel:
         args += ["--kernel", kernel]
     if allow_splat:

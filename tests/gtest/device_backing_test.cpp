@@ -161,7 +161,7 @@ TEST_F(BackingTest, AFaultWaitingForTheServerAgainLetsGoOfMmapLock) {
 void BackingTest::invalidation_stress() {
   constexpr std::uint64_t kBlocks = 8;
   constexpr std::uint64_t kInvalidations = 200000;
-  constexpr auto kStressTime = 10s;  // the debug kernels get through far fewer
+  const auto kStressTime = stress_time(10s);  // the debug kernels get through far fewer
   constexpr int kReaders = 3;
   std::array<std::atomic<std::uint64_t>, kBlocks> committed{};
   for (auto& c : committed) c = 1;

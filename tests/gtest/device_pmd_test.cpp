@@ -264,7 +264,7 @@ TEST_F(PmdTest, APunchWaitsForAPmdFaultHoldingItsRegion) {
 // invalidation is seen.  Readers check that each page they read is the page of its own index, or
 // a hole, by its stamp's offset: one aligned word, which a read racing the writer cannot tear.
 TEST_F(PmdTest, StressPmdAndPteFaultsWithPunchesAndWrites) {
-  constexpr auto kStressTime = 5s;
+  const auto kStressTime = stress_time(5s);
   constexpr auto kMixTime = 30s;  // the slowest kernels go on till they have mixed
   constexpr std::uint64_t kMixDowngrades = 2;
   std::atomic<bool> done{false};

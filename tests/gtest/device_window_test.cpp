@@ -292,7 +292,7 @@ TEST_F(WindowTest, AnOrphanedObjectKeepsItsResidentBlocksUnderMemoryPressure) {
 void WindowTest::stress_writers_and_readers() {
   constexpr int kWriters = 3;
   constexpr int kReaders = 2;
-  constexpr auto kStressTime = 10s;
+  const auto kStressTime = stress_time(10s);
   constexpr auto kStallAfter = 10s;
   std::vector<std::uint64_t> last(blocks_, 1);  // writer b % 4 - 1 owns block b
   std::atomic<bool> done{false};

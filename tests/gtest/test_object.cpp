@@ -44,6 +44,18 @@ std::filesystem::path device_path() {
 
 bool device_present() { return std::filesystem::exists(device_path()); }
 
+std::chrono::milliseconds stress_time(std::chrono::milliseconds otherwise) {
+  const char* env = std::getenv("VMCOH_STRESS_SECONDS");
+  if (env == nullptr || *env == '\0') return otherwise;
+  char* end = nullptr;
+  const double seconds = std::strtod(env, &end);
+  if (*end != '\0' || !(seconds > 0)) {
+    ADD_FAILURE() << "VMCOH_STRESS_SECONDS=" << env << " is not a positive number of seconds";
+    return otherwise;
+  }
+  return std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
+}
+
 std::unique_ptr<ScratchObject> ScratchObject::device() {
   return std::make_unique<ScratchObject>(Target::open(device_path()), std::filesystem::path());
 }

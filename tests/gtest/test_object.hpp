@@ -5,6 +5,7 @@
 // wherever the two agree.  Device-only behaviours (ioctls, ENOSPC at EOF, stats) use DeviceTest.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -38,6 +39,10 @@ inline constexpr std::uint64_t kTestRunId = 0x7e57'0000'0000'0001ULL;
 
 [[nodiscard]] std::filesystem::path device_path();
 [[nodiscard]] bool device_present();
+
+// How long a stress scenario runs: $VMCOH_STRESS_SECONDS if set (make check sets it short: the
+// deterministic scenarios are what must catch each broken protocol), else `otherwise`.
+[[nodiscard]] std::chrono::milliseconds stress_time(std::chrono::milliseconds otherwise);
 
 // Opens a target and brings it to kTestSize bytes of holes; restores the device's size, or
 // removes the file, when destroyed.
