@@ -6,7 +6,10 @@
 #ifndef VMCOH_COMPAT_H
 #define VMCOH_COMPAT_H
 
+#include <linux/fs.h>
+#include <linux/highmem.h>
 #include <linux/mm.h>
+#include <linux/uio.h>
 
 #include "../uapi/vmcoh.h"
 
@@ -71,6 +74,36 @@ static inline int vmcoh_folio_mapcount(struct folio *folio)
 		mapcount += page_mapcount(folio_page(folio, i));
 	return mapcount;
 #endif
+}
+
+/*
+ * ->splice_read through ->read_iter: 6.5 made copy_splice_read() of 6.1's
+ * generic_file_splice_read(), which reads into an ITER_PIPE.  Either way
+ * the read is read(2)'s (io.c), with its entry locks and loads, and the
+ * pipe gets a copy: 6.1's copy_page_to_iter() would put the block itself
+ * into the pipe, with the page cache's buffer ops, whose ->confirm wants an
+ * uptodate page with a mapping (-ENODATA for ours), so a block is copied
+ * into an ITER_PIPE as any kernel buffer is.
+ */
+#ifdef VMCOH_HAVE_COPY_SPLICE_READ
+#define vmcoh_splice_read	copy_splice_read
+#else
+#define vmcoh_splice_read	generic_file_splice_read
+#endif
+
+static inline size_t vmcoh_copy_block_to_iter(struct page *block, size_t off,
+					      size_t len, struct iov_iter *to)
+{
+#ifndef VMCOH_HAVE_COPY_SPLICE_READ
+	if (iov_iter_is_pipe(to)) {
+		void *src = kmap_local_page(block);
+		size_t copied = copy_to_iter(src + off, len, to);
+
+		kunmap_local(src);
+		return copied;
+	}
+#endif
+	return copy_page_to_iter(block, off, len, to);
 }
 
 /*

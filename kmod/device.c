@@ -171,6 +171,13 @@ static const struct file_operations vmcoh_fops = {
 	.llseek		= vmcoh_llseek,
 	.read_iter	= vmcoh_read_iter,
 	.write_iter	= vmcoh_write_iter,
+	/*
+	 * splice(2) and sendfile(2), by way of read(2) and write(2).  Not
+	 * copy_file_range(2): the VFS takes only regular files there
+	 * (generic_file_rw_checks()), and says -EINVAL for a device.
+	 */
+	.splice_read	= vmcoh_splice_read,
+	.splice_write	= iter_file_splice_write,
 	.mmap		= vmcoh_mmap,
 	/* 2 MiB-aligned addresses for 2 MiB mappings, as DAX files get. */
 	.get_unmapped_area = thp_get_unmapped_area,

@@ -35,6 +35,7 @@
 #include <linux/highmem.h>
 #include <linux/uio.h>
 
+#include "compat.h"
 #include "hooks.h"
 #include "vmcoh.h"
 
@@ -171,7 +172,7 @@ ssize_t vmcoh_read_iter(struct kiocb *iocb, struct iov_iter *to)
 		}
 		pagefault_disable();
 		if (block)
-			copied = copy_page_to_iter(block, off, len, to);
+			copied = vmcoh_copy_block_to_iter(block, off, len, to);
 		else
 			copied = iov_iter_zero(len, to);
 		pagefault_enable();

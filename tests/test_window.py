@@ -53,6 +53,8 @@ SCENARIOS = {
     "WindowAPinTakenBeforeAPunchDoesNotOverwriteALaterWrite",
     "WindowAPinTakenBeforeAPunchDoesNotOverwriteALaterStore",
     "WindowASplicedPageKeepsWhatTheBlockHeld",
+    # splice(2) from the object (issue 18): the pipe keeps a copy, the range is reused.
+    "WindowASplicedReadKeepsWhatTheBlockHeldAcrossAPunchAndARewrite",
     # A REPLY's answer, pinned or copied (issue 17).
     "WindowAReplyStuckPinningItsAnswerDoesNotKeepTheLoadFromTimingOut",
     "WindowARunGoesInFromAnAlignedOrUnalignedAnswerAndAnUnreadableOneIsEFAULT",
