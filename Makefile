@@ -28,7 +28,7 @@ KSRC_TARBALL   := $(lastword $(sort $(wildcard /usr/src/linux-source-6.1.tar.xz)
 copy_kmod = rm -rf $(1)/kmod && mkdir -p $(1) && cp -r Kbuild kmod uapi $(1)/
 
 .PHONY: all deps module module-% kernels userspace run check matrix bench bench-smoke fsmatrix lint \
-	checkpatch sparse format tidy clean help
+	checkpatch sparse format tidy clean help dkms-install dkms-remove
 
 all: module userspace
 
@@ -41,6 +41,8 @@ help:
 	@echo "make kernels    build the debug kernels of KERNELS (cached in ~/.cache/vmcoh)"
 	@echo "make module-K   vmcoh.ko for kernel K (6.12, debug, kcsan) in build/kmod-K/"
 	@echo "make lint       checkpatch --strict, sparse, W=1, clang-format, clang-tidy"
+	@echo "make dkms-install  vmcoh.ko through DKMS for every kernel with headers (root);"
+	@echo "                then 'modprobe vmcoh'.  make dkms-remove takes it out again"
 	@echo "make matrix     how fast the stress scenarios catch each unsafe variant (~1 h)"
 	@echo "make bench      vmcoh against tmpfs and ext4 -o dax in one VM, into docs/bench.md"
 	@echo "make bench-smoke  the same, --quick, without touching docs/bench.md"
@@ -49,6 +51,33 @@ help:
 
 deps:
 	tools/install-deps
+
+# DKMS (dkms.conf): the module's sources go to /usr/src/vmcoh-$(VERSION), and
+# dkms builds and installs vmcoh.ko into /lib/modules/K/updates/dkms for each
+# kernel K with headers (DKMS_KERNELS), and for kernels installed later.
+VERSION      ?= 0.$(shell git rev-list --count HEAD 2>/dev/null || echo 0)
+DKMS_SRC     := /usr/src/vmcoh-$(VERSION)
+DKMS_KERNELS ?= $(foreach k,$(notdir $(wildcard /lib/modules/*)),$(if $(wildcard /lib/modules/$(k)/build/Makefile),$(k)))
+
+dkms-install:
+	@command -v dkms >/dev/null || { echo "no dkms: run 'make deps'" >&2; exit 1; }
+	@test -n "$(DKMS_KERNELS)" || { echo "no kernel headers in /lib/modules/*/build" >&2; exit 1; }
+	-dkms remove vmcoh/$(VERSION) --all >/dev/null 2>&1
+	rm -rf $(DKMS_SRC) && mkdir -p $(DKMS_SRC)/kmod/kunit $(DKMS_SRC)/uapi
+	cp Kbuild $(DKMS_SRC)/
+	cp kmod/*.[ch] $(DKMS_SRC)/kmod/ && cp kmod/kunit/*.[ch] $(DKMS_SRC)/kmod/kunit/
+	cp uapi/vmcoh.h $(DKMS_SRC)/uapi/
+	sed 's/@VERSION@/$(VERSION)/' dkms.conf >$(DKMS_SRC)/dkms.conf
+	dkms add vmcoh/$(VERSION)
+	for k in $(DKMS_KERNELS); do dkms install vmcoh/$(VERSION) -k $$k || exit 1; done
+	dkms status vmcoh
+
+# Every version of vmcoh out of DKMS, its modules and its sources.
+dkms-remove:
+	@command -v dkms >/dev/null || { echo "no dkms: run 'make deps'" >&2; exit 1; }
+	for v in $$(dkms status vmcoh | sed -n 's|^vmcoh/\([^,]*\),.*|\1|p' | sort -u); do \
+		dkms remove vmcoh/$$v --all || exit 1; done
+	rm -rf /usr/src/vmcoh-*
 
 module:
 	@test -n "$(KDIR)" || { echo "no kernel headers: run 'make deps' or set KDIR" >&2; exit 1; }
