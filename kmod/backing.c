@@ -431,15 +431,14 @@ int vmcoh_req_wait(struct vmcoh_dev *dev, struct vmcoh_req *req,
 
 /*
  * End the load of @index, one block of @load's run, with @block (NULL if
- * @err), which is freed unless it went in - or, if not @owned, only read
- * (a window copies it into its range).  Return whether the index still
- * wanted it: its entry was still the load's.
+ * @err), which is freed unless it went in; a window's answers go in by
+ * load_finish_batch().  Return whether the index still wanted it: its
+ * entry was still the load's.
  */
 static bool load_finish_one(struct vmcoh_req *load, pgoff_t index,
-			    struct page *block, bool owned, int err)
+			    struct page *block, int err)
 {
 	struct vmcoh_dev *dev = load->dev;
-	struct page *published;
 	bool wanted, ours;
 
 	if (err) {
@@ -454,17 +453,11 @@ static bool load_finish_one(struct vmcoh_req *load, pgoff_t index,
 			 * find the index gone.  Nobody else publishes blocks
 			 * of a backed object, but another load of the index
 			 * may have, if a run's lockless look missed its block
-			 * (vmcoh_blocks_hole()): ours then goes.  If the
-			 * window has no range for it (-ENOSPC: the region's
-			 * was reclaimed, emptied, and taken), or its page may
-			 * still be written through a pin (-EBUSY), the waiters
-			 * load again, as after an invalidation.
+			 * (vmcoh_blocks_hole()): ours then goes.
 			 */
-			published = vmcoh_block_publish(dev, index, block,
-							&ours);
+			vmcoh_block_publish(dev, index, block, &ours);
 			if (ours) {
-				if (published == block)
-					block = NULL;
+				block = NULL;	/* it went in itself */
 				vmcoh_count(dev, VMCOH_LOADS_PUBLISHED);
 			}
 		}
@@ -476,7 +469,7 @@ static bool load_finish_one(struct vmcoh_req *load, pgoff_t index,
 		vmcoh_count(dev, VMCOH_LOADS_INVALIDATED);
 	else if (err)
 		vmcoh_count(dev, VMCOH_LOADS_FAILED);
-	if (block && owned)
+	if (block)
 		vmcoh_block_free(dev, block);
 	return wanted;
 }
@@ -544,7 +537,7 @@ static void load_finish(struct vmcoh_req *load, struct page **blocks,
 	}
 	for (i = 0; i < load->nr; i++) {
 		if (load_finish_one(load, load->index + i,
-				    err ? NULL : blocks[i], owned, err) && err)
+				    err ? NULL : blocks[i], err) && err)
 			__set_bit(i, load->failed);
 		cond_resched();
 	}

@@ -553,6 +553,29 @@ void vmcoh_window_touch(struct vmcoh_dev *dev, pgoff_t index)
 	rcu_read_unlock();
 }
 
+/*
+ * @stored of the @taken blocks window_get_batch() counted for @range went
+ * into the block map: count them in, and give back the counts of the rest,
+ * and perhaps the range.
+ */
+static void range_published(struct vmcoh_dev *dev,
+			    struct vmcoh_window_range *range,
+			    unsigned int taken, unsigned int stored)
+{
+	struct vmcoh_window *w = &dev->window;
+
+	atomic_add(stored, &range->nr_present);
+	atomic_long_add(stored, &dev->map.nr_blocks);
+	vmcoh_count_add(dev, VMCOH_BLOCKS_ALLOCATED, stored);
+	if (stored == taken)
+		return;
+	xa_lock(&w->regions);
+	range->nr_blocks -= taken - stored;
+	if (range_release_locked(w, range, false))
+		window_wake(w);
+	xa_unlock(&w->regions);
+}
+
 /**
  * vmcoh_window_publish - make the page of @index in its range back @index
  * @dev: the device, with a window
@@ -569,8 +592,6 @@ void vmcoh_window_touch(struct vmcoh_dev *dev, pgoff_t index)
 struct page *vmcoh_window_publish(struct vmcoh_dev *dev, pgoff_t index,
 				  struct page *src, bool *ours)
 {
-	struct vmcoh_blockmap *map = &dev->map;
-	struct vmcoh_window *w = &dev->window;
 	struct vmcoh_window_range *range;
 	struct page *slot, *cur;
 
@@ -580,20 +601,10 @@ struct page *vmcoh_window_publish(struct vmcoh_dev *dev, pgoff_t index,
 		return range ? ERR_CAST(range) : ERR_PTR(-ENOSPC);
 	slot = range->head + (index & (VMCOH_RANGE_PAGES - 1));
 
-	cur = vmcoh_block_store(map, index, slot, true, src, ours);
-	if (*ours) {
-		atomic_inc(&range->nr_present);
-		atomic_long_inc(&map->nr_blocks);
-		vmcoh_count(dev, VMCOH_BLOCKS_ALLOCATED);
-		return slot;
-	}
-	/* Not ours: the count we took goes, and perhaps the range. */
-	xa_lock(&w->regions);
-	range->nr_blocks--;
-	if (range_release_locked(w, range, false))
-		window_wake(w);
-	xa_unlock(&w->regions);
-	return cur;
+	cur = vmcoh_block_store(&dev->map, index, slot, true, src, ours);
+	/* Not ours: the count we took goes back, and perhaps the range. */
+	range_published(dev, range, 1, *ours);
+	return *ours ? slot : cur;
 }
 
 /*
@@ -605,31 +616,17 @@ static unsigned long window_publish_batch(struct vmcoh_dev *dev,
 					  pgoff_t first, unsigned long want,
 					  struct page *const *srcs)
 {
-	struct vmcoh_window *w = &dev->window;
 	struct vmcoh_window_range *range;
 	unsigned long ours;
-	unsigned int taken, n;
 
 	range = window_get_batch(dev, first, &want, true);
 	if (IS_ERR_OR_NULL(range))
 		return 0;
-	taken = hweight_long(want);
 	ours = vmcoh_blocks_store_copies(&dev->map, first, want,
 					 range->head +
 					 (first & (VMCOH_RANGE_PAGES - 1)),
 					 srcs);
-	n = hweight_long(ours);
-	atomic_add(n, &range->nr_present);
-	atomic_long_add(n, &dev->map.nr_blocks);
-	vmcoh_count_add(dev, VMCOH_BLOCKS_ALLOCATED, n);
-	if (n == taken)
-		return ours;
-	/* The counts taken for blocks that did not go in go back. */
-	xa_lock(&w->regions);
-	range->nr_blocks -= taken - n;
-	if (range_release_locked(w, range, false))
-		window_wake(w);
-	xa_unlock(&w->regions);
+	range_published(dev, range, hweight_long(want), hweight_long(ours));
 	return ours;
 }
 
