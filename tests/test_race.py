@@ -18,6 +18,7 @@ unsafe=reuse_pinned and eof-vs-fault unsafe=no_size_recheck;
 tools/stress-matrix measures every variant.
 """
 
+import functools
 import json
 import os
 import subprocess
@@ -59,27 +60,23 @@ def check_report(path, scenario):
 
 
 # One run of every scenario per kernel (one boot), shared by that kernel's tests.
-_RUNS = {}
-
-
+@functools.cache
 def run_on_vmcoh(results_dir, kernel):
     """vmcoh-race's scenarios, all of them, in one VM of kernel: (vmrun's result, report)."""
-    if kernel not in _RUNS:
-        module = module_for(kernel)
-        assert module.exists(), f"{module} missing: make module-{kernel}"
-        suffix = "" if kernel == "6.1" else f"-{kernel}"
-        report = results_dir / f"race{suffix}.json"
-        report.unlink(missing_ok=True)
-        duration = seconds(kernel)
-        scenarios = " ".join(f"--scenario {s}" for s in SCENARIOS)
-        cmd = (f"tools/guest/run-harness {scenarios} --mode both "
-               f"--duration {duration:g} --format json > {report}")
-        # Each scenario run may take twice its duration plus 30 s before it times out.
-        proc = vmrun(["sh", "-c", cmd], log=f"race{suffix}", kernel=kernel,
-                     timeout=int(len(SCENARIOS) * 2 * (2 * duration + 30)) + 240,
-                     env={"VMCOH_MODULE": module})
-        _RUNS[kernel] = (proc, report)
-    return _RUNS[kernel]
+    module = module_for(kernel)
+    assert module.exists(), f"{module} missing: make module-{kernel}"
+    suffix = "" if kernel == "6.1" else f"-{kernel}"
+    report = results_dir / f"race{suffix}.json"
+    report.unlink(missing_ok=True)
+    duration = seconds(kernel)
+    scenarios = " ".join(f"--scenario {s}" for s in SCENARIOS)
+    cmd = (f"tools/guest/run-harness {scenarios} --mode both "
+           f"--duration {duration:g} --format json > {report}")
+    # Each scenario run may take twice its duration plus 30 s before it times out.
+    proc = vmrun(["sh", "-c", cmd], log=f"race{suffix}", kernel=kernel,
+                 timeout=int(len(SCENARIOS) * 2 * (2 * duration + 30)) + 240,
+                 env={"VMCOH_MODULE": module})
+    return proc, report
 
 
 @pytest.mark.vm
@@ -92,26 +89,27 @@ def test_scenario_on_vmcoh(built, results_dir, scenario, kernel):
     assert proc.returncode == 0, explain(proc)
 
 
-_TMPFS_RUN = []
+@functools.cache
+def run_on_tmpfs(results_dir):
+    """vmcoh-race's scenarios, all of them, on a tmpfs file of the host: (result, report)."""
+    report = results_dir / "race-tmpfs.json"
+    target = f"/dev/shm/vmcoh-race-{os.getpid()}"
+    try:
+        with open(report, "w") as out:
+            proc = subprocess.run(
+                [str(RACE), "--target", target, "--mode", "both", "--duration", "2",
+                 "--format", "json"] + [f"--scenario={s}" for s in SCENARIOS],
+                cwd=ROOT, stdout=out, stderr=subprocess.PIPE, text=True, timeout=600)
+    finally:
+        if os.path.exists(target):
+            os.unlink(target)
+    return proc, report
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_scenario_on_tmpfs_reference(built, results_dir, scenario):
     """The kernel's page cache is correct: the oracle must agree."""
-    report = results_dir / "race-tmpfs.json"
-    if not _TMPFS_RUN:
-        target = f"/dev/shm/vmcoh-race-{os.getpid()}"
-        try:
-            with open(report, "w") as out:
-                proc = subprocess.run(
-                    [str(RACE), "--target", target, "--mode", "both", "--duration", "2",
-                     "--format", "json"] + [f"--scenario={s}" for s in SCENARIOS],
-                    cwd=ROOT, stdout=out, stderr=subprocess.PIPE, text=True, timeout=600)
-        finally:
-            if os.path.exists(target):
-                os.unlink(target)
-        _TMPFS_RUN.append(proc)
-    proc = _TMPFS_RUN[0]
+    proc, report = run_on_tmpfs(results_dir)
     check_report(report, scenario)
     assert proc.returncode == 0, proc.stderr
 
