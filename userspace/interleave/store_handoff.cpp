@@ -99,7 +99,9 @@ void run(Scene& s) {
     return;
   }
   s.expect_exactly("pread() after A's store and B's punch, against A's mapping", read,
-                   *k == 0 ? store : *k == kWordsPerPage ? s.zero() : split_store(store, *k));
+                   *k == 0               ? store
+                   : *k == kWordsPerPage ? s.zero()
+                                         : split_store(store, *k));
 }
 
 }  // namespace
