@@ -45,6 +45,7 @@
 #include <linux/slab.h>
 
 #include "hooks.h"
+#include "trace.h"
 #include "vmcoh.h"
 
 unsigned int vmcoh_load_timeout_ms = 30000;
@@ -544,6 +545,7 @@ static void load_finish(struct vmcoh_req *load, struct page **blocks,
 done:
 	/* An invalidated load's waiters load again; they need not fail. */
 	load->status = bitmap_empty(load->failed, load->nr) ? 0 : -EIO;
+	trace_vmcoh_req_done(load);
 	complete_all(&load->done);
 	vmcoh_req_put(load);
 }

@@ -77,6 +77,7 @@
 #include <linux/wait.h>
 
 #include "hooks.h"
+#include "trace.h"
 #include "vmcoh.h"
 
 #define ENTRY_WAIT_TABLE_BITS	10
@@ -213,6 +214,7 @@ static void entry_wait(struct vmcoh_dev *dev, struct xa_state *xas,
 {
 	struct entry_waiter waiter;
 	wait_queue_head_t *wq;
+	u64 start = 0;
 
 	init_wait(&waiter.wait);
 	waiter.wait.func = entry_wake_function;
@@ -224,8 +226,13 @@ static void entry_wait(struct vmcoh_dev *dev, struct xa_state *xas,
 		prepare_to_wait(wq, &waiter.wait, TASK_UNINTERRUPTIBLE);
 	vmcoh_count(dev, VMCOH_ENTRY_LOCK_WAITS);
 	xas_unlock(xas);
+	if (trace_vmcoh_entry_wait_enabled())
+		start = ktime_get_ns();
 	schedule();
 	finish_wait(wq, &waiter.wait);
+	if (start)
+		trace_vmcoh_entry_wait(xas->xa_index, exclusive,
+				       ktime_get_ns() - start);
 	xas_reset(xas);
 	xas_lock(xas);
 }

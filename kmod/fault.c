@@ -125,6 +125,7 @@
 
 #include "compat.h"
 #include "hooks.h"
+#include "trace.h"
 #include "vmcoh.h"
 
 static vm_fault_t fault_sigbus(struct vmcoh_dev *dev)
@@ -536,14 +537,15 @@ static void fault_around_window(struct vm_fault *vmf, struct vmcoh_dev *dev,
 
 /*
  * Map the blocks of the rest of @vmf's fault-around window, read-only,
- * after ->fault mapped the faulting page.
+ * after ->fault mapped the faulting page.  Return how many it mapped.
  */
-static void fault_around(struct vm_fault *vmf, struct vmcoh_dev *dev)
+static unsigned int fault_around(struct vm_fault *vmf, struct vmcoh_dev *dev)
 {
 	pgoff_t first, last;
 
 	fault_around_window(vmf, dev, &first, &last);
-	fault_map_window(vmf, dev, first, last, vmf->pgoff);
+	return hweight_long(fault_map_window(vmf, dev, first, last,
+					     vmf->pgoff));
 }
 
 /*
@@ -573,6 +575,8 @@ static vm_fault_t vmcoh_map_pages(struct vm_fault *vmf, pgoff_t start,
 {
 	struct vmcoh_dev *dev = vmf->vma->vm_file->private_data;
 	pmd_t pmd = READ_ONCE(*vmf->pmd);
+	unsigned long mapped = 0;
+	vm_fault_t ret = 0;
 	pgoff_t first, last;
 
 	if (dev->fault_around <= 1 || !pmd_present(pmd) || pmd_leaf(pmd))
@@ -581,12 +585,15 @@ static vm_fault_t vmcoh_map_pages(struct vm_fault *vmf, pgoff_t start,
 	first = max(first, start);
 	last = min(last, end);
 	if (vmf->pgoff < first || vmf->pgoff > last)
-		return 0;
-	if (!(fault_map_window(vmf, dev, first, last, ULONG_MAX) &
-	      BIT(vmf->pgoff - first)))
-		return 0;
-	vmcoh_count(dev, VMCOH_MAP_PAGES_FAULTS);
-	return VM_FAULT_NOPAGE;
+		goto out;
+	mapped = fault_map_window(vmf, dev, first, last, ULONG_MAX);
+	if (mapped & BIT(vmf->pgoff - first)) {
+		vmcoh_count(dev, VMCOH_MAP_PAGES_FAULTS);
+		ret = VM_FAULT_NOPAGE;
+	}
+out:
+	trace_vmcoh_map_pages(vmf, first, last, hweight_long(mapped), ret);
+	return ret;
 }
 
 /* What a fault waits for, holding no entry lock. */
@@ -716,7 +723,13 @@ static enum fault_wait_for fault_window_wait_for(int err)
 	return err == -EBUSY ? FAULT_WAIT_PIN : FAULT_WAIT_RANGE;
 }
 
-static vm_fault_t vmcoh_fault(struct vm_fault *vmf)
+/*
+ * ->fault's work; *@found is what it found at the index the last time it
+ * looked, *@around the pages fault-around mapped (for the trace events).
+ */
+static vm_fault_t fault_pte(struct vm_fault *vmf,
+			    enum vmcoh_fault_found *found,
+			    unsigned int *around)
 {
 	struct vm_area_struct *vma = vmf->vma;
 	struct vmcoh_dev *dev = vma->vm_file->private_data;
@@ -736,6 +749,7 @@ static vm_fault_t vmcoh_fault(struct vm_fault *vmf)
 	if (!vmcoh_fault_holds_mmap_lock(vmf))
 		vmcoh_count(dev, VMCOH_VMA_LOCK_FAULTS);
 retry:
+	*found = VMCOH_FOUND_EOF;
 	if (index >= vmcoh_size_pages(dev))
 		return fault_sigbus(dev);
 	vmcoh_hold_fault(dev, VMCOH_HOLD_FAULT_SIZE_CHECKED, index);
@@ -746,6 +760,7 @@ retry:
 	if (likely(!unlocked_lookup) && fault_by_page_lock(dev)) {
 		page = fault_lock_block(dev, index);
 		if (page) {
+			*found = VMCOH_FOUND_BLOCK;
 			ret = fault_map_locked_block(vmf, dev, page, store);
 			goto around;
 		}
@@ -758,6 +773,7 @@ retry:
 
 	err = vmcoh_entry_grab(dev, index, &entry);
 	if (err == VMCOH_LOADING) {
+		*found = VMCOH_FOUND_LOADING;
 		ret = fault_wait(vmf, dev, FAULT_WAIT_LOAD, entry, &again);
 		goto out;
 	}
@@ -769,6 +785,7 @@ retry:
 	vmcoh_hold_fault(dev, VMCOH_HOLD_FAULT_LOCKED, index);
 
 	if (fault_drop_pending(dev, index)) {
+		*found = VMCOH_FOUND_DROP;
 		vmcoh_entry_unlock(&dev->entries, index, flags);
 		ret = fault_wait(vmf, dev, FAULT_WAIT_DROP, NULL, &again);
 		goto out;
@@ -776,10 +793,12 @@ retry:
 
 	if (likely(!unlocked_lookup))
 		page = fault_lookup(dev, index);
+	*found = page ? VMCOH_FOUND_BLOCK : VMCOH_FOUND_HOLE;
 
 	/* unsafe=no_size_recheck is the lkml 2006 nopage-vs-truncate race. */
 	if (index >= vmcoh_size_pages(dev) &&
 	    !vmcoh_unsafe(VMCOH_UNSAFE_NO_SIZE_RECHECK)) {
+		*found = VMCOH_FOUND_EOF;
 		ret = fault_sigbus(dev);
 		goto unlock;
 	}
@@ -788,11 +807,13 @@ retry:
 	if (!page && vmcoh_backed(dev)) {
 		err = fault_reserve_range(dev, index);
 		if (err) {
+			*found = VMCOH_FOUND_WINDOW;
 			vmcoh_entry_unlock(&dev->entries, index, flags);
 			ret = fault_wait(vmf, dev, fault_window_wait_for(err),
 					 NULL, &again);
 			goto out;
 		}
+		*found = VMCOH_FOUND_LOAD;
 		load = vmcoh_load_start(dev, index, flags);
 		if (IS_ERR(load)) {
 			ret = VM_FAULT_OOM;
@@ -806,6 +827,7 @@ retry:
 	if (!page && store) {
 		page = fault_alloc_block(dev, index, &flags);
 		if (IS_ERR(page) && vmcoh_window_refused(dev, PTR_ERR(page))) {
+			*found = VMCOH_FOUND_WINDOW;
 			vmcoh_entry_unlock(&dev->entries, index, flags);
 			ret = fault_wait(vmf, dev,
 					 fault_window_wait_for(PTR_ERR(page)),
@@ -849,7 +871,7 @@ unlock:
 around:
 	if (dev->fault_around > 1 && !(vmf->flags & FAULT_FLAG_WRITE) &&
 	    !(ret & VM_FAULT_ERROR))
-		fault_around(vmf, dev);
+		*around = fault_around(vmf, dev);
 out:
 	if (unlikely(stale)) {
 		put_page(stale);
@@ -863,7 +885,19 @@ out:
 	return ret;
 }
 
-static vm_fault_t vmcoh_page_mkwrite(struct vm_fault *vmf)
+static vm_fault_t vmcoh_fault(struct vm_fault *vmf)
+{
+	enum vmcoh_fault_found found = VMCOH_FOUND_EOF;
+	unsigned int around = 0;
+	vm_fault_t ret;
+
+	trace_vmcoh_fault(vmf, false);
+	ret = fault_pte(vmf, &found, &around);
+	trace_vmcoh_fault_done(vmf, false, found, ret, around);
+	return ret;
+}
+
+static vm_fault_t fault_mkwrite(struct vm_fault *vmf)
 {
 	struct vmcoh_dev *dev = vmf->vma->vm_file->private_data;
 	struct page *page = vmf->page;
@@ -984,6 +1018,16 @@ unlock:
 	return ret;
 }
 
+static vm_fault_t vmcoh_page_mkwrite(struct vm_fault *vmf)
+{
+	struct vmcoh_dev *dev = vmf->vma->vm_file->private_data;
+	bool zero_page = vmf->page == dev->zero_page;
+	vm_fault_t ret = fault_mkwrite(vmf);
+
+	trace_vmcoh_page_mkwrite(vmf, zero_page, ret);
+	return ret;
+}
+
 static vm_fault_t fault_pmd_fallback(struct vmcoh_dev *dev)
 {
 	vmcoh_count(dev, VMCOH_PMD_FALLBACKS);
@@ -1085,8 +1129,12 @@ wait:
 	return fault_wait_at(vmf, dev, FAULT_WAIT_LOAD, load, index, again);
 }
 
-/* ->huge_fault for a PMD: map the region of @vmf by one, or fall back. */
-static vm_fault_t fault_pmd(struct vm_fault *vmf)
+/*
+ * ->huge_fault for a PMD: map the region of @vmf by one, or fall back;
+ * *@found says which (or a load), for the trace events.
+ */
+static vm_fault_t __fault_pmd(struct vm_fault *vmf,
+			      enum vmcoh_fault_found *found)
 {
 	struct vmcoh_dev *dev = vmf->vma->vm_file->private_data;
 	bool write = vmf->flags & FAULT_FLAG_WRITE;
@@ -1108,6 +1156,7 @@ retry:
 	/* A lockless look first, not to take the region's lock for nothing. */
 	if (!vmcoh_window_resident(dev, first)) {
 		again = false;
+		*found = VMCOH_FOUND_LOAD;
 		ret = fault_pmd_load(vmf, dev, first, &again);
 		if (again)
 			goto retry;
@@ -1149,6 +1198,7 @@ retry:
 	vmcoh_hold_fault(dev, VMCOH_HOLD_FAULT_BEFORE_PTE, first);
 	ret = vmf_insert_pfn_pmd(vmf, page_to_pfn_t(head), write);
 	if (ret == VM_FAULT_NOPAGE) {
+		*found = VMCOH_FOUND_BLOCK;
 		flags = VMCOH_ENTRY_PMD;
 		vmcoh_count(dev, VMCOH_PMD_MAPS);
 		fault_touch(dev, first);
@@ -1156,6 +1206,19 @@ retry:
 unlock:
 	vmcoh_entry_unlock(&dev->entries, first, flags);
 	return ret == VM_FAULT_FALLBACK ? fault_pmd_fallback(dev) : ret;
+}
+
+static vm_fault_t fault_pmd(struct vm_fault *vmf)
+{
+	enum vmcoh_fault_found found = VMCOH_FOUND_FALLBACK;
+	vm_fault_t ret;
+
+	trace_vmcoh_fault(vmf, true);
+	ret = __fault_pmd(vmf, &found);
+	if (ret & VM_FAULT_FALLBACK)
+		found = VMCOH_FOUND_FALLBACK;
+	trace_vmcoh_fault_done(vmf, true, found, ret, 0);
+	return ret;
 }
 
 #ifdef VMCOH_HAVE_PAGE_ENTRY_SIZE

@@ -40,6 +40,7 @@
 #include <linux/pagemap.h>
 
 #include "hooks.h"
+#include "trace.h"
 #include "vmcoh.h"
 
 static void invalidate_unmap(struct vmcoh_dev *dev, pgoff_t first,
@@ -116,6 +117,8 @@ void vmcoh_invalidate(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
 {
 	bool even_cows = op == VMCOH_OP_SHRINK &&
 			 !vmcoh_unsafe(VMCOH_UNSAFE_NO_EVEN_COWS);
+	unsigned long freed = blocks ? blocks->count : 0;
+	unsigned int unmaps = 0;
 	unsigned long removed;
 
 	lockdep_assert_held_write(&dev->io_rwsem);
@@ -127,7 +130,8 @@ void vmcoh_invalidate(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
 		vmcoh_hold_inval(dev, VMCOH_HOLD_INVAL_BEFORE_UNMAP, first,
 				 last, op);
 		invalidate_unmap(dev, first, last, even_cows);
-		invalidate_entries(dev, first, last);
+		unmaps++;
+		removed = invalidate_entries(dev, first, last);
 		vmcoh_hold_inval(dev, VMCOH_HOLD_INVAL_ENTRIES_REMOVED, first,
 				 last, op);
 	} else {
@@ -145,8 +149,10 @@ void vmcoh_invalidate(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
 		 * anonymous pages that outlive their entry, so a shrink
 		 * always unmaps.
 		 */
-		if (removed || even_cows)
+		if (removed || even_cows) {
 			invalidate_unmap(dev, first, last, even_cows);
+			unmaps++;
+		}
 	}
 
 	/*
@@ -157,12 +163,15 @@ void vmcoh_invalidate(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
 	 */
 	if (blocks && !vmcoh_unsafe(VMCOH_UNSAFE_NO_STORE_WAIT) &&
 	    !vmcoh_unsafe(VMCOH_UNSAFE_UNMAP_BEFORE_REMOVE) &&
-	    invalidate_wait_for_stores(blocks))
+	    invalidate_wait_for_stores(blocks)) {
 		invalidate_unmap(dev, first, last, even_cows);
+		unmaps++;
+	}
 
 	vmcoh_hold_inval(dev, VMCOH_HOLD_INVAL_BEFORE_FREE, first, last, op);
 	if (blocks)
 		vmcoh_blocks_free(dev, blocks);
+	trace_vmcoh_invalidate(first, last, op, removed, unmaps, freed);
 }
 
 /**

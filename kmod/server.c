@@ -31,6 +31,7 @@
 #include <linux/poll.h>
 #include <linux/uaccess.h>
 
+#include "trace.h"
 #include "vmcoh.h"
 
 void vmcoh_backing_init(struct vmcoh_backing *backing)
@@ -93,6 +94,7 @@ int vmcoh_server_submit(struct vmcoh_dev *dev, struct vmcoh_req *load)
 	if (err >= 0) {
 		load->id = id;
 		list_add_tail(&load->queued, &backing->queue);
+		trace_vmcoh_req_submit(load);
 	}
 	xa_unlock(&backing->inflight);
 	if (err < 0)
@@ -471,6 +473,7 @@ static struct vmcoh_req *recv_one(struct file *file, struct vmcoh_request *req,
 	r = server_next(&dev->backing, file, nonblock);
 	if (IS_ERR(r))
 		return r;
+	trace_vmcoh_req_recv(r);
 	req->id = r->id;
 	req->op = r->op;
 	req->offset = (u64)r->index << PAGE_SHIFT;

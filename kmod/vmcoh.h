@@ -26,13 +26,15 @@
  *   server.c     the server's channel: requests, replies, its death.
  *   window.c     window_mb: blocks live in a bounded pool of 2 MiB ranges,
  *                reclaimed from backed objects (a DROP of the region).
+ *   trace.c      the trace events of trace.h (docs/tracing.md).
  *
  * Layers.  The block map and the entries are the bottom: they call no
- * other file of the module (but the test hooks, which call nothing), as
- * fs/dax.c's entries call no filesystem.  What they need from above is
- * passed down as ops tables - struct vmcoh_block_ops, through which the
- * window places blocks in its ranges, and struct vmcoh_entry_load_ops,
- * through which entries hold the loads they point at - and
+ * other file of the module (but the test hooks and the trace events of
+ * trace.c, which call nothing), as fs/dax.c's entries call no filesystem.
+ * What they need from above is passed down as ops tables - struct
+ * vmcoh_block_ops, through which the window places blocks in its ranges,
+ * and struct vmcoh_entry_load_ops, through which entries hold the loads
+ * they point at - and
  * tests/test_layers.py checks the object files.  Above them invalidate.c,
  * then fault.c and io.c, with backing.c, server.c, writeback.c and
  * window.c beside them.
@@ -417,6 +419,25 @@ enum vmcoh_op {
 	VMCOH_OP_SERVER,	/* the server's INVALIDATE, or DETACH */
 	VMCOH_OP_DROP,		/* the server's DROP */
 	VMCOH_OP_RECLAIM,	/* the window's reclaim of a range */
+};
+
+/* What a fault found at its index (the trace events, trace.h). */
+enum vmcoh_fault_found {
+	VMCOH_FOUND_BLOCK,	/* a block, mapped */
+	VMCOH_FOUND_HOLE,	/* a hole: the zero page, or a new block */
+	VMCOH_FOUND_LOADING,	/* a load in flight, waited for */
+	VMCOH_FOUND_LOAD,	/* nothing resident: it started a load */
+	VMCOH_FOUND_DROP,	/* a DROP in flight, waited for */
+	VMCOH_FOUND_WINDOW,	/* no room in the window, waited for */
+	VMCOH_FOUND_FALLBACK,	/* a PMD fault that fell back to PTEs */
+	VMCOH_FOUND_EOF,	/* beyond EOF: SIGBUS */
+};
+
+/* Why the window reclaims a range (window.c). */
+enum vmcoh_reclaim_why {
+	VMCOH_RECLAIM_INLINE,		/* read(2), write(2) or a fault */
+	VMCOH_RECLAIM_BACKGROUND,	/* the window's worker */
+	VMCOH_RECLAIM_SHRINKER,		/* memory pressure */
 };
 
 /* blockmap.c */

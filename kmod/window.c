@@ -119,6 +119,7 @@
 
 #include "compat.h"
 #include "hooks.h"
+#include "trace.h"
 #include "vmcoh.h"
 
 static unsigned int window_mb;
@@ -702,15 +703,13 @@ static const struct vmcoh_block_ops window_block_ops = {
 	.free		= window_blocks_free,
 };
 
-enum reclaim_why { RECLAIM_INLINE, RECLAIM_BACKGROUND, RECLAIM_SHRINKER };
-
 /* How often a task waiting for a free range asks the worker again. */
 #define WINDOW_WAIT_KICK	HZ
 
 static const enum vmcoh_counter reclaim_counters[] = {
-	[RECLAIM_INLINE]	= VMCOH_RECLAIMS_INLINE,
-	[RECLAIM_BACKGROUND]	= VMCOH_RECLAIMS_BACKGROUND,
-	[RECLAIM_SHRINKER]	= VMCOH_RECLAIMS_SHRINKER,
+	[VMCOH_RECLAIM_INLINE]	= VMCOH_RECLAIMS_INLINE,
+	[VMCOH_RECLAIM_BACKGROUND]	= VMCOH_RECLAIMS_BACKGROUND,
+	[VMCOH_RECLAIM_SHRINKER]	= VMCOH_RECLAIMS_SHRINKER,
 };
 
 /*
@@ -816,10 +815,12 @@ static bool reclaim_range(struct vmcoh_dev *dev,
  * pool; -ENOSPC if none could; -EINTR on a fatal signal.
  */
 static int window_reclaim_one(struct vmcoh_dev *dev, pgoff_t skip,
-			      enum reclaim_why why)
+			      enum vmcoh_reclaim_why why)
 {
 	unsigned int tries = dev->window.nr_ranges;
 	struct vmcoh_window_range *victim;
+	unsigned int blocks;
+	pgoff_t region;
 	bool released;
 	int err = 0;
 
@@ -827,11 +828,15 @@ static int window_reclaim_one(struct vmcoh_dev *dev, pgoff_t skip,
 		victim = reclaim_pick(dev, skip, &released);
 		if (!victim)
 			return -ENOSPC;
+		region = victim->region;
+		blocks = READ_ONCE(victim->nr_blocks);
 		if (released || reclaim_range(dev, victim, &err)) {
+			trace_vmcoh_reclaim(region, blocks, why, 0);
 			vmcoh_count(dev, reclaim_counters[why]);
 			window_wake(&dev->window);
 			return 0;
 		}
+		trace_vmcoh_reclaim(region, blocks, why, err ?: -EBUSY);
 		vmcoh_count(dev, VMCOH_RECLAIMS_FAILED);
 		if (err == -EINTR)
 			return err;
@@ -852,7 +857,7 @@ static int window_reclaim_one(struct vmcoh_dev *dev, pgoff_t skip,
 int vmcoh_window_reclaim_inline(struct vmcoh_dev *dev, pgoff_t index)
 {
 	int err = window_reclaim_one(dev, range_region(index),
-				     RECLAIM_INLINE);
+				     VMCOH_RECLAIM_INLINE);
 
 	return err == -ENOSPC ? vmcoh_window_wait(dev) : err;
 }
@@ -866,7 +871,7 @@ int vmcoh_window_reclaim_inline(struct vmcoh_dev *dev, pgoff_t index)
  */
 int vmcoh_window_reclaim_in_fault(struct vmcoh_dev *dev, pgoff_t index)
 {
-	return window_reclaim_one(dev, range_region(index), RECLAIM_INLINE);
+	return window_reclaim_one(dev, range_region(index), VMCOH_RECLAIM_INLINE);
 }
 
 /*
@@ -1075,14 +1080,14 @@ static void window_work(struct work_struct *work)
 	struct vmcoh_dev *dev = container_of(work, struct vmcoh_dev,
 					     window.work);
 	struct vmcoh_window *w = &dev->window;
-	enum reclaim_why why;
+	enum vmcoh_reclaim_why why;
 
 	while (vmcoh_served(dev) && window_wants_reclaim(w)) {
-		why = READ_ONCE(w->shrink_target) ? RECLAIM_SHRINKER :
-						    RECLAIM_BACKGROUND;
+		why = READ_ONCE(w->shrink_target) ? VMCOH_RECLAIM_SHRINKER :
+						    VMCOH_RECLAIM_BACKGROUND;
 		if (window_reclaim_one(dev, ULONG_MAX, why))
 			break;
-		if (why == RECLAIM_SHRINKER) {
+		if (why == VMCOH_RECLAIM_SHRINKER) {
 			xa_lock(&w->regions);
 			if (w->shrink_target)
 				WRITE_ONCE(w->shrink_target,

@@ -65,6 +65,7 @@
 #include <linux/mm.h>
 
 #include "hooks.h"
+#include "trace.h"
 #include "vmcoh.h"
 
 /*
@@ -101,6 +102,7 @@ void vmcoh_store_finish(struct vmcoh_req *store, int err)
 		store->blocks[i] = NULL;
 	}
 	store->status = err ? -EIO : 0;
+	trace_vmcoh_req_done(store);
 	complete_all(&store->done);
 	vmcoh_req_put(store);
 }
@@ -443,6 +445,7 @@ int vmcoh_drop_range(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
 	}
 	drop_publish(dev, false, 0, 0);
 	mutex_unlock(&backing->drop_mutex);
+	trace_vmcoh_drop(first, last, op, err);
 	return err;
 }
 
