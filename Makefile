@@ -28,6 +28,7 @@ KSRC_TARBALL   := $(lastword $(sort $(wildcard /usr/src/linux-source-6.1.tar.xz)
 copy_kmod = rm -rf $(1)/kmod && mkdir -p $(1) && cp -r Kbuild kmod uapi $(1)/
 
 .PHONY: all deps module module-% kernels userspace run check matrix bench bench-smoke fsmatrix lint \
+	kselftest-install \
 	checkpatch sparse format tidy clean help dkms-install dkms-remove
 
 all: module userspace
@@ -43,6 +44,8 @@ help:
 	@echo "make lint       checkpatch --strict, sparse, W=1, clang-format, clang-tidy"
 	@echo "make dkms-install  vmcoh.ko through DKMS for every kernel with headers (root);"
 	@echo "                then 'modprobe vmcoh'.  make dkms-remove takes it out again"
+	@echo "make kselftest-install DESTDIR=DIR  the kselftest collection \"vmcoh\", with the"
+	@echo "                module for KSELFTEST_KERNELS=\"$(KSELFTEST_KERNELS)\" (docs/kselftest.md)"
 	@echo "make matrix     how fast the stress scenarios catch each unsafe variant (~1 h)"
 	@echo "make bench      vmcoh against tmpfs and ext4 -o dax in one VM, into docs/bench.md"
 	@echo "make bench-smoke  the same, --quick, without touching docs/bench.md"
@@ -71,6 +74,13 @@ dkms-install:
 	dkms add vmcoh/$(VERSION)
 	for k in $(DKMS_KERNELS); do dkms install vmcoh/$(VERSION) -k $$k || exit 1; done
 	dkms status vmcoh
+
+# The kselftest collection "vmcoh" under DESTDIR (docs/kselftest.md), with the
+# module for each of KSELFTEST_KERNELS: $(DESTDIR)/run_kselftest.sh -c vmcoh.
+KSELFTEST_KERNELS ?= 6.1 6.12
+kselftest-install: all module $(addprefix module-,$(filter-out 6.1,$(KSELFTEST_KERNELS)))
+	@test -n "$(DESTDIR)" || { echo "make kselftest-install DESTDIR=DIR" >&2; exit 1; }
+	tools/kselftest/install "$(DESTDIR)" $(foreach k,$(KSELFTEST_KERNELS),$(if $(filter 6.1,$(k)),vmcoh.ko,$(BUILD)/kmod-$(k)/vmcoh.ko))
 
 # Every version of vmcoh out of DKMS, its modules and its sources.
 dkms-remove:

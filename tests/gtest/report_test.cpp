@@ -42,7 +42,7 @@ TEST(Reporter, TapHasAPlanNumberedResultsAndThePassedFailedLine) {
   EXPECT_NE(tap.find("\nok 1 - a/threads\n"), std::string::npos) << tap;
   EXPECT_NE(tap.find("\nnot ok 2 - b/processes\n"), std::string::npos) << tap;
   EXPECT_NE(tap.find("\n#   why it failed\n"), std::string::npos) << tap;
-  EXPECT_EQ(last_line(tap), "1 passed, 1 failed");
+  EXPECT_EQ(last_line(tap), "# 1 passed, 1 failed");
 }
 
 TEST(Reporter, JsonIsOneDocumentWithRunInfoResultsAndCounts) {

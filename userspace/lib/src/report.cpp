@@ -72,7 +72,9 @@ void Reporter::finish() {
     doc["failed"] = failed_;
     out_ << doc.dump(2) << '\n';
   } else {
-    fmt::print(out_, "{} passed, {} failed\n", passed_, failed_);
+    // In TAP, anything but a result, a plan or a directive is a diagnostic line.
+    fmt::print(out_, "{}{} passed, {} failed\n", format_ == ReportFormat::tap ? "# " : "", passed_,
+               failed_);
   }
   out_.flush();
 }
