@@ -119,9 +119,13 @@ run: deps all
 # The gtest stress scenarios run STRESS_SECONDS each (10 s on their own); the deterministic
 # scenarios are what must catch each broken protocol, and `make matrix` what measures the harness.
 STRESS_SECONDS ?= 3
+# Tests run side by side in TEST_JOBS pytest-xdist workers: a TCG guest keeps about one host
+# core busy on average, so one worker per core.  Tests that share one run stay on one worker
+# (xdist_group).  TEST_JOBS=0 runs them one at a time.
+TEST_JOBS ?= $(shell nproc)
 check: deps lint all $(addprefix module-,$(filter-out 6.1,$(KERNELS)))
 	VMCOH_KERNELS="$(KERNELS)" VMCOH_STRESS_SECONDS=$(STRESS_SECONDS) \
-		$(PYTHON) -m pytest tests --durations=25 $(PYTEST_ARGS)
+		$(PYTHON) -m pytest tests -n $(TEST_JOBS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 # How fast the race harness catches each unsafe variant (about an hour; not in CI):
 # build/stress-matrix.md, spliced into docs/matrix.md.  E.g. MATRIX_ARGS='--seeds 1..3 --cap 30'.

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -48,8 +49,14 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "vm: boots a VM under QEMU")
 
 
-# Where the time goes: seconds per test file and per kernel, printed at the end of the run.
+# Where the time goes: seconds per test file and per kernel, printed at the end of the run,
+# against the wall clock (under xdist, tests run side by side).
 _SECONDS = defaultdict(float)
+_START = [time.monotonic()]
+
+
+def pytest_sessionstart(session):
+    _START[0] = time.monotonic()
 
 
 def pytest_runtest_logreport(report):
@@ -77,7 +84,10 @@ def pytest_terminal_summary(terminalreporter):
     for name, table in (("file", by_file), ("kernel", by_kernel)):
         for key, seconds in sorted(table.items(), key=lambda kv: -kv[1]):
             write(f"{seconds:8.1f} s {100 * seconds / total:5.1f} %  {name} {key}")
-    write(f"{total:8.1f} s in all tests")
+    wall = time.monotonic() - _START[0]
+    workers = getattr(terminalreporter.config.option, "numprocesses", None) or 1
+    write(f"{total:8.1f} s in all tests, in {wall:.1f} s of wall clock "
+          f"({workers} worker{'s' if workers != 1 else ''}, {total / wall:.2f} at once)")
 
 
 @pytest.fixture(scope="session")

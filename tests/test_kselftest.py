@@ -21,7 +21,8 @@ import pytest
 
 from conftest import BUILD, KERNELS, ROOT, explain, vmrun
 
-pytestmark = pytest.mark.vm
+# One install tree for both tests: under xdist, one worker.
+pytestmark = [pytest.mark.vm, pytest.mark.xdist_group("kselftest")]
 
 DEST = BUILD / "kselftest"
 HEADER = "# selftests: vmcoh: run_vmcoh.sh"

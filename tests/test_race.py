@@ -79,8 +79,10 @@ def run_on_vmcoh(results_dir, kernel):
     return proc, report
 
 
+# A kernel's tests share its one run: under xdist, they go to one worker.
 @pytest.mark.vm
-@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("kernel", [pytest.param(k, marks=pytest.mark.xdist_group(f"race-{k}"))
+                                    for k in KERNELS])
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_scenario_on_vmcoh(built, results_dir, scenario, kernel):
     proc, report = run_on_vmcoh(results_dir, kernel)
@@ -106,6 +108,7 @@ def run_on_tmpfs(results_dir):
     return proc, report
 
 
+@pytest.mark.xdist_group("race-tmpfs")
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_scenario_on_tmpfs_reference(built, results_dir, scenario):
     """The kernel's page cache is correct: the oracle must agree."""
