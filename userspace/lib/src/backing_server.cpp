@@ -186,6 +186,12 @@ bool BackingServer::wait_for_loads(std::uint64_t index, std::uint64_t count,
   return changed_.wait_for(lock, timeout, [&] { return loads_.at(index) >= count; });
 }
 
+bool BackingServer::wait_for_stores(std::uint64_t index, std::uint64_t count,
+                                    std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(mutex_);
+  return changed_.wait_for(lock, timeout, [&] { return stores_.at(index) >= count; });
+}
+
 std::uint64_t BackingServer::max_pending() const {
   const std::scoped_lock lock(mutex_);
   return max_pending_;

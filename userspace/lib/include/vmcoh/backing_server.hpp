@@ -100,6 +100,11 @@ class BackingServer {
   // Waits until at least `count` loads of `index` were received; false on timeout.
   bool wait_for_loads(std::uint64_t index, std::uint64_t count,
                       std::chrono::milliseconds timeout) const;
+  // Waits until at least `count` STOREs of `index` were received and handled (their contents
+  // in block(), if kept); false on timeout.  A reclaim's STOREs come from the window's worker,
+  // after the faults that made it reclaim may have returned.
+  bool wait_for_stores(std::uint64_t index, std::uint64_t count,
+                       std::chrono::milliseconds timeout) const;
   // The most loads that were received and not yet answered at one time.
   [[nodiscard]] std::uint64_t max_pending() const;
   // REPLYs the kernel refused with ENOENT (the load had timed out or been failed).
