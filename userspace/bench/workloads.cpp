@@ -258,6 +258,7 @@ RoundResults latency(BenchTarget& target, const Settings& settings) {
   const std::size_t readers = std::max<std::size_t>(1, settings.max_workers - 1);
   const std::uint64_t pages = settings.size / kPageSize;
   SharedArray<std::uint64_t> stop(1);
+  SharedArray<std::uint64_t> taken(1);  // samples so far, all readers
   std::vector<std::vector<double>> samples(readers);
   ActorGroup group(ActorMode::threads, readers + 1);
   group.spawn("writer", [&] {
@@ -278,10 +279,17 @@ RoundResults latency(BenchTarget& target, const Settings& settings) {
         const std::uint64_t start = monotonic_ns();
         load(page);
         mine.push_back(static_cast<double>(monotonic_ns() - start) / 1e3);
+        atomic(taken[0]).fetch_add(1);
       }
     });
   }
   std::this_thread::sleep_for(std::chrono::duration<double>(settings.seconds));
+  // A short cell (--quick) on a busy host may end before a reader has mapped its range: give
+  // the readers, within a bound, the time for one sample each.
+  const auto deadline = std::chrono::steady_clock::now() + kJoinSlack;
+  while (atomic(taken[0]).load() < readers && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   atomic(stop[0]).store(1);
   join_all(group, std::chrono::steady_clock::now() + kJoinSlack);
   std::vector<double> all;
