@@ -155,6 +155,10 @@ static int run_main(int argc, char** argv) {
       ->check(CLI::IsMember({"text", "tap", "json"}))
       ->capture_default_str();
   app.add_option("--device", device_path, "the vmcoh device node")->capture_default_str();
+  bool targeted = false;
+  app.add_flag("--targeted", targeted,
+               "only the interleavings that target the loaded module's unsafe variant (with the "
+               "safe module: all of them)");
   app.add_flag("--list", list, "list the interleavings and exit");
   try {
     app.parse(argc, argv);
@@ -194,6 +198,14 @@ static int run_main(int argc, char** argv) {
     fmt::print(stderr, "vmcoh-interleave: block size {} differs from the page size {}\n",
                info.block_size, kPageSize);
     return kExitSetup;
+  }
+  if (targeted && info.unsafe != 0) {
+    std::erase_if(selected, [&](const Interleaving* i) { return i->catches != info.unsafe; });
+    if (selected.empty()) {
+      fmt::print(stderr, "vmcoh-interleave: no interleaving targets unsafe={}\n",
+                 unsafe_variant_name(info.unsafe));
+      return kExitSetup;
+    }
   }
   const bool hooks = (info.features & VMCOH_FEATURE_TEST_HOOKS) != 0;
   std::vector<std::string> need_hooks;
