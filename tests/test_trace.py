@@ -78,11 +78,16 @@ def check_faults_end(events):
 def check_plain(events):
     check_faults_end(events)
     s = sections(events)
+    # ->map_pages maps blocks alone once the faulting PMD has a page table; a fresh mapping's
+    # PMD may have none yet (that depends on what else the process has mapped near it), and
+    # then ->fault maps the block and fault-around the other three.
     blocks = s["read blocks"]
-    assert not [e for e in blocks if e["event"] == "vmcoh_fault"], \
-        f"a read of blocks went past ->map_pages: {blocks}"
-    mapped = one(blocks, "vmcoh_map_pages", index=0, result="NOPAGE")
-    assert int(mapped[0]["mapped"]) >= 1
+    by_map_pages = [e for e in blocks if e["event"] == "vmcoh_map_pages" and e["index"] == "0"
+                    and e["result"] == "NOPAGE" and int(e["mapped"]) >= 1]
+    by_fault = [e for e in blocks if e["event"] == "vmcoh_fault_done" and e["index"] == "0"
+                and e["found"] == "block" and e["result"] == "NOPAGE" and int(e["around"]) >= 1]
+    assert by_map_pages or by_fault, f"the read of blocks: {blocks}"
+    assert not (by_map_pages and by_fault), f"mapped twice: {blocks}"
 
     hole = one(s["read hole"], "vmcoh_fault_done", index=8, found="hole", result="NOPAGE")
     assert "read" in hole[0]["flags"] and "pte" in hole[0]["flags"]
