@@ -537,15 +537,14 @@ static void fault_around_window(struct vm_fault *vmf, struct vmcoh_dev *dev,
 
 /*
  * Map the blocks of the rest of @vmf's fault-around window, read-only,
- * after ->fault mapped the faulting page.  Return how many it mapped.
+ * after ->fault mapped the faulting page.  Return fault_map_window()'s bits.
  */
-static unsigned int fault_around(struct vm_fault *vmf, struct vmcoh_dev *dev)
+static unsigned long fault_around(struct vm_fault *vmf, struct vmcoh_dev *dev)
 {
 	pgoff_t first, last;
 
 	fault_around_window(vmf, dev, &first, &last);
-	return hweight_long(fault_map_window(vmf, dev, first, last,
-					     vmf->pgoff));
+	return fault_map_window(vmf, dev, first, last, vmf->pgoff);
 }
 
 /*
@@ -592,7 +591,7 @@ static vm_fault_t vmcoh_map_pages(struct vm_fault *vmf, pgoff_t start,
 		ret = VM_FAULT_NOPAGE;
 	}
 out:
-	trace_vmcoh_map_pages(vmf, first, last, hweight_long(mapped), ret);
+	trace_vmcoh_map_pages(vmf, first, last, mapped, ret);
 	return ret;
 }
 
@@ -725,11 +724,12 @@ static enum fault_wait_for fault_window_wait_for(int err)
 
 /*
  * ->fault's work; *@found is what it found at the index the last time it
- * looked, *@around the pages fault-around mapped (for the trace events).
+ * looked, *@around the bits of the pages fault-around mapped (counted
+ * only by the trace event, off the path when it is disabled).
  */
 static vm_fault_t fault_pte(struct vm_fault *vmf,
 			    enum vmcoh_fault_found *found,
-			    unsigned int *around)
+			    unsigned long *around)
 {
 	struct vm_area_struct *vma = vmf->vma;
 	struct vmcoh_dev *dev = vma->vm_file->private_data;
@@ -888,7 +888,7 @@ out:
 static vm_fault_t vmcoh_fault(struct vm_fault *vmf)
 {
 	enum vmcoh_fault_found found = VMCOH_FOUND_EOF;
-	unsigned int around = 0;
+	unsigned long around = 0;
 	vm_fault_t ret;
 
 	trace_vmcoh_fault(vmf, false);

@@ -122,11 +122,12 @@ DEFINE_EVENT(vmcoh_fault_class, vmcoh_fault,
 
 /*
  * A fault ends: what it found at the index the last time it looked, what
- * it answered the core, and the pages fault-around mapped besides.
+ * it answered the core, and the pages fault-around mapped besides (@around:
+ * their bits, counted here so that a disabled event costs no count).
  */
 TRACE_EVENT(vmcoh_fault_done,
 	TP_PROTO(struct vm_fault *vmf, bool pmd, enum vmcoh_fault_found found,
-		 vm_fault_t result, unsigned int around),
+		 vm_fault_t result, unsigned long around),
 	TP_ARGS(vmf, pmd, found, result, around),
 	TP_STRUCT__entry(
 		__field(pgoff_t, index)
@@ -142,7 +143,7 @@ TRACE_EVENT(vmcoh_fault_done,
 		__entry->pmd = pmd;
 		__entry->found = found;
 		__entry->result = (__force unsigned int)result;
-		__entry->around = around;
+		__entry->around = hweight_long(around);
 	),
 	TP_printk("index=%lu %s %s found=%s result=%s around=%u",
 		  __entry->index, __entry->write ? "write" : "read",
@@ -154,10 +155,10 @@ TRACE_EVENT(vmcoh_fault_done,
 		  __entry->around)
 );
 
-/* ->map_pages: the window [start, end] and how many pages it mapped. */
+/* ->map_pages: the window [start, end] and the pages it mapped (bits). */
 TRACE_EVENT(vmcoh_map_pages,
 	TP_PROTO(struct vm_fault *vmf, pgoff_t start, pgoff_t end,
-		 unsigned int mapped, vm_fault_t result),
+		 unsigned long mapped, vm_fault_t result),
 	TP_ARGS(vmf, start, end, mapped, result),
 	TP_STRUCT__entry(
 		__field(pgoff_t, index)
@@ -170,7 +171,7 @@ TRACE_EVENT(vmcoh_map_pages,
 		__entry->index = vmf->pgoff;
 		__entry->start = start;
 		__entry->end = end;
-		__entry->mapped = mapped;
+		__entry->mapped = hweight_long(mapped);
 		__entry->result = (__force unsigned int)result;
 	),
 	TP_printk("index=%lu start=%lu end=%lu mapped=%u result=%s",
