@@ -507,7 +507,10 @@ TEST_F(WindowReadaheadTest, APassMappedByPmdsLoadsEachRegionWholeAndReadsAhead) 
   for (std::uint64_t b = start; b < start + 4 * kRangeBlocks; ++b) {
     ASSERT_EQ(server().loads(b), 1U) << "block " << b;
   }
-  // Regions 8 and 9 for their faults, 10 to 12 ahead.
+  // Regions 8 and 9 for their faults, 10 to 12 ahead.  Region 12 was sent by the fault on
+  // region 11, but the server's thread may not have received it yet.
+  EXPECT_TRUE(server().wait_for_loads(start + 4 * kRangeBlocks, 1, kWait))
+      << "region 12 was not sent ahead; " << counters();
   EXPECT_EQ(server().requests() - requests, 5U) << counters();
   EXPECT_EQ(backing().loads_ahead - before.loads_ahead, 3U) << counters();
   EXPECT_EQ(window().pmd_maps - pmd_maps, 4U) << "a region loaded for a 2 MiB fault, or sent "
