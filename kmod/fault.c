@@ -1111,6 +1111,17 @@ static vm_fault_t fault_pmd_load(struct vm_fault *vmf, struct vmcoh_dev *dev,
 	if (index != first || vmcoh_drop_pending(dev, first, last) ||
 	    vmcoh_block_lookup(&dev->map, first)) {
 		vmcoh_entry_unlock(&dev->entries, index, flags);
+		/*
+		 * A load in flight published some of the region between our
+		 * looks (its first batch, whose entries we waited for), or
+		 * all of it: look again, to wait for the rest at the last
+		 * block, or to map it whole.
+		 */
+		if ((index == first && !vmcoh_window_region_empty(dev, first)) ||
+		    vmcoh_window_resident(dev, first)) {
+			*again = true;
+			return 0;
+		}
 		return VM_FAULT_FALLBACK;
 	}
 	err = fault_reserve_range(dev, first);
