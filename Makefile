@@ -119,12 +119,17 @@ run: deps all
 # The gtest stress scenarios run STRESS_SECONDS each (10 s on their own); the deterministic
 # scenarios are what must catch each broken protocol, and `make matrix` what measures the harness.
 STRESS_SECONDS ?= 3
+# The race harness's scenarios run RACE_SECONDS per mode on the stock kernels, half that on the
+# debug kernels (4 and 2 on their own): in CI they show the safe protocol clean, while the
+# interleaving matrix proves each window deterministically and `make matrix` measures catches.
+RACE_SECONDS ?= 2
 # Tests run side by side in TEST_JOBS pytest-xdist workers: a TCG guest keeps about one host
 # core busy on average, so one worker per core.  Tests that share one run stay on one worker
 # (xdist_group).  TEST_JOBS=0 runs them one at a time.
 TEST_JOBS ?= $(shell nproc)
 check: deps lint all $(addprefix module-,$(filter-out 6.1,$(KERNELS)))
 	VMCOH_KERNELS="$(KERNELS)" VMCOH_STRESS_SECONDS=$(STRESS_SECONDS) \
+		VMCOH_RACE_SECONDS=$(RACE_SECONDS) \
 		$(PYTHON) -m pytest tests -n $(TEST_JOBS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 # How fast the race harness catches each unsafe variant (about an hour; not in CI):
