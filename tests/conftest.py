@@ -65,10 +65,24 @@ def pytest_runtest_logreport(report):
 
 def kernel_of(nodeid):
     """The kernel a test's parameters name, or "host"."""
-    params = re.search(r"\[(.*)\]$", nodeid)
+    params = re.search(r"\[(.*)\](@[^\[\]]*)?$", nodeid)  # xdist adds "@group"
     words = params.group(1).split("-") if params else []
     # "6.12" before "6.1": a test id holds each kernel as one whole word.
     return next((k for k in sorted(ALL_KERNELS, reverse=True) if k in words), "host")
+
+
+# Under xdist, the slow kernels' tests go first, then the long runs of no one kernel, and the
+# host's short ones fill the end, so the two workers finish together.
+_SLOWEST_FIRST = {"debug": 0, "kcsan": 1, "6.12": 3, "6.1": 4, "host": 5}
+_LONG_HOST_RUNS = ("tests/test_kselftest.py::test_the_kernels_runner",
+                   "tests/test_bench.py::test_quick_run", "tests/test_dkms.py")
+
+
+def pytest_collection_modifyitems(items):
+    def order(item):
+        return 2 if item.nodeid.startswith(_LONG_HOST_RUNS) else \
+            _SLOWEST_FIRST[kernel_of(item.nodeid)]
+    items.sort(key=order)
 
 
 def pytest_terminal_summary(terminalreporter):

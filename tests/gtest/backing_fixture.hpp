@@ -18,7 +18,7 @@
 namespace vmcoh::test {
 
 inline constexpr auto kWait = std::chrono::seconds(10);  // for what must happen; failing costs it
-inline constexpr auto kStuck = std::chrono::seconds(5);  // a call this slow waits for something
+inline constexpr auto kStuck = std::chrono::seconds(3);  // a call this slow waits for something
 
 // The server's copy: block b holds its stamp at generation 1.
 void fill_server(BackingServer& server);

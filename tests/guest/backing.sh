@@ -30,7 +30,7 @@ run() {
 	filter=$2
 	shift 2
 	rm -f "$out/backing-$name.json"
-	insmod "$module" test_hooks=1 load_timeout_ms=6000 "$@"
+	insmod "$module" test_hooks=1 load_timeout_ms=4000 "$@"
 	rc=0
 	"$gtest" --gtest_filter="$filter" \
 		--gtest_output="json:$out/backing-$name.json" || rc=$?

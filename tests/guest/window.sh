@@ -12,7 +12,8 @@
 # Separate runs, because a debug kernel's lockdep also reports the first
 # variant's deadlock: the caller allows splats for it only.
 # $1: directory for the JSON reports; $2: the module (default: ./vmcoh.ko);
-# $3: safe (default), reclaim_in_fault or variants.
+# $3: safe (default), reclaim_in_fault, variants or rmmod, or several of
+# them (e.g. "safe variants rmmod", one boot for all).
 # VMCOH_WINDOW_MB: the window
 # (default 4).  One range is too few for the stress scenario: five tasks on
 # four regions then take it from each other before their loads complete.
@@ -20,7 +21,7 @@ set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 out=$1
 module=${2:-$top/vmcoh.ko}
-which=${3:-safe}
+runs=${3:-safe}
 gtest=$top/build/tests/gtest/vmcoh-gtest
 status=0
 
@@ -39,6 +40,7 @@ run() {
 	rmmod vmcoh || status=1
 }
 
+for which in $runs; do
 case $which in
 safe)
 	run safe 'Pmd*:WindowTest.*:WindowRunsTest.*:WindowHoldTest.*:DeviceTest.Window*'
@@ -58,6 +60,9 @@ variants)
 	run load_after_invalidate 'WindowReadaheadTest.AnInvalidationOfARegionSentAhead*' \
 		unsafe=load_after_invalidate
 	window_mb= ;;
+# Loads, serves, reclaims and unloads VMCOH_RMMOD_LOOPS times (tests/guest/rmmod.sh).
+rmmod) "$top/tests/guest/rmmod.sh" "$module" || status=1 ;;
 *) echo "window.sh: unknown run $which" >&2; exit 2 ;;
 esac
+done
 exit "$status"
