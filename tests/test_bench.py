@@ -167,7 +167,10 @@ def test_quick_run_in_a_vm(built, results_dir):
     assert {v for _, v in window} == {"1x", "2x", "4x"}
     assert doc["window_mb"] > 0
     assert 0 < window["vmcoh", "4x"]["extra"]["loads_per_page"] < 0.1, window["vmcoh", "4x"]
-    assert window["vmcoh", "4x"]["extra"]["round_trips_per_region"] <= 2, window["vmcoh", "4x"]
+    # A region per request once a pass is under way (make bench: about 1.1); a 0.2 s cell is a
+    # few regions, the first of which ramps up in six runs, so the bound here is loose.  Runs of
+    # 16 blocks would be 32.
+    assert window["vmcoh", "4x"]["extra"]["round_trips_per_region"] < 4, window["vmcoh", "4x"]
     assert window["vmcoh", "1x"]["extra"]["loads_per_page"] == 0, window["vmcoh", "1x"]
     # Stores beyond the window: each dirty region goes back in about one STORE of its run.
     write = {r["variant"]: r for r in doc["results"]
