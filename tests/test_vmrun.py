@@ -431,11 +431,9 @@ def planted_run(kernel, module):
         steps.append(f"echo planting {bug} >/dev/kmsg; insmod {module} bug={bug}{extra}; "
                      "rmmod vmrun_splat")
     script = "echo 2 > /proc/sys/kernel/hung_task_timeout_secs; " + "; ".join(steps)
-    log = module.parent / "planted.log"
-    r = subprocess.run([str(VMRUN), "--log", str(log), "--kernel", kernel, "--rwdir",
-                        str(module.parent), "--", "sh", "-c", script],
-                       cwd=ROOT, capture_output=True, text=True, timeout=600)
-    text = log.read_text(errors="replace")
+    r = run(module.parent, "sh", "-c", script,
+            opts=["--kernel", kernel, "--rwdir", str(module.parent)], timeout=600)
+    text = (module.parent / "vm.log").read_text(errors="replace")
     dmesg = text.split("===== vmrun: guest dmesg =====", 1)[-1].split("\n")
     return r, dmesg
 
