@@ -44,7 +44,7 @@ def test_kunit_suites_pass(built, results_dir, kernel):
     for old in out.glob("*.ktap"):
         old.unlink()
     proc = vmrun(["tests/guest/kunit.sh", out, module], log=f"kunit-{kernel}",
-                 kernel=kernel, timeout=300)
+                 kernel=kernel, timeout=300, kunit=True)
     assert proc.returncode == 0, explain(proc)
 
     parser = kunit_parser(kernel)

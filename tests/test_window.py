@@ -43,7 +43,7 @@ from conftest import KERNELS, explain, is_debug_kernel, module_for, vmrun
 pytestmark = pytest.mark.vm
 
 SCENARIOS = {
-    "MappedReadsOfFourTimesTheWindowSeeEveryBlockAndStayWithinIt",
+    "MappedReadsOfFourTimesTheWindowSeeTheirBlocksAndStayWithinIt",
     "WritesReclaimInlineAndNothingWrittenIsLost",
     "StoresThroughAMappingSurviveTheReclaimOfTheirRange",
     "TheShrinkerGivesRangesBackAndTheWindowRefills",
