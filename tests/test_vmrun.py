@@ -9,6 +9,7 @@ import functools
 import importlib.machinery
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -422,20 +423,33 @@ def debug_splat_modules(tmp_path_factory):
 
 @functools.cache
 def planted_run(kernel, module):
-    """One boot of kernel that plants each of its bugs in turn (lockdep's first, as a later
-    report may turn lockdep off): (vmrun's result, the guest's dmesg lines)."""
-    steps = []
+    """One boot of kernel that loads the clean module, then plants each of its bugs in turn
+    (lockdep's first, as a later report may turn lockdep off): (vmrun's result, the guest's
+    dmesg lines).  Each step's marker in the kernel log names the pid of its insmod."""
+    def step(bug, extra=""):
+        return (f"sh -c 'echo \"planting {bug} as pid $$\" >/dev/kmsg; "
+                f"exec insmod {module} bug={bug}{extra}' && rmmod vmrun_splat")
+    # The clean load first, with the default hung-task timeout; then the bugs, the hang's
+    # timeout short.
+    steps = [step("none") + " && echo 'vmrun_splat: none: loaded and unloaded' >/dev/kmsg",
+             "echo 2 > /proc/sys/kernel/hung_task_timeout_secs"]
     order = ("abba", "race", "atomic", "hang", "leak", "uaf")
     for bug in sorted(PLANTED[kernel], key=order.index):
-        extra = " hang_s=6" if bug == "hang" else ""
-        steps.append(f"echo planting {bug} >/dev/kmsg; insmod {module} bug={bug}{extra}; "
-                     "rmmod vmrun_splat")
-    script = "echo 2 > /proc/sys/kernel/hung_task_timeout_secs; " + "; ".join(steps)
-    r = run(module.parent, "sh", "-c", script,
+        steps.append(step(bug, " hang_s=6" if bug == "hang" else ""))
+    r = run(module.parent, "sh", "-c", "; ".join(steps),
             opts=["--kernel", kernel, "--rwdir", str(module.parent)], timeout=600)
     text = (module.parent / "vm.log").read_text(errors="replace")
     dmesg = text.split("===== vmrun: guest dmesg =====", 1)[-1].split("\n")
     return r, dmesg
+
+
+def marker(dmesg, bug):
+    """(the index of the line that plants bug, its insmod's pid), or (None, None)."""
+    for i, line in enumerate(dmesg):
+        found = re.search(rf"planting {bug} as pid (\d+)", line)
+        if found:
+            return i, found.group(1)
+    return None, None
 
 
 # Each detector fires in the one boot, and vmrun's splat finder takes its report for a splat.
@@ -446,7 +460,7 @@ def planted_run(kernel, module):
 def test_debug_kernel_detector_fires_and_is_a_splat(debug_splat_modules, kernel, bug):
     r, dmesg = planted_run(kernel, debug_splat_modules[kernel])
     assert r.returncode == 250, r.stderr
-    start = next((i for i, line in enumerate(dmesg) if f"planting {bug}" in line), None)
+    start = marker(dmesg, bug)[0]
     assert start is not None, f"bug={bug} was never planted:\n{r.stderr}"
     report = next((i for i, line in enumerate(dmesg[start:], start)
                    if PLANTED[kernel][bug] in line), None)
@@ -458,12 +472,25 @@ def test_debug_kernel_detector_fires_and_is_a_splat(debug_splat_modules, kernel,
 
 
 @pytest.mark.vm
-@pytest.mark.parametrize("kernel", DEBUG_KERNELS)
-def test_debug_kernel_boots_clean(tmp_path, debug_splat_modules, kernel):
-    """No detector fires on its own: boot, load and unload a clean module, kmemleak scan."""
-    module = debug_splat_modules[kernel]
-    r = run(tmp_path, "sh", "-c", f"insmod {module} bug=none && rmmod vmrun_splat",
-            opts=["--kernel", kernel, "--rwdir", str(module.parent)], timeout=300)
-    assert r.returncode == 0, r.stderr
-    log = (tmp_path / "vm.log").read_text(errors="replace")
-    assert "Linux version" in log
+@pytest.mark.parametrize("kernel", [
+    pytest.param(k, marks=pytest.mark.xdist_group(f"planted-{k}")) for k in DEBUG_KERNELS])
+def test_debug_kernel_boots_clean(debug_splat_modules, kernel):
+    """No detector fires on its own: the boot, the clean module's load and unload, and the
+    kmemleak scan find nothing but the planted bugs' reports (the same boot, after them)."""
+    r, dmesg = planted_run(kernel, debug_splat_modules[kernel])
+    assert any("Linux version" in line for line in dmesg), r.stderr
+    clean, _ = marker(dmesg, "none")
+    assert clean is not None, f"the clean module was never loaded:\n{r.stderr}"
+    first = min(i for i, _ in (marker(dmesg, bug) for bug in PLANTED[kernel]) if i is not None)
+    assert any("vmrun_splat: none: loaded and unloaded" in line for line in dmesg[clean:first]), \
+        "the clean module did not load and unload:\n" + "\n".join(dmesg[clean:first])
+    splat = vmrun.find_splat(dmesg[:first])
+    assert splat is None, "a detector fired before any bug was planted:\n" + "\n".join(splat)
+    # kmemleak's report comes last: each object in it must be one the leak bug planted.
+    _, leak_pid = marker(dmesg, "leak")
+    owners = [line.strip() for line in dmesg if re.match(r"\s*comm \"", line)]
+    if "leak" in PLANTED[kernel]:
+        assert owners, "kmemleak reported nothing, not even the planted leak"
+    others = [o for o in owners if not o.startswith(f'comm "insmod", pid {leak_pid},')]
+    assert not others, f"kmemleak reports objects the leak bug (pid {leak_pid}) did not plant: " \
+        f"{others}"
