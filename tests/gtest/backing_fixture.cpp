@@ -99,9 +99,13 @@ testing::AssertionResult change_and_invalidate(BackingServer& server, std::uint6
   server.set_block(block, block_stamp(block, generation));
   auto invalidate = std::async(std::launch::async, [&] { server.invalidate(block); });
   if (invalidate.wait_for(kStuck) != std::future_status::ready) {
+    const std::string stacks = task_stacks();
+    // The load goes, and the INVALIDATE with it: now, not at load_timeout_ms (and a held
+    // block's loads again after that).
+    server.release(block);
     return testing::AssertionFailure()
            << "INVALIDATE must not wait for the load in flight; stuck tasks:\n"
-           << task_stacks();
+           << stacks;
   }
   invalidate.get();
   return testing::AssertionSuccess();

@@ -55,7 +55,8 @@ std::string task_stacks(const std::string& pid = "self");
 std::string module_task_stacks();
 
 // Sets the server's copy of `block` to `generation` and INVALIDATEs it, which must not wait for
-// the load of it in flight: the failure says so, with every task's stack.
+// the load of it in flight: the failure says so, with every task's stack, after releasing the
+// server's hold on `block` so that the stuck INVALIDATE ends.
 testing::AssertionResult change_and_invalidate(BackingServer& server, std::uint64_t block,
                                                std::uint64_t generation);
 
