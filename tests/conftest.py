@@ -5,6 +5,9 @@ kernel splat (vmrun exit 250), a panic (251) or a hang (124) fails exactly the
 test that caused it.
 """
 
+import functools
+import importlib.machinery
+import importlib.util
 import os
 import re
 import subprocess
@@ -151,6 +154,108 @@ def explain(proc):
     """A one-line reason for a non-zero vmrun status."""
     what = VMRUN_CODES.get(proc.returncode, "guest command failed")
     return f"vmrun exit {proc.returncode} ({what})"
+
+
+def load_vmrun():
+    """tools/vmrun as a module (its splat finder)."""
+    loader = importlib.machinery.SourceFileLoader("vmrun_tool", str(VMRUN))
+    spec = importlib.util.spec_from_loader("vmrun_tool", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+# Suites that share one boot per kernel: each is a step of one guest script, between two
+# kernel-log markers, so that a splat is charged to the step in whose stretch of the log it is.
+# A boot costs 3 to 8 s on the stock kernels and 30 to 45 s on `debug` (its kmemleak scans
+# included).  The steps' tests are in one xdist group per kernel ("suite-KERNEL").
+STEPS = {
+    # name: (guest command, its timeout in seconds)
+    "gtest": ("tests/guest/gtest.sh", 900),
+    "interleavings": ("tests/guest/interleavings.sh", 600),
+    "trace": ("tests/guest/trace.py", 900),
+}
+STEP_MARK = "vmcoh-step:"
+
+
+def interleave_repeat(kernel):
+    """Repetitions of each interleaving (interleavings.sh): 20 on the stock kernels, where every
+    one must catch the targeted variant; the debug kernels check the same paths under lockdep,
+    KASAN and KCSAN, each repetition several times slower: 5 suffice there."""
+    return 5 if is_debug_kernel(kernel) else 20
+
+
+SUITE_KERNELS = [pytest.param(k, marks=pytest.mark.xdist_group(f"suite-{k}")) for k in KERNELS]
+
+
+class SharedBoot:
+    """The one boot that ran every step on a kernel: vmrun's result and the guest's kernel log."""
+
+    def __init__(self, proc, dmesg):
+        self.proc, self.dmesg = proc, dmesg
+
+    def segment(self, name):
+        """The kernel log lines from step name's begin marker to its end marker (or the end)."""
+        marks = [i for i, line in enumerate(self.dmesg)
+                 if f"{STEP_MARK} {name} begin" in line or f"{STEP_MARK} {name} end" in line]
+        if not marks:
+            return None
+        return self.dmesg[marks[0]:marks[1] + 1] if len(marks) > 1 else self.dmesg[marks[0]:]
+
+    def outside(self):
+        """The kernel log lines in no step (kmemleak's report is at the end)."""
+        inside, lines = False, []
+        for line in self.dmesg:
+            if STEP_MARK in line:
+                inside = " begin" in line
+                continue
+            if not inside:
+                lines.append(line)
+        return lines
+
+    def check(self, name):
+        """Fails unless step name ran, exited 0, and no splat is in its stretch of the log or
+        in none (a splat in another step's stretch is that step's)."""
+        proc = self.proc
+        status = re.search(rf"^{STEP_MARK} {name} exit (\d+)$", proc.stdout, re.M)
+        assert status, f"step {name} did not finish; {explain(proc)}"
+        splat_finder = load_vmrun().find_splat
+        segment = self.segment(name) or []
+        splat = splat_finder(segment)
+        assert splat is None, f"kernel splat during {name}:\n" + "\n".join(splat)
+        if proc.returncode == 250:  # someone's splat: not this step's, but is it anyone's?
+            stray = splat_finder(self.outside())
+            assert stray is None, "kernel splat outside every step (a leak, or between " \
+                "steps):\n" + "\n".join(stray)
+        else:
+            assert proc.returncode == 0, explain(proc)
+        assert status.group(1) == "0", f"{STEPS[name][0]} exit {status.group(1)}"
+
+
+@functools.cache
+def shared_boot(kernel):
+    """Every step of STEPS on kernel, in one boot (once per pytest worker: the group's first
+    test pays for it)."""
+    module = module_for(kernel)
+    assert module.exists(), f"{module} missing: make module-{kernel}"
+    results = BUILD / "test-results"
+    lines = ['step() { name=$1; shift; echo "%s $name begin" >/dev/kmsg; rc=0; "$@" || rc=$?; '
+             'echo "%s $name end" >/dev/kmsg; echo "%s $name exit $rc"; }'
+             % (STEP_MARK, STEP_MARK, STEP_MARK)]
+    for name, (command, _) in STEPS.items():
+        out = results / f"{name}-{kernel}"
+        out.mkdir(parents=True, exist_ok=True)
+        for old in out.iterdir():
+            old.unlink()
+        lines.append(f"step {name} {command} {out} {module}")
+    # The steps' exits are printed; the script's own is 0, so that vmrun gives 250 for a splat.
+    proc = vmrun(["sh", "-c", "\n".join(lines)], log=f"suite-{kernel}", kernel=kernel,
+                 timeout=sum(timeout for _, timeout in STEPS.values()),
+                 env={"VMCOH_INTERLEAVE_REPEAT": interleave_repeat(kernel),
+                      "VMCOH_INTERLEAVE_MATRIX": os.environ.get("VMCOH_INTERLEAVE_MATRIX", "")})
+    text = (BUILD / "vmrun" / f"suite-{kernel}.log").read_text(errors="replace")
+    dmesg = text.split("===== vmrun: guest dmesg =====", 1)[-1].split("\n===== vmrun: ")[0]
+    return SharedBoot(proc, dmesg.split("\n"))
 
 
 @pytest.fixture

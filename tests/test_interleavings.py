@@ -1,6 +1,6 @@
-"""The seed races as exact interleavings (vmcoh-interleave), in one VM boot:
-against the safe module and against each unsafe variant, plus the
-hold-point GoogleTest cases.
+"""The seed races as exact interleavings (vmcoh-interleave), in one step of
+the kernel's shared boot (conftest.STEPS): against the safe module and
+against each unsafe variant, plus the hold-point GoogleTest cases.
 
 Run on every kernel of the matrix (conftest.KERNELS): Debian's 6.1 and
 6.12, whose fault paths differ (6.12 faults under the VMA lock first), and
@@ -14,16 +14,16 @@ variant runs only the interleavings that target it (vmcoh-interleave
 interleaving.  The matrix (variant x interleaving: violations/repetitions,
 "not run" off the targets) is printed, which pytest -s shows, and written to
 build/test-results/interleavings-matrix.md (6.1) and
-interleavings-matrix-KERNEL.md for the others.  A kernel splat fails the test
-(vmrun exit 250): a broken protocol may corrupt data, never the kernel.
+interleavings-matrix-KERNEL.md for the others.  A kernel splat in the step's
+stretch of the kernel log fails the test: a broken protocol may corrupt
+data, never the kernel.
 """
 
 import json
-import os
 
 import pytest
 
-from conftest import BUILD, KERNELS, explain, is_debug_kernel, module_for, vmrun
+from conftest import BUILD, SUITE_KERNELS, explain, interleave_repeat, shared_boot
 from test_module import gtest_counts
 
 pytestmark = pytest.mark.vm
@@ -32,11 +32,6 @@ INTERLEAVE = BUILD / "userspace" / "vmcoh-interleave"
 VARIANTS = ["lookup_before_lock", "unmap_before_remove", "no_size_recheck",
             "no_even_cows", "free_before_unmap", "write_no_invalidate",
             "zero_unmap_after_publish", "no_store_wait"]
-# 20 repetitions per cell on the stock kernels: every one must catch the
-# targeted variant.  The debug kernels check the same paths under lockdep,
-# KASAN and KCSAN, each repetition several times slower: 5 suffice there.
-REPEAT = 20
-DEBUG_REPEAT = 5
 
 
 def load_report(out, module, proc):
@@ -76,20 +71,15 @@ def matrix(reports, kernel):
     return "\n".join(lines) + "\n"
 
 
-@pytest.mark.parametrize("kernel", KERNELS)
+# tests/guest/interleavings.sh is a step of the kernel's shared boot (conftest.STEPS), with
+# conftest.interleave_repeat() repetitions per cell.
+@pytest.mark.parametrize("kernel", SUITE_KERNELS)
 def test_interleavings_catch_every_unsafe_variant(built, results_dir, kernel):
-    module = module_for(kernel)
-    assert module.exists(), f"{module} missing: make module-{kernel}"
     assert INTERLEAVE.exists(), f"{INTERLEAVE} missing: make"
+    boot = shared_boot(kernel)
+    proc = boot.proc
     out = results_dir / f"interleavings-{kernel}"
-    out.mkdir(exist_ok=True)
-    for old in out.iterdir():
-        old.unlink()
-    repeat = DEBUG_REPEAT if is_debug_kernel(kernel) else REPEAT
-    proc = vmrun(["tests/guest/interleavings.sh", out, module],
-                 log=f"interleavings-{kernel}", kernel=kernel, timeout=600,
-                 env={"VMCOH_INTERLEAVE_REPEAT": repeat,
-                      "VMCOH_INTERLEAVE_MATRIX": os.environ.get("VMCOH_INTERLEAVE_MATRIX", "")})
+    repeat = interleave_repeat(kernel)
 
     reports = {m: load_report(out, m, proc) for m in ["safe"] + VARIANTS}
     table = matrix(reports, kernel)
@@ -125,4 +115,4 @@ def test_interleavings_catch_every_unsafe_variant(built, results_dir, kernel):
         assert not failed, f"failed: {failed}"
         assert total > 0 and skipped == 0
 
-    assert proc.returncode == 0, explain(proc)
+    boot.check("interleavings")

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import GTEST, KERNELS, explain, module_for, vmrun
+from conftest import GTEST, SUITE_KERNELS, explain, shared_boot, vmrun
 
 pytestmark = pytest.mark.vm
 
@@ -23,25 +23,20 @@ def gtest_counts(report):
 # Debian's two stock kernels differ where it matters here: 6.12 refuses the
 # shared zero page in shared writable VMAs, 6.1 would map it writable.  The
 # debug kernels add lockdep, KASAN, kmemleak and KCSAN to every case.
-@pytest.mark.parametrize("kernel", KERNELS)
+# tests/guest/gtest.sh is a step of the kernel's shared boot (conftest.STEPS).
+@pytest.mark.parametrize("kernel", SUITE_KERNELS)
 def test_gtest_suite(built, results_dir, kernel):
     """Every GoogleTest case passes against a freshly loaded module."""
-    module = module_for(kernel)
-    assert module.exists(), f"{module} missing: make module-{kernel}"
+    boot = shared_boot(kernel)
     out = results_dir / f"gtest-{kernel}"
-    out.mkdir(exist_ok=True)
-    for name in ("gtest.json", "gtest-cap.json"):
-        (out / name).unlink(missing_ok=True)
-    proc = vmrun(["tests/guest/gtest.sh", out, module], log=f"gtest-{kernel}",
-                 kernel=kernel, timeout=900)
     for name in ("gtest.json", "gtest-cap.json"):
         report = out / name
-        assert report.exists(), f"{name} not written; {explain(proc)}"
+        assert report.exists(), f"{name} not written; {explain(boot.proc)}"
         total, failed, skipped = gtest_counts(report)
         print(f"{kernel} {name}: {total} tests, {len(failed)} failed, {skipped} skipped")
         assert not failed, f"failed: {failed}"
         assert total > 0 and skipped == 0
-    assert proc.returncode == 0, explain(proc)
+    boot.check("gtest")
 
 
 def test_unload_frees_everything_and_reload_starts_empty(built):

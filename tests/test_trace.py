@@ -1,6 +1,7 @@
 """vmcoh's trace events (kmod/trace.h), read back through tracefs.
 
-tests/guest/trace.py runs four scenarios in one boot per kernel, each with
+tests/guest/trace.py, a step of each kernel's shared boot (conftest.STEPS),
+runs four scenarios, each with
 every vmcoh event enabled, and saves each trace; here every trace is parsed
 and the events each scenario must produce are looked for, with their
 fields: what a fault found and answered, what fault-around and ->map_pages
@@ -16,7 +17,7 @@ from collections import defaultdict
 
 import pytest
 
-from conftest import KERNELS, explain, is_debug_kernel, module_for, vmrun
+from conftest import SUITE_KERNELS, is_debug_kernel, shared_boot
 
 pytestmark = pytest.mark.vm
 
@@ -143,17 +144,11 @@ def check_pmd(events):
     assert any("pmd" in e["flags"] for e in done), f"no PMD mapped: {events}"
 
 
-@pytest.mark.parametrize("kernel", KERNELS)
+# tests/guest/trace.py is a step of the kernel's shared boot (conftest.STEPS).
+@pytest.mark.parametrize("kernel", SUITE_KERNELS)
 def test_trace_events_appear_with_their_fields(built, results_dir, kernel):
-    module = module_for(kernel)
-    assert module.exists(), f"{module} missing: make module-{kernel}"
+    shared_boot(kernel).check("trace")
     out = results_dir / f"trace-{kernel}"
-    out.mkdir(exist_ok=True)
-    for old in out.iterdir():
-        old.unlink()
-    proc = vmrun(["tests/guest/trace.py", out, module], log=f"trace-{kernel}", kernel=kernel,
-                 timeout=900)
-    assert proc.returncode == 0, explain(proc)
 
     check_plain(parse((out / "plain.txt").read_text()))
     check_wait(parse((out / "wait.txt").read_text()))
