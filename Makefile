@@ -24,8 +24,15 @@ CHECKPATCH_DIR := $(HOME)/.cache/vmcoh/checkpatch
 KSRC_TARBALL   := $(lastword $(sort $(wildcard /usr/src/linux-source-6.1.tar.xz)))
 
 # A copy of the module's sources in $(1), for a build that must not touch the
-# top-level one (stale copies of removed files go first).
-copy_kmod = rm -rf $(1)/kmod && mkdir -p $(1) && cp -r Kbuild kmod uapi $(1)/
+# top-level one.  Only a file whose contents changed is copied (and a copy
+# whose source is gone removed), so that a build with nothing new does not
+# write vmcoh.ko again: make kselftest-install, run by a test, must not
+# rewrite the module a VM of another test is loading.
+copy_kmod = mkdir -p $(1)/kmod/kunit $(1)/uapi && \
+	for f in Kbuild kmod/*.[ch] kmod/kunit/*.[ch] uapi/*.h; do \
+		cmp -s $$f $(1)/$$f || cp $$f $(1)/$$f || exit 1; done && \
+	for f in $(1)/kmod/*.[ch] $(1)/kmod/kunit/*.[ch] $(1)/uapi/*.h; do \
+		test -e $${f\#$(1)/} || rm -f $$f; done
 
 .PHONY: all deps module module-% kernels userspace run check matrix bench bench-smoke fsmatrix lint \
 	kselftest-install \
