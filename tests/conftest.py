@@ -88,6 +88,27 @@ def pytest_collection_modifyitems(items):
     items.sort(key=order)
 
 
+def shared_boot_lines(logs=BUILD / "vmrun"):
+    """For each shared boot of this session (its log is newer than the session's start): the
+    guest's seconds in each step, from the markers' kernel-log timestamps.  The boot's test
+    time counts to the first of its tests; this says what each step took of it."""
+    lines = []
+    started = time.time() - (time.monotonic() - _START[0])
+    for log in sorted(logs.glob("suite-*.log")):
+        if log.stat().st_mtime < started:
+            continue
+        marks = {}
+        for found in re.finditer(rf"^\[\s*(\d+\.\d+)\] {STEP_MARK} (\S+) (begin|end)$",
+                                 log.read_text(errors="replace"), re.M):
+            marks[found.group(2), found.group(3)] = float(found.group(1))
+        steps = [f"{name} {marks[name, 'end'] - marks[name, 'begin']:.0f} s" for name in STEPS
+                 if (name, "begin") in marks and (name, "end") in marks]
+        if steps:
+            lines.append(f"shared boot {log.stem[len('suite-'):]}: " + ", ".join(steps)
+                         + " (guest seconds; counted to its first test)")
+    return lines
+
+
 def pytest_terminal_summary(terminalreporter):
     if not _SECONDS:
         return
@@ -101,6 +122,8 @@ def pytest_terminal_summary(terminalreporter):
     for name, table in (("file", by_file), ("kernel", by_kernel)):
         for key, seconds in sorted(table.items(), key=lambda kv: -kv[1]):
             write(f"{seconds:8.1f} s {100 * seconds / total:5.1f} %  {name} {key}")
+    for line in shared_boot_lines():
+        write(line)
     wall = time.monotonic() - _START[0]
     workers = getattr(terminalreporter.config.option, "numprocesses", None) or 1
     write(f"{total:8.1f} s in all tests, in {wall:.1f} s of wall clock "

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import STEP_MARK, SharedBoot
+from conftest import STEP_MARK, SharedBoot, shared_boot_lines
 
 SPLAT = """\
 [   20.000001] ------------[ cut here ]------------
@@ -63,3 +63,15 @@ def test_a_step_that_did_not_finish_or_failed_fails():
 def test_a_boot_that_did_not_end_well_fails_every_step():
     with pytest.raises(AssertionError, match="vmrun exit 124"):
         boot(status=124).check("gtest")
+
+
+def test_the_summary_says_what_each_step_of_a_shared_boot_took(tmp_path):
+    (tmp_path / "suite-debug.log").write_text("\n".join([
+        f"{STEP_MARK} gtest exit 0",  # the command's output: no timestamps
+        f"[   20.500000] {STEP_MARK} gtest begin", f"[   78.400000] {STEP_MARK} gtest end",
+        f"[   78.500000] {STEP_MARK} interleavings begin",
+        f"[  117.300000] {STEP_MARK} interleavings end",
+        f"[  117.300000] {STEP_MARK} trace begin"]))  # trace never ended: not reported
+    assert shared_boot_lines(tmp_path) == [
+        "shared boot debug: gtest 58 s, interleavings 39 s (guest seconds; counted to its "
+        "first test)"]
