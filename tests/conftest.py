@@ -98,7 +98,7 @@ def shared_boot_lines(logs=BUILD / "vmrun"):
         if log.stat().st_mtime < started:
             continue
         marks = {}
-        for found in re.finditer(rf"^\[\s*(\d+\.\d+)\] {STEP_MARK} (\S+) (begin|end)$",
+        for found in re.finditer(rf"^\[\s*(\d+\.\d+)\] {STEP_MARK} (\S+) (begin|end)\b",
                                  log.read_text(errors="replace"), re.M):
             marks[found.group(2), found.group(3)] = float(found.group(1))
         steps = [f"{name} {marks[name, 'end'] - marks[name, 'begin']:.0f} s" for name in STEPS
@@ -240,7 +240,10 @@ class SharedBoot:
         """Fails unless step name ran, exited 0, and no splat is in its stretch of the log or
         in none (a splat in another step's stretch is that step's)."""
         proc = self.proc
-        status = re.search(rf"^{STEP_MARK} {name} exit (\d+)$", proc.stdout, re.M)
+        # From the end marker: the kernel log is complete when vmrun has a status, where the
+        # tail of the command's output may not be.
+        status = next((found for found in (re.search(rf"{STEP_MARK} {name} end (\d+)$", line)
+                                           for line in self.dmesg) if found), None)
         assert status, f"step {name} did not finish; {explain(proc)}"
         splat_finder = load_vmrun().find_splat
         segment = self.segment(name) or []
@@ -263,7 +266,7 @@ def shared_boot(kernel):
     assert module.exists(), f"{module} missing: make module-{kernel}"
     results = BUILD / "test-results"
     lines = ['step() { name=$1; shift; echo "%s $name begin" >/dev/kmsg; rc=0; "$@" || rc=$?; '
-             'echo "%s $name end" >/dev/kmsg; echo "%s $name exit $rc"; }'
+             'echo "%s $name end $rc" >/dev/kmsg; echo "%s $name exit $rc"; }'
              % (STEP_MARK, STEP_MARK, STEP_MARK)]
     for name, (command, _) in STEPS.items():
         out = results / f"{name}-{kernel}"

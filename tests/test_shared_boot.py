@@ -22,12 +22,15 @@ unreferenced object 0xffff888004c3b000 (size 128):
 
 def boot(splat_in=None, status=0, exits=(("gtest", 0), ("trace", 0))):
     """A boot of two steps, gtest and trace, with SPLAT in splat_in's stretch ("leak": LEAK
-    after both), the script's vmrun status and the steps' printed exits."""
+    after both), the script's vmrun status, and the exits its end markers give (a step
+    without one did not finish)."""
+    ends = dict(exits)
     dmesg = ["[    1.000000] Run /init as init process"]
     for name in ("gtest", "trace"):
         dmesg.append(f"[   10.000000] {STEP_MARK} {name} begin")
         dmesg += SPLAT if splat_in == name else ["[   11.000000] vmcoh: loaded"]
-        dmesg.append(f"[   12.000000] {STEP_MARK} {name} end")
+        if name in ends:
+            dmesg.append(f"[   12.000000] {STEP_MARK} {name} end {ends[name]}")
     if splat_in == "leak":
         dmesg += LEAK
     stdout = "".join(f"{STEP_MARK} {name} exit {rc}\n" for name, rc in exits)
@@ -68,9 +71,9 @@ def test_a_boot_that_did_not_end_well_fails_every_step():
 def test_the_summary_says_what_each_step_of_a_shared_boot_took(tmp_path):
     (tmp_path / "suite-debug.log").write_text("\n".join([
         f"{STEP_MARK} gtest exit 0",  # the command's output: no timestamps
-        f"[   20.500000] {STEP_MARK} gtest begin", f"[   78.400000] {STEP_MARK} gtest end",
+        f"[   20.500000] {STEP_MARK} gtest begin", f"[   78.400000] {STEP_MARK} gtest end 0",
         f"[   78.500000] {STEP_MARK} interleavings begin",
-        f"[  117.300000] {STEP_MARK} interleavings end",
+        f"[  117.300000] {STEP_MARK} interleavings end 0",
         f"[  117.300000] {STEP_MARK} trace begin"]))  # trace never ended: not reported
     assert shared_boot_lines(tmp_path) == [
         "shared boot debug: gtest 58 s, interleavings 39 s (guest seconds; counted to its "
