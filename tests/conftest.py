@@ -179,8 +179,9 @@ def explain(proc):
     return f"vmrun exit {proc.returncode} ({what})"
 
 
+@functools.cache
 def load_vmrun():
-    """tools/vmrun as a module (its splat finder)."""
+    """tools/vmrun as a module (its splat finder, its argument parser)."""
     loader = importlib.machinery.SourceFileLoader("vmrun_tool", str(VMRUN))
     spec = importlib.util.spec_from_loader("vmrun_tool", loader)
     module = importlib.util.module_from_spec(spec)
@@ -246,8 +247,7 @@ class SharedBoot:
                                            for line in self.dmesg) if found), None)
         assert status, f"step {name} did not finish; {explain(proc)}"
         splat_finder = load_vmrun().find_splat
-        segment = self.segment(name) or []
-        splat = splat_finder(segment)
+        splat = splat_finder(self.segment(name) or [])
         assert splat is None, f"kernel splat during {name}:\n" + "\n".join(splat)
         if proc.returncode == 250:  # someone's splat: not this step's, but is it anyone's?
             stray = splat_finder(self.outside())

@@ -6,8 +6,6 @@ and argument handling without booting anything.
 """
 
 import functools
-import importlib.machinery
-import importlib.util
 import os
 import re
 import shutil
@@ -17,18 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import KERNELS, is_debug_kernel
+from conftest import KERNELS, is_debug_kernel, load_vmrun
 
 ROOT = Path(__file__).resolve().parent.parent
 VMRUN = ROOT / "tools" / "vmrun"
 SPLAT_SRC = ROOT / "tests" / "vmrun" / "splat"
-
-
-def load_vmrun():
-    loader = importlib.machinery.SourceFileLoader("vmrun", str(VMRUN))
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("vmrun", loader))
-    loader.exec_module(module)
-    return module
 
 
 vmrun = load_vmrun()
