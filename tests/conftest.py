@@ -179,6 +179,13 @@ def explain(proc):
     return f"vmrun exit {proc.returncode} ({what})"
 
 
+def guest_dmesg(log):
+    """The guest's kernel log (and kmemleak's report after it) from a vmrun --log file."""
+    text = log.read_text(errors="replace")
+    return text.split("===== vmrun: guest dmesg =====", 1)[-1].split("\n===== vmrun: ")[0] \
+        .split("\n")
+
+
 @functools.cache
 def load_vmrun():
     """tools/vmrun as a module (its splat finder, its argument parser)."""
@@ -279,9 +286,7 @@ def shared_boot(kernel):
                  timeout=sum(timeout for _, timeout in STEPS.values()),
                  env={"VMCOH_INTERLEAVE_REPEAT": interleave_repeat(kernel),
                       "VMCOH_INTERLEAVE_MATRIX": os.environ.get("VMCOH_INTERLEAVE_MATRIX", "")})
-    text = (BUILD / "vmrun" / f"suite-{kernel}.log").read_text(errors="replace")
-    dmesg = text.split("===== vmrun: guest dmesg =====", 1)[-1].split("\n===== vmrun: ")[0]
-    return SharedBoot(proc, dmesg.split("\n"))
+    return SharedBoot(proc, guest_dmesg(BUILD / "vmrun" / f"suite-{kernel}.log"))
 
 
 @pytest.fixture

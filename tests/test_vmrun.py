@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import KERNELS, is_debug_kernel, load_vmrun
+from conftest import KERNELS, guest_dmesg, is_debug_kernel, load_vmrun
 
 ROOT = Path(__file__).resolve().parent.parent
 VMRUN = ROOT / "tools" / "vmrun"
@@ -429,9 +429,7 @@ def planted_run(kernel, module):
         steps.append(step(bug, " hang_s=6" if bug == "hang" else ""))
     r = run(module.parent, "sh", "-c", "; ".join(steps),
             opts=["--kernel", kernel, "--rwdir", str(module.parent)], timeout=600)
-    text = (module.parent / "vm.log").read_text(errors="replace")
-    dmesg = text.split("===== vmrun: guest dmesg =====", 1)[-1].split("\n")
-    return r, dmesg
+    return r, guest_dmesg(module.parent / "vm.log")
 
 
 def marker(dmesg, bug):
