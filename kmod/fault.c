@@ -625,6 +625,10 @@ enum fault_wait_for {
  * retry at once.  One that may not be retried (GUP from a caller that
  * cannot take mmap_lock again) waits holding it, and looks the index up
  * again.
+ *
+ * For a free range, a fault that let go of everything reclaims one itself,
+ * as read(2) does (vmcoh_window_reclaim_fault()); one that holds mmap_lock
+ * waits for the worker, whose reclaim must not wait for it.
  */
 static vm_fault_t fault_wait_at(struct vm_fault *vmf, struct vmcoh_dev *dev,
 				enum fault_wait_for what, struct vmcoh_req *load,
@@ -656,7 +660,9 @@ static vm_fault_t fault_wait_at(struct vm_fault *vmf, struct vmcoh_dev *dev,
 		err = vmcoh_window_wait_unpinned(dev, index);
 		break;
 	default:
-		err = vmcoh_window_wait(dev);
+		/* Holding nothing, a fault reclaims as read(2) does. */
+		err = drop ? vmcoh_window_reclaim_fault(dev, index) :
+			     vmcoh_window_wait(dev);
 		break;
 	}
 	/* A fatal signal is the caller's to see, with the lock dropped. */
@@ -679,7 +685,8 @@ static vm_fault_t fault_wait(struct vm_fault *vmf, struct vmcoh_dev *dev,
 
 /*
  * Make sure the region of @index, whose entry lock the caller holds, has a
- * range of the window before its block is loaded.  Never reclaim here: the
+ * range of the window before its block is loaded.  Never reclaim here, with
+ * the entry lock held (fault_wait_at() does, once it let go): the
  * reclaim takes io_rwsem and waits for entry locks, and an invalidation
  * holding io_rwsem may be waiting for ours.  unsafe=reclaim_in_fault does,
  * as fuse DAX once did (the 2020 seed), and deadlocks with it.  Return 0,
@@ -1079,8 +1086,8 @@ static bool fault_pmd_mark_dirty(struct vmcoh_dev *dev, pgoff_t first,
  * region with some, whose last block is still loading, is being published
  * by a load, which the fault waits for too.  Any other block resident, or
  * a drop, and the fault falls back to ->fault, which waits for what needs
- * waiting for; with no range free, it waits for one, as ->fault does
- * (never reclaiming).  Return VM_FAULT_FALLBACK, what fault_wait_at()
+ * waiting for; with no range free, it lets go and reclaims one, or waits
+ * for one, as ->fault does.  Return VM_FAULT_FALLBACK, what fault_wait_at()
  * returned (*@again set to look again, holding the lock), or an error.
  */
 static vm_fault_t fault_pmd_load(struct vm_fault *vmf, struct vmcoh_dev *dev,

@@ -9,8 +9,9 @@
  * very device (write(2) from a buffer that maps /dev/vmcoh) - a deadlock.
  * Instead write(2) takes io_rwsem exclusive, which POSIX-serializes writers
  * and keeps blocks from being freed under either path, and reports the
- * holes it filled to invalidation once the copy is done.  Faults never
- * take io_rwsem, so a user copy that faults here cannot deadlock on it.
+ * holes it filled to invalidation once the copy is done.  A fault takes
+ * io_rwsem only to reclaim a range, holding nothing (window.c), and a user
+ * copy under io_rwsem does not fault (below), so it cannot deadlock on it.
  *
  * But a fault on a backed object may wait for the server, and the server
  * may need io_rwsem (INVALIDATE), so nothing waits for the server while

@@ -76,7 +76,8 @@ enum vmcoh_trace_fault_result {
 #define VMCOH_RECLAIM_WHY						\
 	EM(VMCOH_RECLAIM_INLINE,	"inline")			\
 	EM(VMCOH_RECLAIM_BACKGROUND,	"background")			\
-	EMe(VMCOH_RECLAIM_SHRINKER,	"shrinker")
+	EM(VMCOH_RECLAIM_SHRINKER,	"shrinker")			\
+	EMe(VMCOH_RECLAIM_FAULT,	"fault")
 
 #undef EM
 #undef EMe

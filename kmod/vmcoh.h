@@ -70,8 +70,10 @@
  *       window.regions.xa_lock    (spinlock: the pool of ranges)
  *
  * No path holds an entry lock while it takes io_rwsem, faults on user
- * memory, or waits for another entry: faults never take io_rwsem, and
- * invalidation waits for entries without holding one.
+ * memory, or waits for another entry: a fault takes io_rwsem only to
+ * reclaim a range of the window, after it let go of its entry lock and of
+ * mmap_lock or the VMA lock (window.c), and invalidation waits for entries
+ * without holding one.
  *
  * A DROP in progress is the coherence lock of its range being given up
  * (the OCFS2 cluster lock of the 2005 seed).  It waits for entry locks and
@@ -144,6 +146,7 @@ enum vmcoh_counter {
 	VMCOH_RECLAIMS_INLINE,
 	VMCOH_RECLAIMS_BACKGROUND,
 	VMCOH_RECLAIMS_SHRINKER,
+	VMCOH_RECLAIMS_FAULT,
 	VMCOH_RECLAIMS_FAILED,
 	VMCOH_RANGE_WAITS,
 	VMCOH_RANGE_WAIT_TIMEOUTS,
@@ -435,9 +438,10 @@ enum vmcoh_fault_found {
 
 /* Why the window reclaims a range (window.c). */
 enum vmcoh_reclaim_why {
-	VMCOH_RECLAIM_INLINE,		/* read(2), write(2) or a fault */
+	VMCOH_RECLAIM_INLINE,		/* read(2) or write(2) */
 	VMCOH_RECLAIM_BACKGROUND,	/* the window's worker */
 	VMCOH_RECLAIM_SHRINKER,		/* memory pressure */
+	VMCOH_RECLAIM_FAULT,		/* a fault that let go of its locks */
 };
 
 /* blockmap.c */
@@ -696,6 +700,7 @@ void vmcoh_window_touch(struct vmcoh_dev *dev, pgoff_t index);
 struct page *vmcoh_window_publish(struct vmcoh_dev *dev, pgoff_t index,
 				  struct page *src, bool *ours);
 int vmcoh_window_reclaim_inline(struct vmcoh_dev *dev, pgoff_t index);
+int vmcoh_window_reclaim_fault(struct vmcoh_dev *dev, pgoff_t index);
 int vmcoh_window_reclaim_in_fault(struct vmcoh_dev *dev, pgoff_t index);
 int vmcoh_window_wait(struct vmcoh_dev *dev);
 int vmcoh_window_wait_unpinned(struct vmcoh_dev *dev, pgoff_t index);

@@ -70,14 +70,19 @@
  *     tasks that may hold entry locks or wait for the server itself;
  *   - read(2) and write(2), inline, holding nothing of vmcoh's: they drop
  *     io_rwsem first, and reclaim a range other than the one they need;
- *   - never a fault.  A fault holds its entry lock, and mmap_lock or the
- *     VMA lock; a reclaim takes io_rwsem, which ranks above both, and waits
- *     for entry locks.  A fault that finds the pool empty lets go of its
- *     entry lock (and of mmap_lock when it may retry), waits for a free
- *     range, and starts over - what fuse DAX settled on in the seed's
- *     thread.  unsafe=reclaim_in_fault reclaims right there: a server
- *     INVALIDATE that holds io_rwsem and waits for the fault's entry lock
- *     then deadlocks with it.
+ *   - a fault, but never where it found the pool empty.  There it holds its
+ *     entry lock, and mmap_lock or the VMA lock; a reclaim takes io_rwsem,
+ *     which ranks above both, and waits for entry locks.  So it lets go of
+ *     its entry lock, and of mmap_lock or the VMA lock when it may retry,
+ *     and then, holding nothing, as read(2) does, reclaims a range of
+ *     another region itself (vmcoh_window_reclaim_fault()) and starts over
+ *     - what fuse DAX settled on in the seed's thread.  A fault that may
+ *     not let go of mmap_lock waits for the worker instead.  Reclaiming
+ *     rather than waiting saves the worker's two wakeups: a fourth of a
+ *     random miss's time beyond the window (docs/bench.md).
+ *     unsafe=reclaim_in_fault reclaims holding the entry lock: a server
+ *     INVALIDATE that holds io_rwsem and waits for that entry lock then
+ *     deadlocks with it.
  *
  * Which range goes.  Strict LRU evicts, in a pass over a working set
  * larger than the window, exactly the range the pass needs next, and every
@@ -710,6 +715,7 @@ static const enum vmcoh_counter reclaim_counters[] = {
 	[VMCOH_RECLAIM_INLINE]	= VMCOH_RECLAIMS_INLINE,
 	[VMCOH_RECLAIM_BACKGROUND]	= VMCOH_RECLAIMS_BACKGROUND,
 	[VMCOH_RECLAIM_SHRINKER]	= VMCOH_RECLAIMS_SHRINKER,
+	[VMCOH_RECLAIM_FAULT]	= VMCOH_RECLAIMS_FAULT,
 };
 
 /*
@@ -859,6 +865,30 @@ int vmcoh_window_reclaim_inline(struct vmcoh_dev *dev, pgoff_t index)
 	int err = window_reclaim_one(dev, range_region(index),
 				     VMCOH_RECLAIM_INLINE);
 
+	return err == -ENOSPC ? vmcoh_window_wait(dev) : err;
+}
+
+/**
+ * vmcoh_window_reclaim_fault - a fault found the pool empty, and let go
+ * @dev: the device, with a window
+ * @index: the index the fault needs a range for
+ *
+ * Called by a fault that let go of its entry lock and of mmap_lock or the
+ * VMA lock, and will be retried: it holds nothing, as read(2) reclaiming
+ * inline does.  Reclaims a range of another region, or, if none can be,
+ * waits for one to come free.  The one task that receives the server's
+ * requests waits instead, and is told -EDEADLK, as before: a reclaim may
+ * need its answer to a STORE.
+ *
+ * Return: as vmcoh_window_reclaim_inline().
+ */
+int vmcoh_window_reclaim_fault(struct vmcoh_dev *dev, pgoff_t index)
+{
+	int err;
+
+	if (vmcoh_server_waits_on_itself(dev))
+		return vmcoh_window_wait(dev);
+	err = window_reclaim_one(dev, range_region(index), VMCOH_RECLAIM_FAULT);
 	return err == -ENOSPC ? vmcoh_window_wait(dev) : err;
 }
 
@@ -1206,6 +1236,7 @@ void vmcoh_window_read_stats(struct vmcoh_dev *dev,
 		vmcoh_counter_read(dev, VMCOH_RECLAIMS_SHRINKER);
 	stats->reclaims_failed =
 		vmcoh_counter_read(dev, VMCOH_RECLAIMS_FAILED);
+	stats->reclaims_fault = vmcoh_counter_read(dev, VMCOH_RECLAIMS_FAULT);
 	stats->range_waits = vmcoh_counter_read(dev, VMCOH_RANGE_WAITS);
 	stats->range_wait_timeouts =
 		vmcoh_counter_read(dev, VMCOH_RANGE_WAIT_TIMEOUTS);

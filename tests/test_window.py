@@ -1,12 +1,13 @@
-"""The window of 2 MiB ranges, and the fault that must never reclaim, in a VM.
+"""The window of 2 MiB ranges, and the fault that must not reclaim holding its entry, in a VM.
 
 tests/guest/window.sh runs the scenarios of the virtiofs DAX seed
 (tests/gtest/device_window_test.cpp) with window_mb=4 - two ranges, for an
 object four times that: mapped reads, writes that reclaim inline, stores
-that survive the reclaim of their range, the shrinker, an object without a
-server, exhaustion under writer threads and reader processes, the exact
-interleaving in which a fault that reclaimed inline would deadlock with an
-INVALIDATE, and stores through GUP pins of a block that was punched or
+whose faults reclaim once they let go of their locks, stores that survive
+the reclaim of their range, the shrinker, an object without a server,
+exhaustion under writer threads and reader processes, the exact
+interleaving in which a fault that reclaimed holding its entry would
+deadlock with an INVALIDATE, and stores through GUP pins of a block that was punched or
 invalidated, which must not land on the index's next block (the same page).
 
 The 2 MiB scenarios (tests/gtest/device_pmd_test.cpp) run first, in the
@@ -45,6 +46,7 @@ pytestmark = pytest.mark.vm
 SCENARIOS = {
     "MappedReadsOfFourTimesTheWindowSeeTheirBlocksAndStayWithinIt",
     "WritesReclaimInlineAndNothingWrittenIsLost",
+    "StoresReclaimInTheirFaultsAndNothingStoredIsLost",
     "StoresThroughAMappingSurviveTheReclaimOfTheirRange",
     "TheShrinkerGivesRangesBackAndTheWindowRefills",
     "AnOrphanedObjectKeepsItsResidentBlocksUnderMemoryPressure",

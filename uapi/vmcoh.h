@@ -440,15 +440,15 @@ struct vmcoh_backing_stats {
  * i of its range.  When the pool is empty, a backed object's ranges are
  * reclaimed - written back, invalidated, returned to the pool - by a
  * background worker (which keeps a reserve), the shrinker (which asks the
- * worker), or read(2)/write(2) inline; a fault waits for a free range and
- * never reclaims.  An object without a server, never served or orphaned,
- * cannot give ranges back - an orphaned one keeps its resident blocks, which
- * nobody could load again, under memory pressure too: once the pool is empty
- * its writes fail with -ENOSPC and its write faults with SIGBUS, as at the
- * max_mb cap.  A range whose memory the shrinker gave back gets memory
- * again when a region takes it; if none can be had even with reclaim and
- * compaction, the access fails: -ENOMEM for read(2) and write(2), SIGBUS
- * for a fault.
+ * worker), read(2)/write(2) inline, or a fault once it has let go of its
+ * locks (one that cannot let go of mmap_lock waits for the worker).  An
+ * object without a server, never served or orphaned, cannot give ranges
+ * back - an orphaned one keeps its resident blocks, which nobody could load
+ * again, under memory pressure too: once the pool is empty its writes fail
+ * with -ENOSPC and its write faults with SIGBUS, as at the max_mb cap.  A
+ * range whose memory the shrinker gave back gets memory again when a region
+ * takes it; if none can be had even with reclaim and compaction, the access
+ * fails: -ENOMEM for read(2) and write(2), SIGBUS for a fault.
  *
  * Which range a reclaim takes: not simply the least recently used, which
  * in a loop over more than the window evicts just what the loop needs
@@ -502,6 +502,9 @@ struct vmcoh_window_stats {
 	__u64 pin_waits;		/* waits for a pin of a freed block */
 	__u64 refaults;			/* regions given a range again after
 					 * a reclaim took theirs
+					 */
+	__u64 reclaims_fault;		/* by faults that let go of their
+					 * locks to reclaim
 					 */
 };
 
