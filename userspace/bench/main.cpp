@@ -280,9 +280,14 @@ static int run_main(int argc, char** argv) {
   Results results;
   int status = 0;
   try {
+    // Every other round takes the targets in reverse order (A B, B A, ...): a host that
+    // speeds up or slows down through a run then favours no target.
+    std::vector<BenchTarget*> order;
+    for (BenchTarget& t : targets) order.push_back(&t);
     for (std::size_t round = 0; round < rounds; ++round) {
       for (const Workload* w : workloads) {
-        for (BenchTarget& t : targets) {
+        for (BenchTarget* target : order) {
+          BenchTarget& t = *target;
           const std::vector<std::string>& its = only[t.name];
           if (!its.empty() && std::find(its.begin(), its.end(), w->name) == its.end()) continue;
           fmt::print(stderr, "vmcoh-bench: round {}/{}: {} on {}\n", round + 1, rounds, w->name,
@@ -293,6 +298,7 @@ static int run_main(int argc, char** argv) {
           }
         }
       }
+      std::reverse(order.begin(), order.end());
     }
   } catch (const std::exception& e) {
     fmt::print(stderr, "vmcoh-bench: {}\n", e.what());
