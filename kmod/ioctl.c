@@ -107,14 +107,32 @@ static long ioctl_get_backing_stats(struct vmcoh_dev *dev, void __user *arg)
 	return copy_to_user(arg, &stats, sizeof(stats)) ? -EFAULT : 0;
 }
 
-static long ioctl_get_window_stats(struct vmcoh_dev *dev, void __user *arg)
+/*
+ * vmcoh_window_stats only grows, at its end (uapi header): a caller built
+ * against an older header asks with the smaller size it knows, in @cmd,
+ * and gets that much.
+ */
+static long ioctl_get_window_stats(struct vmcoh_dev *dev, void __user *arg,
+				   unsigned int cmd)
 {
 	struct vmcoh_window_stats stats;
 
 	if (!vmcoh_window_enabled(dev))
 		return -ENODEV;
 	vmcoh_window_read_stats(dev, &stats);
-	return copy_to_user(arg, &stats, sizeof(stats)) ? -EFAULT : 0;
+	return copy_to_user(arg, &stats, _IOC_SIZE(cmd)) ? -EFAULT : 0;
+}
+
+/* GET_WINDOW_STATS with the size of this header's structure, or of an older one. */
+static bool ioctl_is_window_stats(unsigned int cmd)
+{
+	unsigned int size = _IOC_SIZE(cmd);
+
+	return (cmd & ~IOCSIZE_MASK) ==
+	       (VMCOH_IOC_GET_WINDOW_STATS & ~IOCSIZE_MASK) &&
+	       size >= VMCOH_WINDOW_STATS_SIZE_V1 &&
+	       size <= sizeof(struct vmcoh_window_stats) &&
+	       !(size % sizeof(__u64));
 }
 
 static long ioctl_get_info(struct vmcoh_dev *dev, void __user *arg)
@@ -208,6 +226,8 @@ long vmcoh_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	if (ioctl_needs_write(cmd) && !(file->f_mode & FMODE_WRITE))
 		return -EBADF;
 
+	if (ioctl_is_window_stats(cmd))
+		return ioctl_get_window_stats(dev, uarg, cmd);
 	switch (cmd) {
 	case VMCOH_IOC_GET_INFO:
 		return ioctl_get_info(dev, uarg);
@@ -223,8 +243,6 @@ long vmcoh_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return vmcoh_ioctl_hold(file, cmd, uarg);
 	case VMCOH_IOC_GET_BACKING_STATS:
 		return ioctl_get_backing_stats(dev, uarg);
-	case VMCOH_IOC_GET_WINDOW_STATS:
-		return ioctl_get_window_stats(dev, uarg);
 	case VMCOH_IOC_ATTACH:
 	case VMCOH_IOC_DETACH:
 	case VMCOH_IOC_RECV:

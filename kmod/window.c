@@ -876,9 +876,11 @@ int vmcoh_window_reclaim_inline(struct vmcoh_dev *dev, pgoff_t index)
  * Called by a fault that let go of its entry lock and of mmap_lock or the
  * VMA lock, and will be retried: it holds nothing, as read(2) reclaiming
  * inline does.  Reclaims a range of another region, or, if none can be,
- * waits for one to come free.  The one task that receives the server's
- * requests waits instead, and is told -EDEADLK, as before: a reclaim may
- * need its answer to a STORE.
+ * waits for one to come free.  It does not wait for a reclaim in flight
+ * (the worker's, for readahead): that one's range goes to readahead or to
+ * another task, and this fault needs its own.  The one task that receives
+ * the server's requests waits instead, and is told -EDEADLK, as before: a
+ * reclaim may need its answer to a STORE.
  *
  * Return: as vmcoh_window_reclaim_inline().
  */

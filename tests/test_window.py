@@ -47,6 +47,7 @@ SCENARIOS = {
     "MappedReadsOfFourTimesTheWindowSeeTheirBlocksAndStayWithinIt",
     "WritesReclaimInlineAndNothingWrittenIsLost",
     "StoresReclaimInTheirFaultsAndNothingStoredIsLost",
+    "WindowStatsAnswerTheSizeOfAnOlderHeader",
     "StoresThroughAMappingSurviveTheReclaimOfTheirRange",
     "TheShrinkerGivesRangesBackAndTheWindowRefills",
     "AnOrphanedObjectKeepsItsResidentBlocksUnderMemoryPressure",

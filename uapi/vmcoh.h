@@ -508,6 +508,13 @@ struct vmcoh_window_stats {
 					 */
 };
 
+/*
+ * struct vmcoh_window_stats only grows, at its end.  GET_WINDOW_STATS
+ * takes the size in its command: a caller built against an older header
+ * gets the fields it knows.  The first size the module accepts:
+ */
+#define VMCOH_WINDOW_STATS_SIZE_V1	(16 * sizeof(__u64))
+
 #define VMCOH_IOC_MAGIC		0xC7
 
 #define VMCOH_IOC_GET_INFO	_IOR(VMCOH_IOC_MAGIC, 0x00, struct vmcoh_info)

@@ -203,6 +203,31 @@ TEST_F(WindowTest, MappedReadsOfFourTimesTheWindowSeeTheirBlocksAndStayWithinIt)
   RecordProperty("range_waits", std::to_string(after.range_waits - before.range_waits));
 }
 
+// The structure only grows: a tool built against the header before reclaims_fault asks with the
+// smaller size and gets the fields it knows; a size that is no structure's is refused.
+TEST_F(WindowTest, WindowStatsAnswerTheSizeOfAnOlderHeader) {
+  struct Older {
+    std::array<std::uint64_t, VMCOH_WINDOW_STATS_SIZE_V1 / sizeof(std::uint64_t)> fields;
+  };
+  Older older{};
+  ASSERT_EQ(::ioctl(fd(), _IOR(VMCOH_IOC_MAGIC, 0x27, Older), &older), 0) << std::strerror(errno);
+  const vmcoh_window_stats now = window();
+  EXPECT_EQ(older.fields[0], now.ranges);
+  EXPECT_EQ(older.fields.back(), now.refaults);
+  struct Ragged {
+    std::array<std::uint32_t, 2 * sizeof(vmcoh_window_stats) / sizeof(std::uint64_t) - 1> words;
+  };
+  struct Larger {
+    std::array<std::uint64_t, sizeof(vmcoh_window_stats) / sizeof(std::uint64_t) + 1> fields;
+  };
+  Ragged ragged{};
+  EXPECT_EQ(::ioctl(fd(), _IOR(VMCOH_IOC_MAGIC, 0x27, Ragged), &ragged), -1);
+  EXPECT_EQ(errno, ENOTTY);
+  Larger larger{};
+  EXPECT_EQ(::ioctl(fd(), _IOR(VMCOH_IOC_MAGIC, 0x27, Larger), &larger), -1);
+  EXPECT_EQ(errno, ENOTTY);
+}
+
 // write(2) needs a range for each block it loads; with no reserve kept, the pool is empty when
 // it does, and it reclaims one itself, writing back what it wrote there before.  Every 16th block
 // of twice the window is enough: each region needs a range, and every range is reclaimed once,
