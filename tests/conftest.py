@@ -94,18 +94,20 @@ def shared_boot_lines(logs=BUILD / "vmrun"):
     time counts to the first of its tests; this says what each step took of it."""
     lines = []
     started = time.time() - (time.monotonic() - _START[0])
-    for log in sorted(logs.glob("suite-*.log")):
-        if log.stat().st_mtime < started:
-            continue
-        marks = {}
-        for found in re.finditer(rf"^\[\s*(\d+\.\d+)\] {STEP_MARK} (\S+) (begin|end)\b",
-                                 log.read_text(errors="replace"), re.M):
-            marks[found.group(2), found.group(3)] = float(found.group(1))
-        steps = [f"{name} {marks[name, 'end'] - marks[name, 'begin']:.0f} s" for name in STEPS
-                 if (name, "begin") in marks and (name, "end") in marks]
-        if steps:
-            lines.append(f"shared boot {log.stem[len('suite-'):]}: " + ", ".join(steps)
-                         + " (guest seconds; counted to its first test)")
+    for boot, steps in BOOTS.items():
+        for log in sorted(logs.glob(f"{boot}-*.log")):
+            if log.stat().st_mtime < started:
+                continue
+            marks = {}
+            for found in re.finditer(rf"^\[\s*(\d+\.\d+)\] {STEP_MARK} (\S+) (begin|end)\b",
+                                     log.read_text(errors="replace"), re.M):
+                marks[found.group(2), found.group(3)] = float(found.group(1))
+            took = [f"{name} {marks[name, 'end'] - marks[name, 'begin']:.0f} s" for name in steps
+                    if (name, "begin") in marks and (name, "end") in marks]
+            if took:
+                name = "shared boot" if boot == "suite" else f"{boot} boot"
+                lines.append(f"{name} {log.stem[len(boot) + 1:]}: " + ", ".join(took)
+                             + " (guest seconds; counted to its first test)")
     return lines
 
 
@@ -197,15 +199,25 @@ def load_vmrun():
 
 
 # Suites that share one boot per kernel: each is a step of one guest script, between two
-# kernel-log markers, so that a splat is charged to the step in whose stretch of the log it is.
-# A boot costs 3 to 8 s on the stock kernels and 30 to 45 s on `debug` (its kmemleak scans
-# included).  The steps' tests are in one xdist group per kernel ("suite-KERNEL").
-STEPS = {
-    # name: (guest command, its timeout in seconds)
-    "gtest": ("tests/guest/gtest.sh", 900),
-    "interleavings": ("tests/guest/interleavings.sh", 600),
-    "trace": ("tests/guest/trace.py", 900),
+# kernel-log markers, so that a splat is charged to the step in whose stretch of the log it is,
+# and its exit status comes from its end marker.  A boot costs 3 to 8 s on the stock kernels
+# and 30 to 45 s on `debug` (its kmemleak scans included).  Each boot's tests are in one xdist
+# group per kernel ("BOOT-KERNEL").  A step's command gets {out}, a directory of its own for
+# reports (build/test-results/STEP-KERNEL, emptied first), and {module}.
+BOOTS = {
+    # boot: {step: (guest command, its timeout in seconds)}
+    "suite": {
+        "gtest": ("tests/guest/gtest.sh {out} {module}", 900),
+        "interleavings": ("tests/guest/interleavings.sh {out} {module}", 600),
+        "trace": ("tests/guest/trace.py {out} {module}", 900),
+    },
+    # test_backing.py: the backed objects' scenarios and variants, then the example server.
+    "backing": {
+        "backing": ("tests/guest/backing.sh {out} {module}", 900),
+        "example_server": ("tests/guest/example_server.sh {module}", 300),
+    },
 }
+STEPS = BOOTS["suite"]
 STEP_MARK = "vmcoh-step:"
 
 
@@ -216,14 +228,20 @@ def interleave_repeat(kernel):
     return 5 if is_debug_kernel(kernel) else 20
 
 
-SUITE_KERNELS = [pytest.param(k, marks=pytest.mark.xdist_group(f"suite-{k}")) for k in KERNELS]
+def boot_kernels(boot):
+    """KERNELS, as parameters in boot's xdist group per kernel."""
+    return [pytest.param(k, marks=pytest.mark.xdist_group(f"{boot}-{k}")) for k in KERNELS]
+
+
+SUITE_KERNELS = boot_kernels("suite")
 
 
 class SharedBoot:
-    """The one boot that ran every step on a kernel: vmrun's result and the guest's kernel log."""
+    """The one boot that ran every step of steps on a kernel: vmrun's result and the guest's
+    kernel log."""
 
-    def __init__(self, proc, dmesg):
-        self.proc, self.dmesg = proc, dmesg
+    def __init__(self, proc, dmesg, steps=STEPS):
+        self.proc, self.dmesg, self.steps = proc, dmesg, steps
 
     def segment(self, name):
         """The kernel log lines from step name's begin marker to its end marker (or the end)."""
@@ -262,31 +280,37 @@ class SharedBoot:
                 "steps):\n" + "\n".join(stray)
         else:
             assert proc.returncode == 0, explain(proc)
-        assert status.group(1) == "0", f"{STEPS[name][0]} exit {status.group(1)}"
+        command = self.steps[name][0].split()[0]
+        assert status.group(1) == "0", f"{command} exit {status.group(1)}"
+
+
+def step_out(name, kernel):
+    """Step name's report directory on kernel."""
+    return BUILD / "test-results" / f"{name}-{kernel}"
 
 
 @functools.cache
-def shared_boot(kernel):
-    """Every step of STEPS on kernel, in one boot (once per pytest worker: the group's first
-    test pays for it)."""
+def shared_boot(kernel, boot="suite"):
+    """Every step of BOOTS[boot] on kernel, in one boot (once per pytest worker: the group's
+    first test pays for it)."""
     module = module_for(kernel)
     assert module.exists(), f"{module} missing: make module-{kernel}"
-    results = BUILD / "test-results"
+    steps = BOOTS[boot]
     lines = ['step() { name=$1; shift; echo "%s $name begin" >/dev/kmsg; rc=0; "$@" || rc=$?; '
              'echo "%s $name end $rc" >/dev/kmsg; echo "%s $name exit $rc"; }'
              % (STEP_MARK, STEP_MARK, STEP_MARK)]
-    for name, (command, _) in STEPS.items():
-        out = results / f"{name}-{kernel}"
+    for name, (command, _) in steps.items():
+        out = step_out(name, kernel)
         out.mkdir(parents=True, exist_ok=True)
         for old in out.iterdir():
             old.unlink()
-        lines.append(f"step {name} {command} {out} {module}")
+        lines.append(f"step {name} " + command.format(out=out, module=module))
     # The steps' exits are printed; the script's own is 0, so that vmrun gives 250 for a splat.
-    proc = vmrun(["sh", "-c", "\n".join(lines)], log=f"suite-{kernel}", kernel=kernel,
-                 timeout=sum(timeout for _, timeout in STEPS.values()),
+    proc = vmrun(["sh", "-c", "\n".join(lines)], log=f"{boot}-{kernel}", kernel=kernel,
+                 timeout=sum(timeout for _, timeout in steps.values()),
                  env={"VMCOH_INTERLEAVE_REPEAT": interleave_repeat(kernel),
                       "VMCOH_INTERLEAVE_MATRIX": os.environ.get("VMCOH_INTERLEAVE_MATRIX", "")})
-    return SharedBoot(proc, guest_dmesg(BUILD / "vmrun" / f"suite-{kernel}.log"))
+    return SharedBoot(proc, guest_dmesg(BUILD / "vmrun" / f"{boot}-{kernel}.log"), steps)
 
 
 @pytest.fixture

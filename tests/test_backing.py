@@ -23,13 +23,12 @@ failure that names its bug.  A stress scenario's verdict on a variant is
 reported, not required: whether stress alone hits the window is luck.
 """
 
-import functools
 import json
 from typing import NamedTuple, Optional
 
 import pytest
 
-from conftest import KERNELS, explain, module_for, vmrun
+from conftest import boot_kernels, shared_boot, step_out
 
 pytestmark = pytest.mark.vm
 
@@ -91,37 +90,15 @@ def results(report):
             for s in data["testsuites"] for t in s["testsuite"]}
 
 
-# backing.sh, then example_server.sh, in one boot per kernel (under xdist, on one worker): each
-# prints its exit status, and vmrun's own (a splat, a panic, a timeout) fails both.
-BOTH = ('tests/guest/backing.sh "$1" "$2"; echo "backing.sh exit $?"; '
-        'tests/guest/example_server.sh "$2"; echo "example_server.sh exit $?"')
-ONE_BOOT = [pytest.param(k, marks=pytest.mark.xdist_group(f"backing-{k}")) for k in KERNELS]
-
-
-@functools.cache
-def run_backing(results_dir, kernel):
-    """Both scripts in a VM of kernel: (vmrun's result, backing.sh's report directory)."""
-    module = module_for(kernel)
-    assert module.exists(), f"{module} missing: make module-{kernel}"
-    out = results_dir / f"backing-{kernel}"
-    out.mkdir(exist_ok=True)
-    for old in out.glob("backing-*.json"):
-        old.unlink()
-    proc = vmrun(["sh", "-c", BOTH, "sh", out, module], log=f"backing-{kernel}", kernel=kernel,
-                 timeout=1200)
-    return proc, out
-
-
-def script_passed(proc, script):
-    assert proc.returncode == 0, explain(proc)  # the scripts' statuses are printed, not returned
-    assert f"{script} exit 0" in proc.stdout, \
-        f"{script} failed ({explain(proc)}):\n{proc.stdout[-3000:]}"
+# backing.sh, then example_server.sh: the steps of one boot per kernel (conftest.BOOTS), each
+# with its exit status and the splats in its stretch of the kernel log.
+ONE_BOOT = boot_kernels("backing")
 
 
 @pytest.mark.parametrize("kernel", ONE_BOOT)
-def test_unsafe_backing_protocols_are_caught(built, results_dir, kernel):
-    proc, out = run_backing(results_dir, kernel)
-    script_passed(proc, "backing.sh")
+def test_unsafe_backing_protocols_are_caught(built, kernel):
+    shared_boot(kernel, "backing").check("backing")
+    out = step_out("backing", kernel)
 
     safe = results(out / "backing-safe.json")
     # Its stress scenarios run in test_module.py's gtest boot, with fault-around on.
@@ -132,7 +109,7 @@ def test_unsafe_backing_protocols_are_caught(built, results_dir, kernel):
 
     for variant, expected in VARIANTS.items():
         report = out / f"backing-{variant}.json"
-        assert report.exists(), f"{variant}: no report; {explain(proc)}"
+        assert report.exists(), f"{variant}: no report"
         found = results(report)
         caught = found[expected.scenario]
         assert expected.message in caught.failures, \
@@ -154,8 +131,8 @@ def test_unsafe_backing_protocols_are_caught(built, results_dir, kernel):
 
 
 @pytest.mark.parametrize("kernel", ONE_BOOT)
-def test_the_minimal_example_server_serves_a_file(built, results_dir, kernel):
-    """docs/server.md's example, through a window a quarter of the file (example_server.sh)."""
-    proc = run_backing(results_dir, kernel)[0]
-    script_passed(proc, "example_server.sh")
-    assert "example: ok" in proc.stdout, explain(proc)
+def test_the_minimal_example_server_serves_a_file(built, kernel):
+    """docs/server.md's example, through a window a quarter of the file (example_server.sh,
+    which exits 0 only if the object read the file's bytes, by read(2) and through a mapping,
+    and the server exited cleanly)."""
+    shared_boot(kernel, "backing").check("example_server")

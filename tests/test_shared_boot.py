@@ -75,6 +75,12 @@ def test_the_summary_says_what_each_step_of_a_shared_boot_took(tmp_path):
         f"[   78.500000] {STEP_MARK} interleavings begin",
         f"[  117.300000] {STEP_MARK} interleavings end 0",
         f"[  117.300000] {STEP_MARK} trace begin"]))  # trace never ended: not reported
+    (tmp_path / "backing-6.1.log").write_text("\n".join([
+        f"[   3.000000] {STEP_MARK} backing begin", f"[  95.200000] {STEP_MARK} backing end 0",
+        f"[  95.200000] {STEP_MARK} example_server begin",
+        f"[ 101.000000] {STEP_MARK} example_server end 0"]))
     assert shared_boot_lines(tmp_path) == [
         "shared boot debug: gtest 58 s, interleavings 39 s (guest seconds; counted to its "
+        "first test)",
+        "backing boot 6.1: backing 92 s, example_server 6 s (guest seconds; counted to its "
         "first test)"]
