@@ -283,6 +283,7 @@ static int run_main(int argc, char** argv) {
     // Every other round takes the targets in reverse order (A B, B A, ...): a host that
     // speeds up or slows down through a run then favours no target.
     std::vector<BenchTarget*> order;
+    order.reserve(targets.size());
     for (BenchTarget& t : targets) order.push_back(&t);
     for (std::size_t round = 0; round < rounds; ++round) {
       for (const Workload* w : workloads) {
