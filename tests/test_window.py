@@ -26,7 +26,9 @@ one boot per kernel.
 unsafe=pmd_downgrade_no_unmap, which removes a 2 MiB entry without
 unmapping its PMDs, must be caught by the downgrade scenario, and
 unsafe=reuse_pinned, which lets a freed page back its index again while a
-pin may still write through it, by every pin scenario (one boot for both).
+pin may still write through it, by every pin scenario, and
+unsafe=drop_skips_writeback, which reclaims a range without writing its dirty
+blocks back, by the reclaims of write(2) and of a fault (one boot for all).
 unsafe=reclaim_in_fault must deadlock in the last one and be reported by its
 watchdog with the stacks of both sides; a debug kernel's lockdep reports the
 inversion too (its entry locks have a lockdep map), so that run allows
@@ -95,6 +97,9 @@ PMD_SCENARIOS = {
 DEADLOCK = "AFaultWaitingForARangeDoesNotHoldItsEntry"
 DOWNGRADE = "APageMappingDowngradesTheRegionSoThatAPunchStillUnmapsIt"
 STALE_AHEAD = "AnInvalidationOfARegionSentAheadDropsThatPartOfItsAnswer"
+# The reclaims that must write back first: write(2)'s inline one, a fault's.
+WRITEBACK = ("WritesReclaimInlineAndNothingWrittenIsLost",
+             "StoresReclaimInTheirFaultsAndNothingStoredIsLost")
 # Each pin scenario and what it reports when a pin's store lands on the index's next block.
 PINS = {
     "WindowAPinTakenBeforeAPunchDoesNotOverwriteALaterWrite": "overwrote a write(2)",
@@ -124,15 +129,15 @@ RMMOD_LOOPS = int(os.environ.get("VMCOH_RMMOD_LOOPS", "5"))
 
 def run_window(results_dir, kernel, which, **kwargs):
     """tests/guest/window.sh's runs `which` (words), in one boot: (vmrun's result, {run: its
-    gtest results}); "safe" is two, safe and readahead, and "variants" three:
-    pmd_downgrade_no_unmap, reuse_pinned and load_after_invalidate."""
+    gtest results}); "safe" is two, safe and readahead, and "variants" four:
+    pmd_downgrade_no_unmap, reuse_pinned, drop_skips_writeback and load_after_invalidate."""
     module = module_for(kernel)
     assert module.exists(), f"{module} missing: make module-{kernel}"
     out = results_dir / f"window-{kernel}"
     out.mkdir(exist_ok=True)
     runs = [run for word in which.split()
             for run in {"variants": ["pmd_downgrade_no_unmap", "reuse_pinned",
-                                     "load_after_invalidate"],
+                                     "drop_skips_writeback", "load_after_invalidate"],
                         "safe": ["safe", "readahead"], "rmmod": []}.get(word, [word])]
     for run in runs:
         (out / f"window-{run}.json").unlink(missing_ok=True)
@@ -201,6 +206,16 @@ def test_window_variants_are_caught(built, results_dir, kernel):
         failures, seconds, _ = found[name]
         assert symptom in failures, f"reuse_pinned not caught by {name}:\n{failures or 'passed'}"
         print(f"{kernel} reuse_pinned: caught by {name} in {seconds:.3f} s")
+
+    # A reclaim writes a range's dirty blocks back before it lets the range go: write(2)'s
+    # inline reclaim and a fault's, which reclaims once it has let go of its locks.
+    found = runs["drop_skips_writeback"]
+    assert set(found) == set(WRITEBACK)
+    for name in WRITEBACK:
+        failures, seconds, _ = found[name]
+        assert "lost at the server" in failures, \
+            f"drop_skips_writeback not caught by {name}:\n{failures or 'passed'}"
+        print(f"{kernel} drop_skips_writeback: caught by {name} in {seconds:.3f} s")
 
     # A run's answer goes into the window in batches: the part invalidated in flight must not.
     found = runs["load_after_invalidate"]

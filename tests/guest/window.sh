@@ -54,6 +54,9 @@ variants)
 	run pmd_downgrade_no_unmap 'PmdTest.*' unsafe=pmd_downgrade_no_unmap
 	run reuse_pinned 'DeviceTest.WindowAPinTaken*:DeviceTest.WindowASplicedPage*:WindowTest.AStoreThroughAPin*' \
 		unsafe=reuse_pinned
+	# A reclaim - by write(2) inline, or by a fault - writes back first.
+	run drop_skips_writeback 'WindowTest.WritesReclaimInline*:WindowTest.StoresReclaimInTheirFaults*' \
+		unsafe=drop_skips_writeback
 	# Answers go into a window in batches (backing.c), which must drop
 	# the part of a run invalidated in flight; readahead needs 4 ranges.
 	window_mb=16
