@@ -850,6 +850,18 @@ static int window_reclaim_one(struct vmcoh_dev *dev, pgoff_t skip,
 	return -ENOSPC;
 }
 
+/*
+ * Reclaim a range of another region than @index's, for a caller that holds
+ * nothing; if none can go, wait for one to come free.
+ */
+static int window_reclaim_or_wait(struct vmcoh_dev *dev, pgoff_t index,
+				  enum vmcoh_reclaim_why why)
+{
+	int err = window_reclaim_one(dev, range_region(index), why);
+
+	return err == -ENOSPC ? vmcoh_window_wait(dev) : err;
+}
+
 /**
  * vmcoh_window_reclaim_inline - read(2) or write(2) found the pool empty
  * @dev: the device, with a window
@@ -862,10 +874,7 @@ static int window_reclaim_one(struct vmcoh_dev *dev, pgoff_t skip,
  */
 int vmcoh_window_reclaim_inline(struct vmcoh_dev *dev, pgoff_t index)
 {
-	int err = window_reclaim_one(dev, range_region(index),
-				     VMCOH_RECLAIM_INLINE);
-
-	return err == -ENOSPC ? vmcoh_window_wait(dev) : err;
+	return window_reclaim_or_wait(dev, index, VMCOH_RECLAIM_INLINE);
 }
 
 /**
@@ -886,12 +895,9 @@ int vmcoh_window_reclaim_inline(struct vmcoh_dev *dev, pgoff_t index)
  */
 int vmcoh_window_reclaim_fault(struct vmcoh_dev *dev, pgoff_t index)
 {
-	int err;
-
 	if (vmcoh_server_waits_on_itself(dev))
 		return vmcoh_window_wait(dev);
-	err = window_reclaim_one(dev, range_region(index), VMCOH_RECLAIM_FAULT);
-	return err == -ENOSPC ? vmcoh_window_wait(dev) : err;
+	return window_reclaim_or_wait(dev, index, VMCOH_RECLAIM_FAULT);
 }
 
 /**
