@@ -188,6 +188,35 @@ static bool load_run(struct vmcoh_dev *dev, pgoff_t index, bool ahead,
 	return seq;
 }
 
+/**
+ * vmcoh_load_scattered - would a load of @index be a read-around miss?
+ * @dev: the device, backed
+ * @index: a block about to be loaded
+ *
+ * A guess without locks, as load_run()'s: neither right after the previous
+ * run nor after a run of resident blocks, so the load takes the aligned
+ * VMCOH_LOAD_RUN_MIN blocks around @index.  The window gives a region
+ * that comes back through such misses pages of its own rather than a
+ * 2 MiB range (window.c, "Sparse regions").
+ *
+ * Return: true for a scattered miss; false for a sequential pass, a miss
+ * at a region's first block, or a server that takes blocks one at a time.
+ */
+bool vmcoh_load_scattered(struct vmcoh_dev *dev, pgoff_t index)
+{
+	struct vmcoh_backing *backing = &dev->backing;
+
+	/* A region's first block starts a pass as often as not. */
+	if (!READ_ONCE(backing->regions) ||
+	    !(index & (VMCOH_LOAD_RUN_MAX - 1)))
+		return false;
+	if (index == READ_ONCE(backing->ra_next) &&
+	    READ_ONCE(backing->ra_blocks))
+		return false;
+	return vmcoh_blocks_history(&dev->map, index, VMCOH_LOAD_RUN_MIN) <
+	       VMCOH_LOAD_RUN_MIN;
+}
+
 static void readahead_from(struct vmcoh_dev *dev, pgoff_t index);
 
 /* What a load takes: a run after a miss, a region read ahead, a region. */
@@ -323,7 +352,7 @@ static bool readahead_region(struct vmcoh_dev *dev, pgoff_t index)
 		vmcoh_entry_unlock(&dev->entries, index, flags);
 		return true;
 	}
-	err = vmcoh_window_reserve(dev, index);
+	err = vmcoh_window_reserve(dev, index, false);
 	if (err) {
 		vmcoh_entry_unlock(&dev->entries, index, flags);
 		if (err == -ENOSPC)
@@ -617,7 +646,8 @@ int vmcoh_load_block(struct vmcoh_dev *dev, pgoff_t index,
 	}
 	/* The caller reclaims a range, holding nothing, and comes back. */
 	if (vmcoh_window_enabled(dev)) {
-		ret = vmcoh_window_reserve(dev, index);
+		ret = vmcoh_window_reserve(dev, index,
+					   vmcoh_load_scattered(dev, index));
 		if (ret) {
 			vmcoh_entry_unlock(&dev->entries, index,
 					   xa_to_value(entry));

@@ -395,7 +395,8 @@ struct page *vmcoh_block_publish(struct vmcoh_dev *dev, pgoff_t index,
  * @map: the block map
  * @first: the batch's first index
  * @want: bit i set to store at @first + i (at most BITS_PER_LONG indices)
- * @blocks: the pages to store, in a row: @blocks + i for @first + i
+ * @row: the pages to store, in a row: @row + i for @first + i; or NULL
+ * @pages: else @pages[i] for @first + i
  * @srcs: @srcs[i], the contents for @first + i, copied in first
  *
  * One xa_lock section for the batch, walking along with xas_next().  As
@@ -407,11 +408,13 @@ struct page *vmcoh_block_publish(struct vmcoh_dev *dev, pgoff_t index,
  */
 unsigned long vmcoh_blocks_store_copies(struct vmcoh_blockmap *map,
 					pgoff_t first, unsigned long want,
-					struct page *blocks,
+					struct page *row,
+					struct page *const *pages,
 					struct page *const *srcs)
 {
 	XA_STATE(xas, &map->blocks, first);
 	unsigned long stored = 0;
+	struct page *block;
 	unsigned int i;
 	pgoff_t eof;
 
@@ -429,8 +432,9 @@ unsigned long vmcoh_blocks_store_copies(struct vmcoh_blockmap *map,
 				xas_next(&xas);
 			if (xas_load(&xas))
 				continue;
-			copy_highpage(blocks + i, srcs[i]);
-			xas_store(&xas, blocks + i);
+			block = row ? row + i : pages[i];
+			copy_highpage(block, srcs[i]);
+			xas_store(&xas, block);
 			if (xas_error(&xas))
 				break;	/* want keeps bit i: done again */
 			stored |= BIT(i);
@@ -491,9 +495,7 @@ static void blocks_remove_locked(struct vmcoh_dev *dev,
 		if (xas_get_mark(xas, VMCOH_BLOCK_DIRTY))
 			atomic_long_dec(&dev->map.nr_dirty);
 		xas_store(xas, NULL);
-		if (ops)
-			ops->removed(dev, index, list);
-		else
+		if (!ops || ops->removed(dev, index, block, list))
 			block_list_add(list, block);
 		if (++n % VMCOH_WALK_BATCH == 0 || need_resched())
 			vmcoh_xas_relax(xas);

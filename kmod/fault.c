@@ -693,18 +693,21 @@ static vm_fault_t fault_wait(struct vm_fault *vmf, struct vmcoh_dev *dev,
  * or what the caller must let go of its entry lock and wait for: a free
  * range, or a pin of the page's old block (-EBUSY).
  */
-static int fault_reserve_range(struct vmcoh_dev *dev, pgoff_t index)
+static int fault_reserve_range(struct vmcoh_dev *dev, pgoff_t index,
+			       bool region)
 {
+	bool scattered;
 	int err;
 
 	if (!vmcoh_window_enabled(dev))
 		return 0;
-	err = vmcoh_window_reserve(dev, index);
+	scattered = !region && vmcoh_load_scattered(dev, index);
+	err = vmcoh_window_reserve(dev, index, scattered);
 	if (!err || err == -EBUSY ||
 	    !vmcoh_unsafe(VMCOH_UNSAFE_RECLAIM_IN_FAULT))
 		return err;
 	vmcoh_window_reclaim_in_fault(dev, index);
-	return vmcoh_window_reserve(dev, index);
+	return vmcoh_window_reserve(dev, index, scattered);
 }
 
 /*
@@ -812,7 +815,7 @@ retry:
 
 	/* Not resident in a backed object: our lock becomes the load. */
 	if (!page && vmcoh_backed(dev)) {
-		err = fault_reserve_range(dev, index);
+		err = fault_reserve_range(dev, index, false);
 		if (err) {
 			*found = VMCOH_FOUND_WINDOW;
 			vmcoh_entry_unlock(&dev->entries, index, flags);
@@ -1131,7 +1134,7 @@ static vm_fault_t fault_pmd_load(struct vm_fault *vmf, struct vmcoh_dev *dev,
 		}
 		return VM_FAULT_FALLBACK;
 	}
-	err = fault_reserve_range(dev, first);
+	err = fault_reserve_range(dev, first, true);
 	if (err) {
 		vmcoh_entry_unlock(&dev->entries, first, flags);
 		return fault_wait_at(vmf, dev, fault_window_wait_for(err),

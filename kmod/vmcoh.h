@@ -155,6 +155,7 @@ enum vmcoh_counter {
 	VMCOH_PMD_FALLBACKS,
 	VMCOH_PMD_DOWNGRADES,
 	VMCOH_WINDOW_REFAULTS,
+	VMCOH_WINDOW_SPARSE_TAKEN,
 	VMCOH_NR_COUNTERS
 };
 
@@ -178,9 +179,13 @@ struct vmcoh_block_ops {
 	unsigned long (*publish_batch)(struct vmcoh_dev *dev, pgoff_t first,
 				       unsigned long want,
 				       struct page *const *srcs);
-	/* @index's block left the map for @list; under blocks.xa_lock. */
-	void (*removed)(struct vmcoh_dev *dev, pgoff_t index,
-			struct vmcoh_block_list *list);
+	/*
+	 * @index's block left the map for @list; under blocks.xa_lock.
+	 * Return true if @block is a page of its own, which the block map
+	 * then puts on @list itself, to be freed as a block without a window.
+	 */
+	bool (*removed)(struct vmcoh_dev *dev, pgoff_t index,
+			struct page *block, struct vmcoh_block_list *list);
 	/* Free what removed() put on @list. */
 	void (*free)(struct vmcoh_dev *dev, struct vmcoh_block_list *list);
 };
@@ -291,7 +296,15 @@ struct vmcoh_req {
 
 /* A 2 MiB range of the window, see window.c. */
 struct vmcoh_window_range {
-	struct page *head;		/* the compound page; NULL: given back */
+	/* The compound page; NULL: given back, or sparse. */
+	struct page *head;
+	/*
+	 * Sparse: the region's blocks are pages of their own, charged to the
+	 * window one by one (see "Sparse regions" in window.c).  Such a range
+	 * is a descriptor on window.sparse_free or window.busy, not one of
+	 * window.ranges.
+	 */
+	bool sparse;
 	pgoff_t region;			/* owner (its first index >> order) */
 	unsigned int nr_blocks;		/* published blocks of the region */
 	/*
@@ -320,6 +333,16 @@ struct vmcoh_window {
 	struct xarray regions;		/* region -> its range */
 	struct list_head free;		/* ranges without a region */
 	struct list_head busy;		/* owned ranges, least recent first */
+	struct list_head sparse_free;	/* sparse descriptors without a region */
+	unsigned int nr_sparse_descs;	/* allocated, owned or free */
+	unsigned int nr_sparse;		/* owned sparse ranges */
+	unsigned long nr_sparse_pages;	/* their blocks' pages */
+	/*
+	 * The budget, in pages: nr_ranges ranges' worth.  Used: ranges with
+	 * memory (free or owned), and the pages of sparse ranges.
+	 */
+	unsigned long nr_pages;
+	unsigned long pages_used;
 	unsigned int nr_free;		/* also read locklessly */
 	unsigned int nr_populated_free;	/* free ones with memory */
 	unsigned long shrink_target;	/* ranges the shrinker asked for */
@@ -471,7 +494,8 @@ struct page *vmcoh_block_publish(struct vmcoh_dev *dev, pgoff_t index,
 				 struct page *block, bool *ours);
 unsigned long vmcoh_blocks_store_copies(struct vmcoh_blockmap *map,
 					pgoff_t first, unsigned long want,
-					struct page *blocks,
+					struct page *row,
+					struct page *const *pages,
 					struct page *const *srcs);
 unsigned long vmcoh_blocks_publish(struct vmcoh_dev *dev, pgoff_t first,
 				   unsigned long want,
@@ -596,6 +620,7 @@ struct vmcoh_req *vmcoh_load_start(struct vmcoh_dev *dev, pgoff_t index,
 				   unsigned long flags);
 struct vmcoh_req *vmcoh_load_start_region(struct vmcoh_dev *dev,
 					  pgoff_t first, unsigned long flags);
+bool vmcoh_load_scattered(struct vmcoh_dev *dev, pgoff_t index);
 void vmcoh_load_finish(struct vmcoh_req *load, struct page **blocks,
 		       int err);
 void vmcoh_load_finish_copy(struct vmcoh_req *load, struct page **pages);
@@ -691,7 +716,8 @@ int vmcoh_window_create(struct vmcoh_dev *dev, unsigned int nr_ranges);
 int vmcoh_window_init(struct vmcoh_dev *dev);
 void vmcoh_window_stop(struct vmcoh_dev *dev);
 void vmcoh_window_destroy(struct vmcoh_dev *dev);
-int vmcoh_window_reserve(struct vmcoh_dev *dev, pgoff_t index);
+int vmcoh_window_reserve(struct vmcoh_dev *dev, pgoff_t index,
+			 bool scattered);
 bool vmcoh_window_reads_ahead(struct vmcoh_dev *dev);
 void vmcoh_window_want_range(struct vmcoh_dev *dev);
 struct page *vmcoh_window_resident(struct vmcoh_dev *dev, pgoff_t first);

@@ -102,6 +102,29 @@
  * windowfuls of reclaims.  Shadows are bounded: past WINDOW_SHADOWS_MAX
  * per range, a reclaim forgets them all.
  *
+ * Sparse regions.  A range holds a region's blocks in place, so a region
+ * read at random holds 2 MiB of memory for the few runs of VMCOH_LOAD_RUN_MIN
+ * blocks its misses loaded: beyond the window, random 4 KiB loads kept a
+ * fourth of the window's memory in data (docs/bench.md), where the page
+ * cache keeps single pages.  So a region that comes back (it has a
+ * shadow) through a scattered miss (vmcoh_load_scattered(): read-around,
+ * not a sequential pass), and whose reclaim did not take it whole (the
+ * shadow says how many blocks it took), is given pages of its own
+ * instead: a sparse
+ * range, a descriptor without memory, whose blocks are order-0 pages
+ * allocated as they are published and freed with them, as in an object
+ * without a window.  The pool's bound becomes a budget of pages (nr_pages,
+ * the ranges' worth): a range with memory, free or owned, uses
+ * VMCOH_RANGE_PAGES of it, a sparse block one.  A sparse block that does
+ * not fit takes the memory of a free range (which gets memory again when a
+ * region takes it and the budget has room), or fails with -ENOSPC, and its
+ * caller reclaims, as for a range; a load is sent only if the budget has
+ * room for a run (vmcoh_window_reserve()).  A sparse region is never
+ * mapped by a PMD, and a sequential pass through one loads into pages of
+ * its own too; it gets a range again once reclaimed and read in order.
+ * Pins need nothing: a sparse block's page is never another block's, and
+ * a pin keeps a freed one alive, outside the budget, as in the page cache.
+ *
  * An object without a server cannot give its blocks back.  Its ranges
  * return to the pool only when their blocks are punched or truncated; once
  * the pool is empty, writes fail with -ENOSPC and write faults with
@@ -139,10 +162,25 @@ MODULE_PARM_DESC(window_reserve,
 
 /* Every this many reclaims, the oldest active range is looked at. */
 #define WINDOW_AGE_PERIOD	8
+/* Sparse descriptors per range of the pool, at most. */
+#define WINDOW_SPARSE_PER_RANGE	32
 /* Shadows kept per range of the pool, at most. */
 #define WINDOW_SHADOWS_MAX	16
-/* A shadow: the value entry a reclaimed region leaves in its slot. */
-#define WINDOW_SHADOW		xa_mk_value(0)
+/*
+ * A shadow: the value entry a reclaimed region leaves in its slot, which
+ * says how many blocks the reclaim took.
+ */
+static inline void *window_shadow(unsigned int blocks)
+{
+	return xa_mk_value(blocks);
+}
+
+/*
+ * A region that comes back through a scattered miss gets a sparse range if
+ * its reclaim took fewer blocks than this: one that was read in full, by a
+ * pass that now starts over, gets a range again (see "Sparse regions").
+ */
+#define WINDOW_SPARSE_BELOW	VMCOH_RANGE_PAGES
 
 /* The one device: the shrinker's callbacks find it here. */
 static struct vmcoh_dev *window_dev;
@@ -176,10 +214,13 @@ static struct vmcoh_window_range *range_of(struct vmcoh_window *w,
 	return xa_is_value(range) ? NULL : range;
 }
 
-/* Idle: nothing but the pool holds the range's pages. */
+/*
+ * Idle: nothing but the pool holds the range's pages.  A sparse range's
+ * pages are its blocks', which go with them: always.
+ */
 static bool range_idle(struct vmcoh_window_range *range)
 {
-	return page_count(range->head) == 1;
+	return range->sparse || page_count(range->head) == 1;
 }
 
 /*
@@ -190,7 +231,12 @@ static bool range_idle(struct vmcoh_window_range *range)
  */
 static bool range_pinned(struct vmcoh_window_range *range)
 {
-	struct folio *folio = page_folio(range->head);
+	struct folio *folio;
+
+	/* A sparse block's page is never another block's: no wait. */
+	if (range->sparse)
+		return false;
+	folio = page_folio(range->head);
 
 	return folio_ref_count(folio) - 1 > vmcoh_folio_mapcount(folio);
 }
@@ -248,29 +294,128 @@ static void window_prune_shadows(struct vmcoh_window *w)
 
 /*
  * Give @range back to the pool if its region has no block left and nothing
- * else holds its pages; a reclaim (@shadow) leaves a shadow in the slot.
- * Called with the window's lock held.
+ * else holds its pages; a reclaim leaves a @shadow in the slot
+ * (window_shadow()), others NULL.  Called with the window's lock held.
  */
 static bool range_release_locked(struct vmcoh_window *w,
-				 struct vmcoh_window_range *range, bool shadow)
+				 struct vmcoh_window_range *range, void *shadow)
 	__must_hold(&w->regions.xa_lock)
 {
 	if (range->nr_blocks || range->reclaiming || !range_idle(range))
 		return false;
 	/* Over the range's own slot: nothing to allocate, cannot fail. */
-	__xa_store(&w->regions, range->region, shadow ? WINDOW_SHADOW : NULL,
-		   GFP_ATOMIC);
+	__xa_store(&w->regions, range->region, shadow, GFP_ATOMIC);
 	if (shadow)
 		WRITE_ONCE(w->nr_shadows, w->nr_shadows + 1);
 	if (range->active)
 		w->nr_active--;
 	range->active = false;
 	bitmap_zero(range->pinned, VMCOH_RANGE_PAGES);	/* idle: unpinned */
-	list_move(&range->lru, &w->free);
-	WRITE_ONCE(w->nr_free, w->nr_free + 1);
+	if (range->sparse) {
+		list_move(&range->lru, &w->sparse_free);
+		w->nr_sparse--;
+	} else {
+		list_move(&range->lru, &w->free);
+		WRITE_ONCE(w->nr_free, w->nr_free + 1);
+		w->nr_populated_free++;
+	}
 	WRITE_ONCE(w->released, w->released + 1);
-	w->nr_populated_free++;
 	return true;
+}
+
+/* The budget's pages left.  Called with the window's lock held. */
+static unsigned long window_room_locked(struct vmcoh_window *w)
+	__must_hold(&w->regions.xa_lock)
+{
+	return w->nr_pages - w->pages_used;
+}
+
+/*
+ * Make room in the budget for @nr pages of sparse blocks, taking the memory
+ * of a free range if there is not: its compound page goes to *@give, which
+ * the caller puts once it has let go of the lock.  Called with the window's
+ * lock held.  Return whether there is room.
+ */
+static bool window_make_room_locked(struct vmcoh_window *w, unsigned long nr,
+				    struct page **give)
+	__must_hold(&w->regions.xa_lock)
+{
+	struct vmcoh_window_range *range;
+
+	if (window_room_locked(w) >= nr)
+		return true;
+	if (*give || !w->nr_populated_free)
+		return false;
+	list_for_each_entry(range, &w->free, lru) {
+		if (range->head) {
+			*give = range->head;
+			range->head = NULL;
+			w->nr_populated_free--;
+			w->pages_used -= VMCOH_RANGE_PAGES;
+			break;
+		}
+	}
+	return window_room_locked(w) >= nr;
+}
+
+/*
+ * Free ranges a region could take now: with memory, or without and with
+ * room in the budget for it.  A hint, read without the window's lock.
+ */
+static unsigned int window_free_ranges(struct vmcoh_window *w)
+{
+	/* data_race(): a hint; both change under the window's lock. */
+	long room = (long)w->nr_pages - (long)data_race(w->pages_used);
+	/* data_race(): as above. */
+	unsigned long n = data_race(w->nr_populated_free);
+
+	if (room > 0)
+		n += room / VMCOH_RANGE_PAGES;
+	return min_t(unsigned long, n, READ_ONCE(w->nr_free));
+}
+
+/* What window_get_batch() brings along for range_get_locked(). */
+struct window_spare {
+	struct page *head;		/* memory for a free range */
+	struct vmcoh_window_range *desc;	/* a sparse descriptor */
+	bool want_desc;			/* none free: bring one */
+};
+
+/* A sparse descriptor, not yet the pool's. */
+static struct vmcoh_window_range *sparse_desc_alloc(void)
+{
+	struct vmcoh_window_range *range = kzalloc(sizeof(*range), GFP_KERNEL);
+
+	if (range) {
+		range->sparse = true;
+		INIT_LIST_HEAD(&range->lru);
+	}
+	return range;
+}
+
+/*
+ * A sparse descriptor for a region that comes back through a scattered
+ * miss: a free one, or the one @spare brought (then the pool's).  NULL,
+ * with @spare->want_desc set if more may be had, if none.
+ */
+static struct vmcoh_window_range *
+sparse_get_locked(struct vmcoh_window *w, struct window_spare *spare)
+	__must_hold(&w->regions.xa_lock)
+{
+	struct vmcoh_window_range *range;
+
+	range = list_first_entry_or_null(&w->sparse_free,
+					 struct vmcoh_window_range, lru);
+	if (!range && spare->desc) {
+		range = spare->desc;
+		spare->desc = NULL;
+		list_add(&range->lru, &w->sparse_free);
+		w->nr_sparse_descs++;
+	}
+	if (!range)
+		spare->want_desc = w->nr_sparse_descs <
+				   w->nr_ranges * WINDOW_SPARSE_PER_RANGE;
+	return range;
 }
 
 /*
@@ -281,11 +426,12 @@ static bool range_release_locked(struct vmcoh_window *w,
  */
 static struct vmcoh_window_range *
 range_get_locked(struct vmcoh_window *w, struct xa_state *xas,
-		 struct page **spare, bool *refault)
+		 struct window_spare *spare, bool scattered, bool *refault)
 	__must_hold(&w->regions.xa_lock)
 {
 	void *slot = xas_load(xas);
-	struct vmcoh_window_range *range;
+	struct vmcoh_window_range *range = NULL;
+	bool room = window_room_locked(w) >= VMCOH_RANGE_PAGES;
 
 	*refault = false;
 	if (slot && !xa_is_value(slot)) {
@@ -293,32 +439,46 @@ range_get_locked(struct vmcoh_window *w, struct xa_state *xas,
 		list_move_tail(&range->lru, &w->busy);
 		return range;
 	}
-	list_for_each_entry(range, &w->free, lru) {
-		if (range->head || *spare)
-			break;
+	/* Back through a scattered miss: pages of its own, see above. */
+	if (scattered && xa_is_value(slot) &&
+	    xa_to_value(slot) < WINDOW_SPARSE_BELOW) {
+		range = sparse_get_locked(w, spare);
+		if (!range && spare->want_desc)
+			return NULL;
 	}
-	if (list_entry_is_head(range, &w->free, lru))
-		return NULL;
+	if (!range) {
+		list_for_each_entry(range, &w->free, lru) {
+			if (range->head || (spare->head && room))
+				break;
+		}
+		if (list_entry_is_head(range, &w->free, lru))
+			return NULL;
+	}
 	*refault = xa_is_value(slot);
 	xas_store(xas, range);
 	if (xas_error(xas))
 		return NULL;
 	if (*refault)
 		WRITE_ONCE(w->nr_shadows, w->nr_shadows - 1);
-	if (range->head) {
+	if (range->sparse) {
+		w->nr_sparse++;
+	} else if (range->head) {
 		w->nr_populated_free--;
+		WRITE_ONCE(w->nr_free, w->nr_free - 1);
 	} else {
-		range->head = *spare;
-		*spare = NULL;
+		range->head = spare->head;
+		spare->head = NULL;
+		w->pages_used += VMCOH_RANGE_PAGES;
+		WRITE_ONCE(w->nr_free, w->nr_free - 1);
 	}
 	range->region = xas->xa_index;
 	/* A region reclaimed before comes back: protect it, see above. */
-	range->active = *refault && w->nr_active < w->nr_ranges / 2;
+	range->active = !range->sparse && *refault &&
+			w->nr_active < w->nr_ranges / 2;
 	if (range->active)
 		w->nr_active++;
 	range->referenced = false;
 	list_move_tail(&range->lru, &w->busy);
-	WRITE_ONCE(w->nr_free, w->nr_free - 1);
 	return range;
 }
 
@@ -342,7 +502,7 @@ static unsigned int window_reserve_now(struct vmcoh_window *w)
  */
 static bool window_wants_reclaim(struct vmcoh_window *w)
 {
-	unsigned int nr_free = READ_ONCE(w->nr_free);
+	unsigned int nr_free = window_free_ranges(w);
 
 	return nr_free < window_reserve_now(w) ||
 	       READ_ONCE(w->shrink_target) ||
@@ -372,7 +532,8 @@ static unsigned long range_slots_unpinned(struct vmcoh_window_range *range,
 }
 
 /*
- * The range of @first's region, or a free one taken for it, whose pages
+ * The range of @first's region, or a free one taken for it - a sparse one
+ * for a region that comes back through a @scattered miss - whose pages
  * for the bits of *@want (indices @first + i, all of the region) may back
  * them (see "Pins" above); the bits of those that may not are cleared.
  * With @publish, the range counts a block for each bit left.  Return it,
@@ -383,18 +544,19 @@ static unsigned long range_slots_unpinned(struct vmcoh_window_range *range,
  */
 static struct vmcoh_window_range *
 window_get_batch(struct vmcoh_dev *dev, pgoff_t first, unsigned long *want,
-		 bool publish)
+		 bool publish, bool scattered)
 {
 	struct vmcoh_window *w = &dev->window;
 	XA_STATE(xas, &w->regions, range_region(first));
 	struct vmcoh_window_range *range;
+	struct window_spare spare = {};
 	unsigned long left = 0;
-	struct page *spare = NULL;
 	bool no_memory, pinned, refault = false;
 
 	for (;;) {
+		spare.want_desc = false;
 		xas_lock(&xas);
-		range = range_get_locked(w, &xas, &spare, &refault);
+		range = range_get_locked(w, &xas, &spare, scattered, &refault);
 		if (range)
 			left = range_slots_unpinned(range, first, *want);
 		pinned = range && !left;
@@ -404,20 +566,29 @@ window_get_batch(struct vmcoh_dev *dev, pgoff_t first, unsigned long *want,
 			range->nr_blocks += hweight_long(left);
 		/* Only free ranges without memory: bring some along. */
 		no_memory = !range && !pinned && !xas_error(&xas) &&
-			    w->nr_free && !spare;
+			    !spare.want_desc && w->nr_free && !spare.head &&
+			    window_room_locked(w) >= VMCOH_RANGE_PAGES;
 		xas_unlock(&xas);
 		if (xas_nomem(&xas, GFP_KERNEL))
 			continue;
+		if (!range && spare.want_desc) {
+			spare.desc = sparse_desc_alloc();
+			if (!spare.desc)
+				scattered = false;	/* a range, then */
+			continue;
+		}
 		if (!no_memory)
 			break;
-		spare = range_alloc(false);
-		if (!spare)
+		spare.head = range_alloc(false);
+		if (!spare.head)
 			break;	/* still no_memory */
 	}
-	if (spare)
-		put_page(spare);
+	if (spare.head)
+		put_page(spare.head);
+	kfree(spare.desc);
 	if (refault)
-		vmcoh_count(dev, VMCOH_WINDOW_REFAULTS);
+		vmcoh_count(dev, range && range->sparse ?
+			    VMCOH_WINDOW_SPARSE_TAKEN : VMCOH_WINDOW_REFAULTS);
 	window_kick(dev);
 	if (xas_error(&xas) || no_memory)
 		return ERR_PTR(xas_error(&xas) ?: -ENOMEM);
@@ -428,31 +599,60 @@ window_get_batch(struct vmcoh_dev *dev, pgoff_t first, unsigned long *want,
 
 /* The range of @index's region: window_get_batch() of the one index. */
 static struct vmcoh_window_range *
-window_get(struct vmcoh_dev *dev, pgoff_t index, bool publish)
+window_get(struct vmcoh_dev *dev, pgoff_t index, bool publish,
+	   bool scattered)
 {
 	unsigned long want = 1;
 
-	return window_get_batch(dev, index, &want, publish);
+	return window_get_batch(dev, index, &want, publish, scattered);
+}
+
+/*
+ * Has the budget room for a run of sparse blocks?  Perhaps once a free
+ * range has given its memory back to make it.
+ */
+static bool window_sparse_room(struct vmcoh_window *w)
+{
+	struct page *give = NULL;
+	bool room;
+
+	xa_lock(&w->regions);
+	room = window_make_room_locked(w, VMCOH_LOAD_RUN_MIN, &give);
+	xa_unlock(&w->regions);
+	if (give)
+		put_page(give);
+	return room;
 }
 
 /**
  * vmcoh_window_reserve - make sure @index's region has a range
  * @dev: the device, with a window
  * @index: a block about to be loaded
+ * @scattered: the load is a scattered miss (vmcoh_load_scattered()): a
+ *	       region that comes back takes a sparse range
  *
  * Before a load is sent, so that its answer can be published.  The range
- * may be reclaimed before it is; the load is then cancelled with it.
+ * may be reclaimed before it is; the load is then cancelled with it.  A
+ * sparse range's load needs room in the budget for a run of blocks too;
+ * they are charged as they are published.
  *
- * Return: 0; -ENOSPC if the pool has no free range (the worker has been
- * asked for one); -EBUSY if the index's page may still be written through
- * a pin (vmcoh_window_wait_unpinned()); -ENOMEM.
+ * Return: 0; -ENOSPC if the pool has no free range, or no room (the worker
+ * has been asked for one); -EBUSY if the index's page may still be written
+ * through a pin (vmcoh_window_wait_unpinned()); -ENOMEM.
  */
-int vmcoh_window_reserve(struct vmcoh_dev *dev, pgoff_t index)
+int vmcoh_window_reserve(struct vmcoh_dev *dev, pgoff_t index,
+			 bool scattered)
 {
-	struct vmcoh_window_range *range = window_get(dev, index, false);
+	struct vmcoh_window_range *range;
 
+	range = window_get(dev, index, false, scattered);
 	if (IS_ERR(range))
 		return PTR_ERR(range);
+	/* Descriptors are the pool's till it goes: ->sparse stays put. */
+	if (range && range->sparse && !window_sparse_room(&dev->window)) {
+		window_kick(dev);
+		return -ENOSPC;
+	}
 	return range ? 0 : -ENOSPC;
 }
 
@@ -511,7 +711,7 @@ struct page *vmcoh_window_resident(struct vmcoh_dev *dev, pgoff_t first)
 
 	xa_lock(&w->regions);
 	range = range_of(w, range_region(first));
-	if (range &&
+	if (range && !range->sparse &&
 	    atomic_read(&range->nr_present) == VMCOH_RANGE_PAGES)
 		head = range->head;
 	xa_unlock(&w->regions);
@@ -577,9 +777,88 @@ static void range_published(struct vmcoh_dev *dev,
 		return;
 	xa_lock(&w->regions);
 	range->nr_blocks -= taken - stored;
-	if (range_release_locked(w, range, false))
+	if (range_release_locked(w, range, NULL))
 		window_wake(w);
 	xa_unlock(&w->regions);
+}
+
+/* Give back @nr pages of sparse blocks to the budget. */
+static void sparse_uncharge(struct vmcoh_window *w, unsigned long nr)
+{
+	if (!nr)
+		return;
+	xa_lock(&w->regions);
+	w->pages_used -= nr;
+	w->nr_sparse_pages -= nr;
+	/* Room for a waiter, as a range given back is. */
+	WRITE_ONCE(w->released, w->released + 1);
+	xa_unlock(&w->regions);
+	window_wake(w);
+}
+
+/*
+ * Pages for sparse blocks, @pages[i] for each bit of @want, charged to the
+ * budget as far as it has room, and allocated quickly: the caller may hold
+ * entry locks, or claims of a load's.  Their contents are written when
+ * they are published, as a range's are.  Return the bits that got one.
+ */
+static unsigned long sparse_pages_new(struct vmcoh_dev *dev,
+				      unsigned long want, struct page **pages)
+{
+	struct vmcoh_window *w = &dev->window;
+	unsigned long got = 0, fit, nr = hweight_long(want);
+	struct page *give = NULL;
+	unsigned int i;
+
+	xa_lock(&w->regions);
+	window_make_room_locked(w, nr, &give);
+	fit = min(nr, window_room_locked(w));
+	w->pages_used += fit;
+	w->nr_sparse_pages += fit;
+	xa_unlock(&w->regions);
+	if (give)
+		put_page(give);
+	for_each_set_bit(i, &want, BITS_PER_LONG) {
+		if (!fit)
+			break;
+		pages[i] = alloc_page(GFP_HIGHUSER | __GFP_NORETRY |
+				      __GFP_NOWARN);
+		if (!pages[i])
+			break;
+		got |= BIT(i);
+		fit--;
+	}
+	sparse_uncharge(w, fit);
+	return got;
+}
+
+/* Free the pages of the bits of @bits, sparse blocks never published. */
+static void sparse_pages_put(struct vmcoh_dev *dev, unsigned long bits,
+			     struct page **pages)
+{
+	unsigned int i;
+
+	for_each_set_bit(i, &bits, BITS_PER_LONG)
+		put_page(pages[i]);
+	sparse_uncharge(&dev->window, hweight_long(bits));
+}
+
+/* vmcoh_window_publish() in a sparse range: a page of its own. */
+static struct page *sparse_publish(struct vmcoh_dev *dev,
+				   struct vmcoh_window_range *range,
+				   pgoff_t index, struct page *src, bool *ours)
+{
+	struct page *page, *cur;
+
+	if (!sparse_pages_new(dev, 1, &page)) {
+		range_published(dev, range, 1, 0);
+		return ERR_PTR(-ENOSPC);
+	}
+	cur = vmcoh_block_store(&dev->map, index, page, true, src, ours);
+	if (!*ours)
+		sparse_pages_put(dev, 1, &page);
+	range_published(dev, range, 1, *ours);
+	return *ours ? page : cur;
 }
 
 /**
@@ -602,9 +881,11 @@ struct page *vmcoh_window_publish(struct vmcoh_dev *dev, pgoff_t index,
 	struct page *slot, *cur;
 
 	*ours = false;
-	range = window_get(dev, index, true);
+	range = window_get(dev, index, true, false);
 	if (IS_ERR_OR_NULL(range))
 		return range ? ERR_CAST(range) : ERR_PTR(-ENOSPC);
+	if (range->sparse)
+		return sparse_publish(dev, range, index, src, ours);
 	slot = range->head + (index & (VMCOH_RANGE_PAGES - 1));
 
 	cur = vmcoh_block_store(&dev->map, index, slot, true, src, ours);
@@ -622,16 +903,24 @@ static unsigned long window_publish_batch(struct vmcoh_dev *dev,
 					  pgoff_t first, unsigned long want,
 					  struct page *const *srcs)
 {
+	struct page *pages[BITS_PER_LONG];
 	struct vmcoh_window_range *range;
-	unsigned long ours;
+	unsigned long got, ours;
 
-	range = window_get_batch(dev, first, &want, true);
+	range = window_get_batch(dev, first, &want, true, false);
 	if (IS_ERR_OR_NULL(range))
 		return 0;
-	ours = vmcoh_blocks_store_copies(&dev->map, first, want,
-					 range->head +
-					 (first & (VMCOH_RANGE_PAGES - 1)),
-					 srcs);
+	if (range->sparse) {
+		got = sparse_pages_new(dev, want, pages);
+		ours = vmcoh_blocks_store_copies(&dev->map, first, got, NULL,
+						 pages, srcs);
+		sparse_pages_put(dev, got & ~ours, pages);
+	} else {
+		ours = vmcoh_blocks_store_copies(&dev->map, first, want,
+						 range->head +
+						 (first & (VMCOH_RANGE_PAGES - 1)),
+						 NULL, srcs);
+	}
 	range_published(dev, range, hweight_long(want), hweight_long(ours));
 	return ours;
 }
@@ -640,20 +929,23 @@ static unsigned long window_publish_batch(struct vmcoh_dev *dev,
  * window_block_removed - @block, of @index, is out of the block map
  * @dev: the device, with a window
  * @index: its index
+ * @block: its page
  * @list: the removal's list, freed by vmcoh_blocks_free()
  *
  * Called under blocks.xa_lock, with io_rwsem held exclusive: a range's
  * freeing bits belong to one invalidation at a time.  The range cannot go
- * while it has blocks, so the lockless lookup is stable.
+ * while it has blocks, so the lockless lookup is stable.  Return true for
+ * a sparse block, whose page the block map frees itself.
  */
-static void window_block_removed(struct vmcoh_dev *dev, pgoff_t index,
+static bool window_block_removed(struct vmcoh_dev *dev, pgoff_t index,
+				 struct page *block,
 				 struct vmcoh_block_list *list)
 {
 	struct vmcoh_window_range *range = range_of(&dev->window,
 						    range_region(index));
 
 	if (WARN_ON_ONCE(!range))
-		return;
+		return false;
 	atomic_dec(&range->nr_present);
 	/* Atomic: window_get() reads it under the window's lock only. */
 	set_bit(index & (VMCOH_RANGE_PAGES - 1), range->freeing);
@@ -661,7 +953,10 @@ static void window_block_removed(struct vmcoh_dev *dev, pgoff_t index,
 		range->freeing_next = list->ranges ?: range;
 		list->ranges = range;
 	}
+	if (range->sparse)
+		return true;	/* counted as the block map lists it */
 	list->count++;
+	return false;
 }
 
 /*
@@ -688,10 +983,16 @@ static void window_blocks_free(struct vmcoh_dev *dev,
 			bitmap_or(range->pinned, range->pinned, range->freeing,
 				  VMCOH_RANGE_PAGES);
 		bitmap_zero(range->freeing, VMCOH_RANGE_PAGES);
+		if (range->sparse) {	/* their pages are freed already */
+			w->pages_used -= n;
+			w->nr_sparse_pages -= n;
+			WRITE_ONCE(w->released, w->released + 1);
+			freed = true;
+		}
 		atomic_long_sub(n, &dev->map.nr_blocks);
 		vmcoh_count_add(dev, VMCOH_BLOCKS_FREED, n);
 		range->nr_blocks -= n;
-		freed |= range_release_locked(w, range, false);
+		freed |= range_release_locked(w, range, NULL);
 		xa_unlock(&w->regions);
 		cond_resched();
 	}
@@ -765,7 +1066,7 @@ reclaim_pick(struct vmcoh_dev *dev, pgoff_t skip, bool *released)
 		if (range->reclaiming || range->region == skip)
 			continue;
 		if (!range->nr_blocks) {
-			if (range_release_locked(w, range, false)) {
+			if (range_release_locked(w, range, NULL)) {
 				*released = true;
 				victim = range;
 				break;
@@ -793,12 +1094,13 @@ reclaim_pick(struct vmcoh_dev *dev, pgoff_t skip, bool *released)
 }
 
 /*
- * Reclaim @victim, which reclaim_pick() marked: a DROP of its region, then
- * back to the pool unless something still holds it.  Return whether it
- * went back; *@err is the DROP's.
+ * Reclaim @victim, which reclaim_pick() marked, holding @blocks: a DROP of
+ * its region, then back to the pool unless something still holds it.
+ * Return whether it went back; *@err is the DROP's.
  */
 static bool reclaim_range(struct vmcoh_dev *dev,
-			  struct vmcoh_window_range *victim, int *err)
+			  struct vmcoh_window_range *victim,
+			  unsigned int blocks, int *err)
 {
 	struct vmcoh_window *w = &dev->window;
 	pgoff_t first = victim->region << VMCOH_RANGE_ORDER;
@@ -808,7 +1110,7 @@ static bool reclaim_range(struct vmcoh_dev *dev,
 				VMCOH_OP_RECLAIM);
 	xa_lock(&w->regions);
 	victim->reclaiming = false;
-	released = range_release_locked(w, victim, true);
+	released = range_release_locked(w, victim, window_shadow(blocks));
 	if (!released)	/* pinned, or a STORE failed: try it last */
 		list_move_tail(&victim->lru, &w->busy);
 	xa_unlock(&w->regions);
@@ -836,7 +1138,7 @@ static int window_reclaim_one(struct vmcoh_dev *dev, pgoff_t skip,
 			return -ENOSPC;
 		region = victim->region;
 		blocks = READ_ONCE(victim->nr_blocks);
-		if (released || reclaim_range(dev, victim, &err)) {
+		if (released || reclaim_range(dev, victim, blocks, &err)) {
 			trace_vmcoh_reclaim(region, blocks, why, 0);
 			vmcoh_count(dev, reclaim_counters[why]);
 			window_wake(&dev->window);
@@ -914,7 +1216,8 @@ int vmcoh_window_reclaim_in_fault(struct vmcoh_dev *dev, pgoff_t index)
 
 /*
  * Make sure a free range has memory, allocating it hard for one that has
- * none.  Called holding nothing.  Return 0, or -ENOMEM.
+ * none, if the budget has room.  Called holding nothing.  Return 0, or
+ * -ENOMEM.
  */
 static int window_populate(struct vmcoh_window *w)
 {
@@ -923,7 +1226,8 @@ static int window_populate(struct vmcoh_window *w)
 	bool populated;
 
 	xa_lock(&w->regions);
-	populated = w->nr_populated_free || !w->nr_free;
+	populated = w->nr_populated_free || !w->nr_free ||
+		    window_room_locked(w) < VMCOH_RANGE_PAGES;
 	xa_unlock(&w->regions);
 	if (populated)
 		return 0;
@@ -932,10 +1236,13 @@ static int window_populate(struct vmcoh_window *w)
 		return -ENOMEM;
 	xa_lock(&w->regions);
 	list_for_each_entry(range, &w->free, lru) {
+		if (window_room_locked(w) < VMCOH_RANGE_PAGES)
+			break;
 		if (!range->head) {
 			range->head = head;
 			head = NULL;
 			w->nr_populated_free++;
+			w->pages_used += VMCOH_RANGE_PAGES;
 			break;
 		}
 	}
@@ -979,7 +1286,7 @@ int vmcoh_window_wait(struct vmcoh_dev *dev)
 	/* Callers go round until this fails: let a killed one go. */
 	if (fatal_signal_pending(current))
 		return -EINTR;
-	if (READ_ONCE(w->nr_free))
+	if (window_free_ranges(w))
 		return window_populate(w);
 	if (!vmcoh_served(dev))
 		return -ENOSPC;
@@ -999,7 +1306,7 @@ int vmcoh_window_wait(struct vmcoh_dev *dev)
 		queue_work(system_unbound_wq, &w->work);
 		slice = min_t(long, left, WINDOW_WAIT_KICK);
 		ret = wait_event_killable_timeout(w->free_wait,
-						  READ_ONCE(w->nr_free) ||
+						  window_free_ranges(w) ||
 						  READ_ONCE(w->released) !=
 						  released, slice);
 		if (left != MAX_SCHEDULE_TIMEOUT)
@@ -1105,6 +1412,7 @@ static unsigned long window_give_back(struct vmcoh_window *w,
 		heads[n++] = range->head;
 		range->head = NULL;
 		w->nr_populated_free--;
+		w->pages_used -= VMCOH_RANGE_PAGES;
 	}
 	xa_unlock(&w->regions);
 	for (i = 0; i < n; i++)
@@ -1149,11 +1457,12 @@ static unsigned long window_shrink_count(struct shrinker *shrink,
 	unsigned long n;
 
 	xa_lock(&w->regions);
-	n = window_spare_ranges(w);
+	n = window_spare_ranges(w) * VMCOH_RANGE_PAGES;
 	if (vmcoh_served(dev))
-		n += w->nr_ranges - w->nr_free;
+		n += (w->nr_ranges - w->nr_free) * VMCOH_RANGE_PAGES +
+		     w->nr_sparse_pages;
 	xa_unlock(&w->regions);
-	return n ? n * VMCOH_RANGE_PAGES : SHRINK_EMPTY;
+	return n ?: SHRINK_EMPTY;
 }
 
 /*
@@ -1173,7 +1482,7 @@ static unsigned long window_shrink_scan(struct shrinker *shrink,
 		xa_lock(&w->regions);
 		WRITE_ONCE(w->shrink_target,
 			   min_t(unsigned long, want - n,
-				 w->nr_ranges - w->nr_free));
+				 w->nr_ranges - w->nr_free + w->nr_sparse));
 		xa_unlock(&w->regions);
 		window_kick(dev);
 	}
@@ -1234,6 +1543,8 @@ void vmcoh_window_read_stats(struct vmcoh_dev *dev,
 	stats->ranges_busy = w->nr_ranges - w->nr_free;
 	stats->ranges_populated = w->nr_ranges - w->nr_free +
 				  w->nr_populated_free;
+	stats->sparse_regions = w->nr_sparse;
+	stats->sparse_blocks = w->nr_sparse_pages;
 	xa_unlock(&w->regions);
 	stats->reserve = window_reserve_now(w);
 	stats->reclaims_inline =
@@ -1253,6 +1564,8 @@ void vmcoh_window_read_stats(struct vmcoh_dev *dev,
 	stats->pmd_fallbacks = vmcoh_counter_read(dev, VMCOH_PMD_FALLBACKS);
 	stats->pmd_downgrades = vmcoh_counter_read(dev, VMCOH_PMD_DOWNGRADES);
 	stats->refaults = vmcoh_counter_read(dev, VMCOH_WINDOW_REFAULTS);
+	stats->sparse_taken = vmcoh_counter_read(dev,
+						 VMCOH_WINDOW_SPARSE_TAKEN);
 }
 
 /**
@@ -1273,6 +1586,7 @@ int vmcoh_window_create(struct vmcoh_dev *dev, unsigned int nr_ranges)
 	xa_init(&w->regions);
 	INIT_LIST_HEAD(&w->free);
 	INIT_LIST_HEAD(&w->busy);
+	INIT_LIST_HEAD(&w->sparse_free);
 	init_waitqueue_head(&w->free_wait);
 	INIT_WORK(&w->work, window_work);
 	if (!nr_ranges)
@@ -1294,6 +1608,8 @@ int vmcoh_window_create(struct vmcoh_dev *dev, unsigned int nr_ranges)
 	}
 	w->nr_ranges = nr_ranges;
 	w->nr_free = nr_ranges;
+	w->nr_pages = (unsigned long)nr_ranges * VMCOH_RANGE_PAGES;
+	w->pages_used = w->nr_pages;
 	dev->map.ops = &window_block_ops;
 	w->nr_populated_free = nr_ranges;
 	return 0;
@@ -1341,10 +1657,17 @@ void vmcoh_window_stop(struct vmcoh_dev *dev)
 void vmcoh_window_destroy(struct vmcoh_dev *dev)
 {
 	struct vmcoh_window *w = &dev->window;
+	struct vmcoh_window_range *range, *next;
 	unsigned int i;
 
 	if (!w->nr_ranges)
 		return;
+	/* Every block is gone; a (compound) range may stay pinned. */
+	list_splice_init(&w->busy, &w->sparse_free);
+	list_for_each_entry_safe(range, next, &w->sparse_free, lru) {
+		if (range->sparse)
+			kfree(range);
+	}
 	for (i = 0; i < w->nr_ranges; i++) {
 		/* A pin (a vmsplice'd page, say) may outlive us: not a leak. */
 		if (w->ranges[i].head)

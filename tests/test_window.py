@@ -72,6 +72,7 @@ SCENARIOS = {
     # A server of runs (region loads, issue 17), and the reclaim that keeps refaults.
     "StressWritersAndReaderProcessesOverFourTimesTheWindowWithRuns",
     "MappedPassesOverFourTimesTheWindowLoadRunsAndStayWithinIt",
+    "RandomLoadsBeyondTheWindowTakePagesOfTheirOwnAndStayWithinIt",
     # ... that takes STOREs of runs: a reclaim writes a dirty region back in one.
     "AReclaimWritesARegionStoredIntoWholeBackInOneStore",
 }

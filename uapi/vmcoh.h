@@ -458,6 +458,14 @@ struct vmcoh_backing_stats {
  * first, and an active range stays active while faults map it or read(2)
  * reads it (kmod/window.c, "Which range goes").
  *
+ * Sparse regions.  For a server that takes runs, a region that comes back
+ * after a reclaim through a scattered miss (read-around, not a sequential
+ * pass) gets pages of its own rather than a range: its blocks are single
+ * pages, allocated as they are loaded and freed with them, never mapped by
+ * a PMD.  The window's bound is then window_mb of pages: a range with
+ * memory counts 2 MiB, a sparse block 4 KiB (sparse_regions, sparse_blocks,
+ * sparse_taken; kmod/window.c, "Sparse regions").
+ *
  * Pins in a window.  Since block i is always page i of its range, a page
  * that GUP holds (O_DIRECT, process_vm_writev(), vmsplice) when its block
  * is punched, truncated, invalidated or reclaimed does not back the index
@@ -505,6 +513,12 @@ struct vmcoh_window_stats {
 					 */
 	__u64 reclaims_fault;		/* by faults that let go of their
 					 * locks to reclaim
+					 */
+	__u64 sparse_regions;		/* regions in pages of their own now */
+	__u64 sparse_blocks;		/* ... their blocks, now */
+	__u64 sparse_taken;		/* regions that came back through a
+					 * scattered miss and got pages of
+					 * their own, ever
 					 */
 };
 

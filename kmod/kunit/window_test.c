@@ -123,7 +123,7 @@ static void window_full_then_freed_by_removal(struct kunit *test)
 				     test_publish(test, VMCOH_RANGE_PAGES, 2));
 	KUNIT_EXPECT_PTR_EQ(test, test_publish(test, 2 * VMCOH_RANGE_PAGES, 3),
 			    ERR_PTR(-ENOSPC));
-	KUNIT_EXPECT_EQ(test, vmcoh_window_reserve(dev, 2 * VMCOH_RANGE_PAGES),
+	KUNIT_EXPECT_EQ(test, vmcoh_window_reserve(dev, 2 * VMCOH_RANGE_PAGES, false),
 			-ENOSPC);
 
 	test_remove(dev, 0, VMCOH_RANGE_PAGES - 1, &list);
@@ -205,8 +205,8 @@ static void window_pinned_page_waits_for_the_pin(struct kunit *test)
 	test_free(dev, &list);
 	KUNIT_EXPECT_PTR_EQ(test, test_publish(test, 5, 0x99),
 			    ERR_PTR(-EBUSY));
-	KUNIT_EXPECT_EQ(test, vmcoh_window_reserve(dev, 5), -EBUSY);
-	KUNIT_EXPECT_EQ(test, vmcoh_window_reserve(dev, 7), 0);
+	KUNIT_EXPECT_EQ(test, vmcoh_window_reserve(dev, 5, false), -EBUSY);
+	KUNIT_EXPECT_EQ(test, vmcoh_window_reserve(dev, 7, false), 0);
 	KUNIT_EXPECT_EQ(test, first_byte(block), 0x88);
 
 	put_page(block);

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -504,6 +505,43 @@ TEST_F(WindowRunsTest, MappedPassesOverFourTimesTheWindowLoadRunsAndStayWithinIt
   EXPECT_EQ(window().range_wait_timeouts, 0U);
   RecordProperty("requests", std::to_string(server().requests()));
   RecordProperty("refaults", std::to_string(window().refaults - refaults));
+}
+
+// Random 4 KiB loads beyond the window (kmod/window.c, "Sparse regions"): a region that comes back
+// through a scattered miss takes pages of its own rather than a 2 MiB range, so more regions hold
+// blocks than the window has ranges, each with the runs it was read in, and the blocks stay within
+// the window's pages.  With ranges only, at most `ranges_` regions held blocks, and beyond the
+// window a fourth of their memory was data (docs/bench.md).
+TEST_F(WindowRunsTest, RandomLoadsBeyondTheWindowTakePagesOfTheirOwnAndStayWithinIt) {
+  const Mapping shared = map_all(PROT_READ);
+  // 4 KiB faults: a 2 MiB fault on a region without blocks loads it whole (fault_pmd_load()).
+  ASSERT_EQ(::madvise(shared.data(), shared.size(), MADV_NOHUGEPAGE), 0);
+  // A pass first: every region has had a range, and the reclaim took most of them back.
+  for (std::uint64_t b = 0; b < blocks_; ++b) {
+    ASSERT_TRUE(probed_block(shared, b)) << "SIGBUS at block " << b;
+  }
+  const vmcoh_window_stats before = window();
+  Rng rng(0x5ca7);
+  std::uint64_t most_regions = 0;
+  for (int i = 0; i < 2048; ++i) {
+    const std::uint64_t b = rng.below(blocks_);
+    const std::optional<PageImage> page = probed_block(shared, b);
+    ASSERT_TRUE(page) << "SIGBUS at block " << b;
+    ASSERT_EQ(*page, block_stamp(b, 1)) << "block " << b;
+    if (i % 32 != 0) continue;
+    const vmcoh_window_stats w = window();
+    most_regions = std::max<std::uint64_t>(most_regions, w.ranges_busy + w.sparse_regions);
+    // Ranges with memory and pages of their own, in one look: the window's pages at most.
+    ASSERT_LE(w.ranges_populated * kRangeBlocks + w.sparse_blocks, ranges_ * kRangeBlocks)
+        << counters();
+    expect_within_window();
+  }
+  const vmcoh_window_stats after = window();
+  EXPECT_GT(after.sparse_taken, before.sparse_taken) << counters();
+  EXPECT_GT(most_regions, ranges_) << counters();
+  EXPECT_EQ(after.range_wait_timeouts, 0U);
+  RecordProperty("sparse_taken", std::to_string(after.sparse_taken - before.sparse_taken));
+  RecordProperty("most_regions", std::to_string(most_regions));
 }
 
 // The miss that loads the rest of a region sends the next region ahead; the pass's fault on
