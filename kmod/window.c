@@ -121,7 +121,7 @@
  * caller reclaims, as for a range; a load is sent only if the budget has
  * room for a run (vmcoh_window_reserve()).  A sparse region is never
  * mapped by a PMD, and a sequential pass through one loads into pages of
- * its own too; it gets a range again once reclaimed and read in order.
+ * its own too; a reclaimed one comes back with a range unless as above.
  * Pins need nothing: a sparse block's page is never another block's, and
  * a pin keeps a freed one alive, outside the budget, as in the page cache.
  *
