@@ -41,10 +41,10 @@ module_param(max_mb, uint, 0444);
 MODULE_PARM_DESC(max_mb,
 		 "Cap on allocated blocks in MiB; beyond it allocation fails with ENOSPC (default 512)");
 
-static unsigned int fault_around = 16;
+static unsigned int fault_around;
 module_param(fault_around, uint, 0444);
 MODULE_PARM_DESC(fault_around,
-		 "Pages a read fault maps around itself: a power of two up to 32, 1 for none (default 16; always 1 with test_hooks=1)");
+		 "Pages a read fault maps around itself: a power of two up to 32, 1 for none (default 0: 16, or 1 with test_hooks=1)");
 
 static bool pmd = true;
 module_param(pmd, bool, 0444);
@@ -227,14 +227,17 @@ static int __init vmcoh_init(void)
 		       VMCOH_MAX_OBJECT_SIZE >> 20);
 		return -EINVAL;
 	}
-	if (!is_power_of_2(fault_around) ||
-	    fault_around > VMCOH_FAULT_AROUND_MAX) {
+	if (fault_around && (!is_power_of_2(fault_around) ||
+			     fault_around > VMCOH_FAULT_AROUND_MAX)) {
 		pr_err("vmcoh: fault_around must be a power of two up to %d\n",
 		       VMCOH_FAULT_AROUND_MAX);
 		return -EINVAL;
 	}
-	/* Hold points count on one fault per page: the tests park faults. */
-	vmcoh.fault_around = test_hooks ? 1 : fault_around;
+	/*
+	 * Hold points count on one fault per page, unless a test that parks
+	 * fault-around itself asks for it.
+	 */
+	vmcoh.fault_around = fault_around ?: test_hooks ? 1 : 16;
 	vmcoh.load_timeout_ms = -1;	/* the module parameter, read live */
 
 	err = vmcoh_hooks_init(test_hooks, unsafe);

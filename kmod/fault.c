@@ -42,6 +42,28 @@
  * hands the block to the core locked, so that the core maps it writable in
  * the same trap (fault_store_in_one_trap()) - and ->page_mkwrite.
  *
+ * Counted fault-around.  In a window, fault-around maps the blocks it finds
+ * in the block map under no lock of ours at all, as filemap_map_pages()
+ * maps folios it merely trylocks: the page lock does not do here, since a
+ * range's blocks are the pages of one compound page, and its one folio lock
+ * would serialize every fault-around of the region.  Instead it counts
+ * itself in the current generation (vmcoh_around_begin()) before it reads
+ * the block map, and an invalidation that took blocks out of the map starts
+ * a new generation, always unmaps, and if any fault-around of the old
+ * generation was in flight waits for them all to end and unmaps again
+ * before it frees anything (invalidate.c, step 3b).  A fault-around counted
+ * in the new generation reads the block map as it changed; one counted in
+ * the old either ended before the unmap or is waited for.  So the block it
+ * maps is still the index's, or unmapped before it can be freed, and a
+ * window's range goes back to the pool only after that.  The entry lock
+ * adds nothing for a block in the map: writes into it are seen through any
+ * mapping, a store reaches ->page_mkwrite and its entry lock, and every
+ * change of the map is an invalidation.  ->fault, holes, loads and 2 MiB
+ * faults keep their entry locks.  Cheaper than the entry path (two xarray
+ * passes storing an entry per page, which were a fifth of a resident random
+ * read's time in profiles; docs/bench.md), and the invalidation's wait is
+ * for faults that never sleep.
+ *
  * Every page a load maps is mapped read-only: shared writable mappings use
  * write notification (vm_page_prot has no write bit because ->page_mkwrite
  * exists), and private mappings copy on write in the core.  A store then
@@ -71,7 +93,8 @@
  * pages follows the protocol above: its entry is locked (one xa_lock pass
  * for the whole window, vmcoh_entries_trylock()), or in a plain object its
  * block's page, its block looked up and the size checked under that lock,
- * its PTE installed before the unlock.  Pages whose locks are taken are
+ * its PTE installed before the unlock; in a window, the window is counted
+ * instead (above).  Pages whose locks are taken are
  * skipped rather than waited for, and so are holes and pages that may map
  * the zero page; ->fault maps those.  Each
  * step walks the whole window once (xas_next() and xas_for_each()): lookups
@@ -116,7 +139,8 @@
  * handed to the core, which takes the PTL with it held); page lock -> PTL
  * on the page-lock paths, which take no entry lock.  Fault-around
  * runs after the faulting entry is unlocked and takes its batch with
- * trylocks, so it never waits while holding an entry lock.
+ * trylocks, so it never waits while holding an entry lock; counted, it
+ * takes nothing but the page table lock, and waits for nothing.
  */
 
 #include <linux/mm.h>
@@ -448,19 +472,64 @@ static void fault_touch(struct vmcoh_dev *dev, pgoff_t index)
 }
 
 /*
+ * Counted fault-around in a window: the blocks of the window that are in
+ * the block map, under no lock of ours but a count that invalidation waits
+ * for (vmcoh_around_begin()); then the size.  @may_sleep: called from
+ * ->fault, not ->map_pages, so that a test may park it after the lookup
+ * (VMCOH_HOLD_FAULT_LOOKED_UP at an index of the window).
+ */
+static unsigned long fault_map_window_counted(struct vm_fault *vmf,
+					      struct vmcoh_dev *dev,
+					      pgoff_t first, unsigned int nr,
+					      unsigned long want,
+					      bool may_sleep)
+{
+	struct page *blocks[VMCOH_FAULT_AROUND_MAX];
+	pgoff_t last = first + nr - 1;
+	unsigned long done = 0;
+	pgoff_t size;
+	int slot;
+
+	if (!may_sleep &&
+	    vmcoh_hold_armed(VMCOH_HOLD_FAULT_LOOKED_UP, first, last))
+		return 0;	/* for ->fault's fault-around to park */
+	slot = vmcoh_around_begin(dev);
+	if (slot < 0)
+		return 0;
+	/* Being dropped: leave it to ->fault, which waits for the drop. */
+	if (!vmcoh_drop_pending(dev, first, last)) {
+		want &= vmcoh_blocks_lookup_window(&dev->map, first, nr,
+						   blocks);
+		if (may_sleep)
+			vmcoh_hold_range(dev, VMCOH_HOLD_FAULT_LOOKED_UP,
+					 first, last);
+		size = vmcoh_size_pages(dev);
+		if (first + nr > size)
+			want &= size > first ? GENMASK(size - first - 1, 0) : 0;
+		done = fault_insert_runs(vmf, dev, first, blocks, want);
+		if (done)
+			fault_touch(dev, first);
+	}
+	vmcoh_around_end(dev, slot);
+	return done;
+}
+
+/*
  * Map the blocks of [@first, @last], one fault-around window of @vmf's VMA
  * inside one page table, read-only, but not @skip (ULONG_MAX: none), nor
  * pages mapped already (fault_window_mapped()).  Called with no entry lock
- * held; never sleeps (->map_pages runs under RCU).  Each step walks the
- * window once, not once per page: the block map without locks, the entry
- * trylocks, the block map under them, the unlocks.
+ * held; never sleeps, but for a test's park when @may_sleep (->map_pages
+ * runs under RCU).  Each step walks the window once, not once per page: the
+ * block map without locks, the entry trylocks, the block map under them,
+ * the unlocks.
  *
  * Return: the bits (from @first) of the indices this call mapped from their
  * blocks, or found mapped from them (-EBUSY).
  */
 static unsigned long fault_map_window(struct vm_fault *vmf,
 				      struct vmcoh_dev *dev, pgoff_t first,
-				      pgoff_t last, pgoff_t skip)
+				      pgoff_t last, pgoff_t skip,
+				      bool may_sleep)
 {
 	struct page *blocks[VMCOH_FAULT_AROUND_MAX];
 	unsigned long flags[VMCOH_FAULT_AROUND_MAX];
@@ -482,6 +551,9 @@ static unsigned long fault_map_window(struct vm_fault *vmf,
 	}
 	if (fault_by_page_lock(dev))
 		return fault_map_window_by_page_lock(vmf, dev, first, nr, want);
+	if (vmcoh_around_counted(dev))
+		return fault_map_window_counted(vmf, dev, first, nr, want,
+						may_sleep);
 
 	/* A lockless look first: most windows need no entry at all. */
 	want &= vmcoh_blocks_lookup_window(&dev->map, first, nr, blocks);
@@ -544,7 +616,7 @@ static unsigned long fault_around(struct vm_fault *vmf, struct vmcoh_dev *dev)
 	pgoff_t first, last;
 
 	fault_around_window(vmf, dev, &first, &last);
-	return fault_map_window(vmf, dev, first, last, vmf->pgoff);
+	return fault_map_window(vmf, dev, first, last, vmf->pgoff, true);
 }
 
 /*
@@ -585,7 +657,7 @@ static vm_fault_t vmcoh_map_pages(struct vm_fault *vmf, pgoff_t start,
 	last = min(last, end);
 	if (vmf->pgoff < first || vmf->pgoff > last)
 		goto out;
-	mapped = fault_map_window(vmf, dev, first, last, ULONG_MAX);
+	mapped = fault_map_window(vmf, dev, first, last, ULONG_MAX, false);
 	if (mapped & BIT(vmf->pgoff - first)) {
 		vmcoh_count(dev, VMCOH_MAP_PAGES_FAULTS);
 		ret = VM_FAULT_NOPAGE;

@@ -110,6 +110,20 @@ static void hold_disarm_locked(struct hold_slot *slot)
 	slot->owner = NULL;
 }
 
+bool __vmcoh_hold_armed(unsigned int point, pgoff_t first, pgoff_t last)
+{
+	struct hold_slot *slot = &hold_slots[point];
+	bool armed;
+
+	if (READ_ONCE(slot->state) != HOLD_ARMED)
+		return false;
+	spin_lock(&hold_lock);
+	armed = slot->state == HOLD_ARMED && slot->index >= first &&
+		slot->index <= last;
+	spin_unlock(&hold_lock);
+	return armed;
+}
+
 void __vmcoh_hold(struct vmcoh_dev *dev, unsigned int point, pgoff_t first,
 		  pgoff_t last, u64 op_bit)
 {

@@ -26,6 +26,19 @@ static __always_inline bool vmcoh_unsafe(unsigned int variant)
 void __vmcoh_hold(struct vmcoh_dev *dev, unsigned int point, pgoff_t first,
 		  pgoff_t last, u64 op_bit);
 
+bool __vmcoh_hold_armed(unsigned int point, pgoff_t first, pgoff_t last);
+
+/*
+ * Is @point armed for an index in [@first, @last]?  For a path that may not
+ * park (under RCU) to leave the index to one that may.
+ */
+static __always_inline bool vmcoh_hold_armed(unsigned int point,
+					     pgoff_t first, pgoff_t last)
+{
+	return static_branch_unlikely(&vmcoh_test_hooks) &&
+	       __vmcoh_hold_armed(point, first, last);
+}
+
 /* Park here if userspace armed @point, a point of no ops, for an index in range. */
 static __always_inline void vmcoh_hold_range(struct vmcoh_dev *dev,
 					     unsigned int point, pgoff_t first,

@@ -10,7 +10,10 @@
  *   3b. wait for each block's page    (a fault mapping a block under its
  *       lock; unmap again if the       page lock, not an entry lock, has
  *       blocks are mapped              its PTE in; see
- *                                      invalidate_wait_for_stores())
+ *                                      invalidate_wait_for_stores());
+ *       in a window, for counted       (or a fault-around that read the
+ *       fault-arounds; unmap again     old block map maps it now; see
+ *       if any was in flight           invalidate_new_generation())
  *   4. free the blocks taken out in 1 (nothing can map them any more)
  *
  * Why entries before page tables (mm/truncate.c, commit cd656375f946):
@@ -32,12 +35,14 @@
  *
  * Lock order: see vmcoh.h.  Callers hold io_rwsem exclusive, which
  * serializes invalidations against each other and against write(2); step
- * 3b takes each block's page lock under it, holding nothing else.
+ * 3b takes each block's page lock under it, holding nothing else, or waits
+ * for counted fault-arounds, which wait for nothing.
  */
 
 #include <linux/highmem.h>
 #include <linux/mm.h>
 #include <linux/pagemap.h>
+#include <linux/wait_bit.h>
 
 #include "hooks.h"
 #include "trace.h"
@@ -85,6 +90,83 @@ static bool invalidate_wait_for_stores(struct vmcoh_block_list *blocks)
 	return mapped;
 }
 
+/**
+ * vmcoh_around_begin - count a fault-around that maps blocks under no lock
+ * @dev: the device, vmcoh_around_counted()
+ *
+ * The caller reads the block map after this, and installs PTEs for the
+ * blocks it found, checking nothing else about them (fault.c, "Counted
+ * fault-around").  That is safe because an invalidation that frees blocks
+ * starts a new generation after it changed the block map, and waits for
+ * the fault-arounds counted in the one before (invalidate_new_generation()):
+ * the count is taken, then the generation read again, and the two barriers
+ * pair so that either the invalidation sees this count, or this fault-around
+ * sees the new generation - and then the block map as it changed.  Only a
+ * count in the generation still current is kept.  Never waits, so callers
+ * may hold RCU.
+ *
+ * Return: the slot to hand to vmcoh_around_end(), or -EAGAIN if an
+ * invalidation began a generation meanwhile: the caller maps nothing.
+ */
+int vmcoh_around_begin(struct vmcoh_dev *dev)
+{
+	struct vmcoh_around *around = &dev->around;
+	unsigned long gen = READ_ONCE(around->gen);
+	int slot = gen & 1;
+
+	atomic_inc(&around->count[slot]);
+	smp_mb__after_atomic();	/* pairs with invalidate_new_generation() */
+	if (likely(READ_ONCE(around->gen) == gen))
+		return slot;
+	vmcoh_around_end(dev, slot);
+	return -EAGAIN;
+}
+
+/**
+ * vmcoh_around_end - the fault-around counted in @slot has installed its PTEs
+ * @dev: the device
+ * @slot: what vmcoh_around_begin() returned
+ */
+void vmcoh_around_end(struct vmcoh_dev *dev, int slot)
+{
+	atomic_t *count = &dev->around.count[slot];
+
+	/* Fully ordered: the PTEs before the count, and before the wakeup's look. */
+	if (atomic_dec_and_test(count))
+		wake_up_var(count);
+}
+
+/*
+ * Step 3b for counted fault-arounds (fault.c), and the start of step 3: a
+ * new generation, once the block map changed.  A fault-around counted in
+ * the old one may have read the block map before it changed, and install a
+ * PTE for a block taken out after any unmap; one counted in the new one
+ * reads the block map after (vmcoh_around_begin()).  So the caller unmaps
+ * after this whatever was taken out, and waits, with
+ * invalidate_wait_around(), for the old generation if it had any in flight:
+ * those that ended before the count is read here had their PTEs in before
+ * that unmap.  Returns the old generation's slot if it had any; -1 if not.
+ */
+static int invalidate_new_generation(struct vmcoh_dev *dev)
+{
+	struct vmcoh_around *around = &dev->around;
+	int old = around->gen & 1;
+
+	lockdep_assert_held_write(&dev->io_rwsem);
+	smp_mb();	/* the block map's change before the new generation */
+	WRITE_ONCE(around->gen, around->gen + 1);
+	smp_mb();	/* pairs with vmcoh_around_begin() */
+	return atomic_read(&around->count[old]) ? old : -1;
+}
+
+/* Wait for the fault-arounds of the generation in @slot to have ended. */
+static void invalidate_wait_around(struct vmcoh_dev *dev, int slot)
+{
+	atomic_t *count = &dev->around.count[slot];
+
+	wait_var_event(count, !atomic_read(count));
+}
+
 /*
  * unsafe=free_before_unmap: blocks go back to the allocator while stale
  * PTEs may still map them (they keep the pages alive, being refcounted),
@@ -118,8 +200,11 @@ void vmcoh_invalidate(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
 	bool even_cows = op == VMCOH_OP_SHRINK &&
 			 !vmcoh_unsafe(VMCOH_UNSAFE_NO_EVEN_COWS);
 	unsigned long freed = blocks ? blocks->count : 0;
+	/* Blocks fault-around may have mapped with no entry (fault.c). */
+	bool counted = freed && vmcoh_around_counted(dev);
 	unsigned int unmaps = 0;
 	unsigned long removed;
+	int around = -1;
 
 	lockdep_assert_held_write(&dev->io_rwsem);
 	vmcoh_count(dev, VMCOH_INVALIDATIONS);
@@ -140,32 +225,43 @@ void vmcoh_invalidate(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
 				 last, op);
 		if (blocks && vmcoh_unsafe(VMCOH_UNSAFE_FREE_BEFORE_UNMAP))
 			invalidate_poison_and_free(dev, blocks);
+		if (counted)
+			around = invalidate_new_generation(dev);
 		vmcoh_hold_inval(dev, VMCOH_HOLD_INVAL_BEFORE_UNMAP, first,
 				 last, op);
 		/*
 		 * Without entries there are no PTEs of the object in the
 		 * range but those of blocks mapped under their page locks,
-		 * which step 3b finds (see entry.c); private copies are
-		 * anonymous pages that outlive their entry, so a shrink
+		 * which step 3b finds (see entry.c), or by a counted
+		 * fault-around, which leaves no entry: blocks taken out of a
+		 * window with fault-around are always unmapped (which also
+		 * removes a PMD that outlived its 2 MiB entry, the bug of
+		 * unsafe=pmd_downgrade_no_unmap: that is caught with
+		 * fault-around off, as test_hooks=1 has it).  Private copies
+		 * are anonymous pages that outlive their entry, so a shrink
 		 * always unmaps.
 		 */
-		if (removed || even_cows) {
+		if (removed || even_cows || counted) {
 			invalidate_unmap(dev, first, last, even_cows);
 			unmaps++;
 		}
 	}
 
 	/*
-	 * unsafe=no_store_wait: free what a store may map after the unmap.
+	 * unsafe=no_store_wait: free what a store, or a counted fault-around,
+	 * may map after the unmap.
 	 * unsafe=unmap_before_remove skips this step too: its second unmap
 	 * would remove the PTE that order leaves behind, and hide the bug the
 	 * variant is there to show.
 	 */
 	if (blocks && !vmcoh_unsafe(VMCOH_UNSAFE_NO_STORE_WAIT) &&
-	    !vmcoh_unsafe(VMCOH_UNSAFE_UNMAP_BEFORE_REMOVE) &&
-	    invalidate_wait_for_stores(blocks)) {
-		invalidate_unmap(dev, first, last, even_cows);
-		unmaps++;
+	    !vmcoh_unsafe(VMCOH_UNSAFE_UNMAP_BEFORE_REMOVE)) {
+		if (around >= 0)
+			invalidate_wait_around(dev, around);
+		if (invalidate_wait_for_stores(blocks) || around >= 0) {
+			invalidate_unmap(dev, first, last, even_cows);
+			unmaps++;
+		}
 	}
 
 	vmcoh_hold_inval(dev, VMCOH_HOLD_INVAL_BEFORE_FREE, first, last, op);

@@ -64,6 +64,10 @@
  *       page table lock            it without an entry lock: fault.c)
  *     page lock                   (invalidation waits for each block's
  *                                  page lock after its unmap: step 3b)
+ *     counted fault-around        (invalidation waits for those of the
+ *                                  generation before it: step 3b; they
+ *                                  take the page table lock and wait for
+ *                                  nothing, see vmcoh_around_begin())
  *       entries.xa_lock           (spinlock, never held across sleeps)
  *       blocks.xa_lock            (spinlock, never held across sleeps)
  *       backing.inflight.xa_lock  (spinlock: the server channel)
@@ -359,6 +363,16 @@ struct vmcoh_window {
 
 #define VMCOH_WINDOW_MAX_MB	65536
 
+/*
+ * Fault-around in a window maps present blocks under no lock of ours, each
+ * counted in the generation it began in; an invalidation that freed blocks
+ * starts a new generation and waits for the old one (invalidate.c).
+ */
+struct vmcoh_around {
+	unsigned long gen;		/* io_rwsem exclusive; read locklessly */
+	atomic_t count[2];		/* fault-arounds in flight, by gen & 1 */
+};
+
 struct vmcoh_dev {
 	struct vmcoh_blockmap map;
 	struct vmcoh_entries entries;
@@ -375,6 +389,7 @@ struct vmcoh_dev {
 	int load_timeout_ms;
 	struct vmcoh_backing backing;
 	struct vmcoh_window window;
+	struct vmcoh_around around;
 	struct vmcoh_counters __percpu *counters;
 };
 
@@ -673,6 +688,18 @@ void vmcoh_invalidate(struct vmcoh_dev *dev, pgoff_t first, pgoff_t last,
 		      enum vmcoh_op op, struct vmcoh_block_list *blocks);
 int vmcoh_punch_hole(struct vmcoh_dev *dev, loff_t offset, loff_t len);
 int vmcoh_set_size(struct vmcoh_dev *dev, loff_t size);
+int vmcoh_around_begin(struct vmcoh_dev *dev);
+void vmcoh_around_end(struct vmcoh_dev *dev, int slot);
+
+/*
+ * Does fault-around map @dev's present blocks counted, under no lock of
+ * ours (fault.c, "Counted fault-around")?  In a window, when there is
+ * fault-around at all.  Then PTEs may exist with no entry.
+ */
+static inline bool vmcoh_around_counted(struct vmcoh_dev *dev)
+{
+	return dev->window.nr_ranges && dev->fault_around > 1;
+}
 
 /* fault.c */
 extern const struct vm_operations_struct vmcoh_vm_ops;

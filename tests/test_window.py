@@ -28,7 +28,10 @@ unmapping its PMDs, must be caught by the downgrade scenario, and
 unsafe=reuse_pinned, which lets a freed page back its index again while a
 pin may still write through it, by every pin scenario, and
 unsafe=drop_skips_writeback, which reclaims a range without writing its dirty
-blocks back, by the reclaims of write(2) and of a fault (one boot for all).
+blocks back, by the reclaims of write(2) and of a fault, and
+unsafe=no_store_wait, which frees blocks a counted fault-around may still map,
+by the fault-around parked after its lookup while a punch runs (with
+fault_around=16; one boot for all).
 unsafe=reclaim_in_fault must deadlock in the last one and be reported by its
 watchdog with the stacks of both sides; a debug kernel's lockdep reports the
 inversion too (its entry locks have a lockdep map), so that run allows
@@ -95,6 +98,8 @@ PMD_SCENARIOS = {
     "StressPmdAndPteFaultsWithPunchesAndWrites",
     "StoresThroughAPmdReachTheServerAtFsync",
 }
+# Fault-around parked after its lookup, counted (issue 17), with fault_around=16.
+AROUND = "WindowAFaultAroundThatReadTheBlockMapBeforeAPunchIsWaitedFor"
 DEADLOCK = "AFaultWaitingForARangeDoesNotHoldItsEntry"
 DOWNGRADE = "APageMappingDowngradesTheRegionSoThatAPunchStillUnmapsIt"
 STALE_AHEAD = "AnInvalidationOfARegionSentAheadDropsThatPartOfItsAnswer"
@@ -130,16 +135,19 @@ RMMOD_LOOPS = int(os.environ.get("VMCOH_RMMOD_LOOPS", "5"))
 
 def run_window(results_dir, kernel, which, **kwargs):
     """tests/guest/window.sh's runs `which` (words), in one boot: (vmrun's result, {run: its
-    gtest results}); "safe" is two, safe and readahead, and "variants" four:
-    pmd_downgrade_no_unmap, reuse_pinned, drop_skips_writeback and load_after_invalidate."""
+    gtest results}); "safe" is three, safe, around and readahead, and "variants" five:
+    pmd_downgrade_no_unmap, reuse_pinned, no_store_wait, drop_skips_writeback and
+    load_after_invalidate."""
     module = module_for(kernel)
     assert module.exists(), f"{module} missing: make module-{kernel}"
     out = results_dir / f"window-{kernel}"
     out.mkdir(exist_ok=True)
     runs = [run for word in which.split()
             for run in {"variants": ["pmd_downgrade_no_unmap", "reuse_pinned",
-                                     "drop_skips_writeback", "load_after_invalidate"],
-                        "safe": ["safe", "readahead"], "rmmod": []}.get(word, [word])]
+                                     "no_store_wait", "drop_skips_writeback",
+                                     "load_after_invalidate"],
+                        "safe": ["safe", "around", "readahead"],
+                        "rmmod": []}.get(word, [word])]
     for run in runs:
         (out / f"window-{run}.json").unlink(missing_ok=True)
     timeout = 900 + (60 * RMMOD_LOOPS if "rmmod" in which.split() else 0)
@@ -168,8 +176,9 @@ ONE_BOOT = [pytest.param(k, marks=pytest.mark.xdist_group(f"window-{k}")) for k 
 def test_window_and_pmd_scenarios_pass(built, results_dir, kernel):
     runs = safe_and_variants(results_dir, kernel)[1]
     assert set(runs["readahead"]) == READAHEAD_SCENARIOS
-    found = runs["safe"] | runs["readahead"]
-    assert set(found) == SCENARIOS | PMD_SCENARIOS | READAHEAD_SCENARIOS
+    assert set(runs["around"]) == {AROUND}
+    found = runs["safe"] | runs["around"] | runs["readahead"]
+    assert set(found) == SCENARIOS | PMD_SCENARIOS | READAHEAD_SCENARIOS | {AROUND}
     for name, (failures, seconds, properties) in sorted(found.items()):
         assert not failures, f"safe module failed {name}:\n{failures}"
         print(f"{kernel} safe: {name} passed in {seconds:.3f} s {properties}")
@@ -190,6 +199,17 @@ def test_reclaim_in_fault_deadlock_is_reported(built, results_dir, kernel):
           f"{'; lockdep reports it too' if lockdep else ''}")
 
 
+def expect_caught(runs, kernel, variant, symptoms):
+    """The run of unsafe=`variant` ran exactly the scenarios of `symptoms` ({name: what its
+    failure says}), and each failed saying so."""
+    found = runs[variant]
+    assert set(found) == set(symptoms)
+    for name, symptom in symptoms.items():
+        failures, seconds, _ = found[name]
+        assert symptom in failures, f"{variant} not caught by {name}:\n{failures or 'passed'}"
+        print(f"{kernel} {variant}: caught by {name} in {seconds:.3f} s")
+
+
 @pytest.mark.parametrize("kernel", ONE_BOOT)
 def test_window_variants_are_caught(built, results_dir, kernel):
     runs = safe_and_variants(results_dir, kernel)[1]
@@ -201,30 +221,16 @@ def test_window_variants_are_caught(built, results_dir, kernel):
     print(f"{kernel} pmd_downgrade_no_unmap: caught by {DOWNGRADE} in {seconds:.3f} s"
           f"{'; also failed: ' + ', '.join(others) if others else ''}")
 
-    found = runs["reuse_pinned"]
-    assert set(found) == set(PINS)
-    for name, symptom in PINS.items():
-        failures, seconds, _ = found[name]
-        assert symptom in failures, f"reuse_pinned not caught by {name}:\n{failures or 'passed'}"
-        print(f"{kernel} reuse_pinned: caught by {name} in {seconds:.3f} s")
-
+    expect_caught(runs, kernel, "reuse_pinned", PINS)
+    # An invalidation waits for the counted fault-arounds that read the block map before it.
+    expect_caught(runs, kernel, "no_store_wait", {AROUND: "the punched block stayed mapped"})
     # A reclaim writes a range's dirty blocks back before it lets the range go: write(2)'s
     # inline reclaim and a fault's, which reclaims once it has let go of its locks.
-    found = runs["drop_skips_writeback"]
-    assert set(found) == set(WRITEBACK)
-    for name in WRITEBACK:
-        failures, seconds, _ = found[name]
-        assert "lost at the server" in failures, \
-            f"drop_skips_writeback not caught by {name}:\n{failures or 'passed'}"
-        print(f"{kernel} drop_skips_writeback: caught by {name} in {seconds:.3f} s")
-
+    expect_caught(runs, kernel, "drop_skips_writeback",
+                  dict.fromkeys(WRITEBACK, "lost at the server"))
     # A run's answer goes into the window in batches: the part invalidated in flight must not.
-    found = runs["load_after_invalidate"]
-    assert set(found) == {STALE_AHEAD}
-    failures, seconds, _ = found[STALE_AHEAD]
-    assert "the answer sent before the INVALIDATE was installed" in failures, \
-        f"load_after_invalidate not caught by {STALE_AHEAD}:\n{failures or 'passed'}"
-    print(f"{kernel} load_after_invalidate: caught by {STALE_AHEAD} in {seconds:.3f} s")
+    expect_caught(runs, kernel, "load_after_invalidate",
+                  {STALE_AHEAD: "the answer sent before the INVALIDATE was installed"})
 
 
 @pytest.mark.parametrize("kernel", [p for p in ONE_BOOT if is_debug_kernel(p.values[0])])

@@ -153,6 +153,10 @@ struct vmcoh_stats {
  *
  * Fault points fire in ->fault for a fault at @index, and in a 2 MiB fault
  * at the first index of its region (all but SIZE_CHECKED and ALLOCATED).
+ * In a window, FAULT_LOOKED_UP also fires in the fault-around that follows
+ * ->fault, when @index is in its window: it has read the block map, counted,
+ * and installs no PTE yet (->map_pages leaves such a window to it).  Only
+ * with fault-around on: module parameter fault_around > 1.
  * FAULT_ALLOCATED fires in ->fault or ->page_mkwrite when a store has just
  * published a block in a hole, its entry locked: the zero page is already
  * unmapped everywhere (unsafe=zero_unmap_after_publish: not yet).

@@ -1,6 +1,7 @@
-// Fault-around (module parameter fault_around, 16 pages by default, off with test_hooks=1): a read
-// fault also maps the blocks of its aligned window, each under its entry lock; invalidation must
-// then find and remove those PTEs exactly as it does the faulted ones.  The core asks ->map_pages
+// Fault-around (module parameter fault_around, 16 pages by default, off with test_hooks=1 unless
+// given): a read fault also maps the blocks of its aligned window, each under its entry lock (or
+// page lock, or in a window a count: kmod/fault.c); invalidation must then find and remove those
+// PTEs exactly as it does the faulted ones.  The core asks ->map_pages
 // first, which maps the window and the faulting page with it when that is an allocated block (no
 // ->fault then), once the faulting PMD has a page table; holes and the rest go to ->fault.
 #include <sys/mman.h>
@@ -16,20 +17,6 @@
 
 namespace vmcoh::test {
 namespace {
-
-std::uint64_t module_parameter(const std::string& name) {
-  std::ifstream in("/sys/module/vmcoh/parameters/" + name);
-  std::string value;
-  in >> value;
-  if (value == "Y") return 1;
-  if (value == "N") return 0;
-  return value.empty() ? 0 : std::stoull(value);
-}
-
-// Pages a read fault maps around itself, as the loaded module applies it.
-std::uint64_t fault_around_window() {
-  return module_parameter("test_hooks") != 0 ? 1 : module_parameter("fault_around");
-}
 
 // Faults answered, by ->fault or by ->map_pages alone.
 std::uint64_t answered(const vmcoh_stats& s) { return s.faults + s.map_pages_faults; }

@@ -830,6 +830,78 @@ TEST_F(DeviceTest, WindowWithoutAServerFillsThenGivesENOSPCUntilPunched) {
   EXPECT_EQ(pread_block(fd(), 0), PageImage{}) << "the punched block is not a hole";
 }
 
+// In a window, fault-around maps the blocks it finds in the block map under no lock of the
+// module's, only counted (kmod/fault.c, "Counted fault-around"), so one that read the block map
+// before a punch may install its PTE after the punch's unmap.  The punch must then wait for it and
+// unmap again (kmod/invalidate.c, step 3b); unsafe=no_store_wait returns at once, and the mapping
+// keeps the punched data where pread() reads a hole (the range's page keeps what it held: nothing
+// writes a block as it is freed).
+//
+//   A (a child) - read fault at block 4: ->fault maps it, then fault-around finds D at block 5
+//                 and parks, counted (FAULT_LOOKED_UP, armed for block 5)
+//   B           - punch block 5: block map, entries, a new generation, unmap; waits for A
+//   A           - maps D at block 5; B unmaps it again, frees it
+//
+// A runs in a child so that its parked fault, which holds its mmap_lock, holds nothing of the
+// test's; it reads block 5 through its mapping once B has returned, and sends it back.
+TEST_F(DeviceTest, WindowAFaultAroundThatReadTheBlockMapBeforeAPunchIsWaitedFor) {
+  if (!device_window()) GTEST_SKIP() << "needs a window: window_mb > 0 (tests/guest/window.sh)";
+  require_test_hooks();
+  if (IsSkipped()) return;
+  if (fault_around_window() < 16) {
+    GTEST_SKIP() << "needs fault_around=16 with test_hooks=1 (tests/guest/window.sh's around run)";
+  }
+  constexpr std::uint64_t kFaulted = 4;
+  constexpr std::uint64_t kPunched = 5;
+  device::set_size(fd(), VMCOH_RANGE_SIZE);
+  for (std::uint64_t b = 0; b < 16; ++b) pwrite_block(fd(), b, block_stamp(b, 1));
+  const Mapping shared = map(PROT_READ, MAP_SHARED, VMCOH_RANGE_SIZE);
+  ASSERT_EQ(::madvise(shared.data(), VMCOH_RANGE_SIZE, MADV_NOHUGEPAGE), 0);
+  std::array<int, 2> go{};
+  std::array<int, 2> back{};
+  ASSERT_EQ(::pipe2(go.data(), O_CLOEXEC), 0);
+  const Fd go_read(go[0]);
+  const Fd go_write(go[1]);
+  ASSERT_EQ(::pipe2(back.data(), O_CLOEXEC), 0);
+  const Fd back_read(back[0]);
+  const Fd back_write(back[1]);
+
+  HoldPoint looked_up(fd(), VMCOH_HOLD_FAULT_LOOKED_UP, kPunched, 0, kWait);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // No allocation here: the parent's threads may have held malloc's locks at the fork.
+    const auto* words = reinterpret_cast<const volatile std::uint64_t*>(shared.data());
+    (void)words[kFaulted * kBlock / sizeof(std::uint64_t)];
+    char token = 0;
+    if (::read(go_read.get(), &token, 1) != 1) ::_exit(1);
+    PageImage seen;
+    std::memcpy(seen.bytes(), shared.data() + kPunched * kBlock, kBlock);
+    const auto sent = ::write(back_write.get(), seen.bytes(), kBlock);
+    ::_exit(sent == static_cast<ssize_t>(kBlock) ? 0 : 1);
+  }
+  const bool parked = looked_up.wait_parked(kWait);
+  auto punch =
+      std::async(std::launch::async, [&] { device::punch_hole(fd(), kPunched * kBlock, kBlock); });
+  const bool waited = punch.wait_for(200ms) == std::future_status::timeout;
+  looked_up.release();
+  punch.get();
+  char token = 1;
+  ASSERT_EQ(::write(go_write.get(), &token, 1), 1);
+  PageImage seen;
+  const ssize_t got = ::read(back_read.get(), seen.bytes(), kBlock);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(parked) << "the fault-around did not park after its lookup";
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the child failed: " << status;
+  ASSERT_EQ(got, static_cast<ssize_t>(kBlock));
+  EXPECT_TRUE(waited) << "the punch returned while a fault-around that read the block map before "
+                      << "it was still to map what it found";
+  EXPECT_EQ(pread_block(fd(), kPunched), PageImage{}) << "the punched block is not a hole";
+  EXPECT_EQ(seen, PageImage{})
+      << "the punched block stayed mapped: a fault-around mapped it after the punch's unmap";
+}
+
 // A store through a GUP pin taken before a punch must not land on what is written at the index
 // after the punch (issue 14, item 3).  process_vm_writev() pins the page of block 1, then stops
 // inside its copy, reading a source page held by userfaultfd; meanwhile the block is punched and

@@ -171,4 +171,18 @@ std::string smaps_line(const void* start, const std::string& prefix) {
   return "";
 }
 
+std::uint64_t module_parameter(const std::string& name) {
+  std::ifstream in("/sys/module/vmcoh/parameters/" + name);
+  std::string value;
+  in >> value;
+  if (value == "Y") return 1;
+  if (value == "N") return 0;
+  return value.empty() ? 0 : std::stoull(value);
+}
+
+std::uint64_t fault_around_window() {
+  if (const std::uint64_t pages = module_parameter("fault_around")) return pages;
+  return module_parameter("test_hooks") != 0 ? 1 : 16;
+}
+
 }  // namespace vmcoh::test

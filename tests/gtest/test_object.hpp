@@ -77,6 +77,12 @@ void pwrite_block(int fd, std::uint64_t block, const PageImage& page);
 // of the VMA that starts at `start`; "" if there is none.
 [[nodiscard]] std::string smaps_line(const void* start, const std::string& prefix);
 void store_block(const Mapping& map, std::uint64_t block, const PageImage& page);
+// A parameter of the loaded module, /sys/module/vmcoh/parameters/NAME: a number, Y as 1, N or
+// absent as 0.
+[[nodiscard]] std::uint64_t module_parameter(const std::string& name);
+// Pages a read fault maps around itself, as the loaded module applies fault_around (0: 16, or 1
+// with test_hooks=1).
+[[nodiscard]] std::uint64_t fault_around_window();
 
 enum class Backend { device, tmpfs };
 [[nodiscard]] std::string backend_name(const testing::TestParamInfo<Backend>& info);

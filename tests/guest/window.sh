@@ -7,13 +7,15 @@
 # which deadlocks and must be reported by the scenario's watchdog; and
 # ("variants") the 2 MiB scenarios against unsafe=pmd_downgrade_no_unmap,
 # which one must catch, then the pin scenarios against unsafe=reuse_pinned,
-# which every one must catch.  "safe" also runs the readahead scenarios with
+# which every one must catch, and the parked fault-around against
+# unsafe=no_store_wait.  "safe" also runs the readahead scenarios with
 # window_mb=16 (readahead needs four ranges).
 # Separate runs, because a debug kernel's lockdep also reports the first
 # variant's deadlock: the caller allows splats for it only.
 # $1: directory for the JSON reports; $2: the module (default: ./vmcoh.ko);
 # $3: safe (default), reclaim_in_fault, variants or rmmod, or several of
-# them (e.g. "safe variants rmmod", one boot for all).
+# them (e.g. "safe variants rmmod", one boot for all).  "safe" also runs the
+# parked fault-around ("around"), with fault_around=16.
 # VMCOH_WINDOW_MB: the window
 # (default 4).  One range is too few for the stress scenario: five tasks on
 # four regions then take it from each other before their loads complete.
@@ -23,6 +25,7 @@ out=$1
 module=${2:-$top/vmcoh.ko}
 runs=${3:-safe}
 gtest=$top/build/tests/gtest/vmcoh-gtest
+around='DeviceTest.WindowAFaultAround*'
 status=0
 
 # run NAME FILTER [MODULE PARAMETER...]
@@ -43,7 +46,10 @@ run() {
 for which in $runs; do
 case $which in
 safe)
-	run safe 'Pmd*:WindowTest.*:WindowRunsTest.*:WindowHoldTest.*:DeviceTest.Window*'
+	run safe 'Pmd*:WindowTest.*:WindowRunsTest.*:WindowHoldTest.*:DeviceTest.Window*:-DeviceTest.WindowAFaultAround*'
+	# Fault-around parked after its lookup, counted: test_hooks=1 turns
+	# fault-around off unless fault_around is given.
+	run around "$around" fault_around=16
 	# Readahead needs a window of four ranges or more, and fault-around,
 	# which test_hooks=1 turns off.
 	window_mb=16 test_hooks=0
@@ -54,6 +60,9 @@ variants)
 	run pmd_downgrade_no_unmap 'PmdTest.*' unsafe=pmd_downgrade_no_unmap
 	run reuse_pinned 'DeviceTest.WindowAPinTaken*:DeviceTest.WindowASplicedPage*:WindowTest.AStoreThroughAPin*' \
 		unsafe=reuse_pinned
+	# An invalidation waits for the counted fault-arounds of the
+	# generation before it (invalidate.c, step 3b).
+	run no_store_wait "$around" fault_around=16 unsafe=no_store_wait
 	# A reclaim - by write(2) inline, or by a fault - writes back first.
 	run drop_skips_writeback 'WindowTest.WritesReclaimInline*:WindowTest.StoresReclaimInTheirFaults*' \
 		unsafe=drop_skips_writeback
