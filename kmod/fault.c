@@ -402,6 +402,20 @@ static unsigned long fault_insert_runs(struct vm_fault *vmf,
 }
 
 /*
+ * The bits of the @nr indices from @first that are below EOF, read now:
+ * after the block map, as each caller's protocol orders it.
+ */
+static unsigned long fault_below_eof(struct vmcoh_dev *dev, pgoff_t first,
+				     unsigned int nr)
+{
+	pgoff_t size = vmcoh_size_pages(dev);
+
+	if (first + nr <= size)
+		return GENMASK(nr - 1, 0);
+	return size > first ? GENMASK(size - first - 1, 0) : 0;
+}
+
+/*
  * Fault-around in a plain object: each block of the window under its page
  * lock ("Page locks"), taken by vmcoh_blocks_trylock_window() as
  * filemap_map_pages() takes each folio's; then the size and the backing
@@ -415,17 +429,14 @@ static unsigned long fault_map_window_by_page_lock(struct vm_fault *vmf,
 {
 	struct page *blocks[VMCOH_FAULT_AROUND_MAX];
 	unsigned long locked, map, done;
-	pgoff_t size;
 
 	locked = vmcoh_blocks_trylock_window(&dev->map, first, nr, want,
 					     blocks);
 	if (!locked)
 		return 0;
 	smp_rmb();	/* the map before the backing state */
-	size = vmcoh_size_pages(dev);
 	map = fault_by_page_lock(dev) ? locked : 0;
-	if (first + nr > size)
-		map &= size > first ? GENMASK(size - first - 1, 0) : 0;
+	map &= fault_below_eof(dev, first, nr);
 	done = fault_insert_runs(vmf, dev, first, blocks, map);
 	vmcoh_blocks_unlock_window(blocks, locked);
 	return done;
@@ -487,7 +498,6 @@ static unsigned long fault_map_window_counted(struct vm_fault *vmf,
 	struct page *blocks[VMCOH_FAULT_AROUND_MAX];
 	pgoff_t last = first + nr - 1;
 	unsigned long done = 0;
-	pgoff_t size;
 	int slot;
 
 	if (!may_sleep &&
@@ -503,9 +513,7 @@ static unsigned long fault_map_window_counted(struct vm_fault *vmf,
 		if (may_sleep)
 			vmcoh_hold_range(dev, VMCOH_HOLD_FAULT_LOOKED_UP,
 					 first, last);
-		size = vmcoh_size_pages(dev);
-		if (first + nr > size)
-			want &= size > first ? GENMASK(size - first - 1, 0) : 0;
+		want &= fault_below_eof(dev, first, nr);
 		done = fault_insert_runs(vmf, dev, first, blocks, want);
 		if (done)
 			fault_touch(dev, first);

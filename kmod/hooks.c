@@ -110,6 +110,15 @@ static void hold_disarm_locked(struct hold_slot *slot)
 	slot->owner = NULL;
 }
 
+/* Is @slot armed for an index in [@first, @last] and an op of @op_bit? */
+static bool hold_armed_locked(struct hold_slot *slot, pgoff_t first,
+			      pgoff_t last, u64 op_bit)
+	__must_hold(&hold_lock)
+{
+	return slot->state == HOLD_ARMED && slot->index >= first &&
+	       slot->index <= last && (!slot->ops || (slot->ops & op_bit));
+}
+
 bool __vmcoh_hold_armed(unsigned int point, pgoff_t first, pgoff_t last)
 {
 	struct hold_slot *slot = &hold_slots[point];
@@ -118,8 +127,7 @@ bool __vmcoh_hold_armed(unsigned int point, pgoff_t first, pgoff_t last)
 	if (READ_ONCE(slot->state) != HOLD_ARMED)
 		return false;
 	spin_lock(&hold_lock);
-	armed = slot->state == HOLD_ARMED && slot->index >= first &&
-		slot->index <= last;
+	armed = hold_armed_locked(slot, first, last, 0);
 	spin_unlock(&hold_lock);
 	return armed;
 }
@@ -135,8 +143,7 @@ void __vmcoh_hold(struct vmcoh_dev *dev, unsigned int point, pgoff_t first,
 	if (READ_ONCE(slot->state) != HOLD_ARMED)
 		return;
 	spin_lock(&hold_lock);
-	if (slot->state != HOLD_ARMED || slot->index < first ||
-	    slot->index > last || (slot->ops && !(slot->ops & op_bit))) {
+	if (!hold_armed_locked(slot, first, last, op_bit)) {
 		spin_unlock(&hold_lock);
 		return;
 	}

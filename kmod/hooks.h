@@ -29,8 +29,8 @@ void __vmcoh_hold(struct vmcoh_dev *dev, unsigned int point, pgoff_t first,
 bool __vmcoh_hold_armed(unsigned int point, pgoff_t first, pgoff_t last);
 
 /*
- * Is @point armed for an index in [@first, @last]?  For a path that may not
- * park (under RCU) to leave the index to one that may.
+ * Is @point, a point of no ops, armed for an index in [@first, @last]?  For
+ * a path that may not park (under RCU), to leave the index to one that may.
  */
 static __always_inline bool vmcoh_hold_armed(unsigned int point,
 					     pgoff_t first, pgoff_t last)
